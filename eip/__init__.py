@@ -1,0 +1,74 @@
+"""eip: an async, Camel-class integration engine for Python.
+
+Write routes of Enterprise Integration Patterns in a Python DSL, run them in a
+:class:`Context`, test them with :mod:`eip.testing`. Data formats live in
+:mod:`eip.dataformats`, the field mapper in :mod:`eip.mapping`, endpoint specs in
+:mod:`eip.components`. This module is the curated public API (pinned by
+``tests/test_public_api.py``).
+"""
+
+from eip.components.direct import direct
+from eip.components.log import log_endpoint
+from eip.components.mock import mock
+from eip.components.seda import seda
+from eip.dsl.builder import (
+    RouteBuilder,
+    dead_letter_channel,
+    default_error_handler,
+    otherwise,
+    when,
+)
+from eip.errors import (
+    DataFormatError,
+    EipError,
+    EndpointError,
+    ExchangeError,
+    ExchangeTimeoutError,
+    LifecycleError,
+    MappingError,
+    MarshalError,
+    NoConsumerError,
+    RouteDefinitionError,
+    UnmarshalError,
+)
+from eip.expressions import Expression, body, constant, exchange_property, header
+from eip.message import Exchange, ExchangePattern, Message
+from eip.processors.error_handler import RedeliveryPolicy
+from eip.runtime.context import Context
+from eip.runtime.template import ProducerTemplate
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Context",
+    "DataFormatError",
+    "EipError",
+    "EndpointError",
+    "Exchange",
+    "ExchangeError",
+    "ExchangePattern",
+    "ExchangeTimeoutError",
+    "Expression",
+    "LifecycleError",
+    "MappingError",
+    "MarshalError",
+    "Message",
+    "NoConsumerError",
+    "ProducerTemplate",
+    "RedeliveryPolicy",
+    "RouteBuilder",
+    "RouteDefinitionError",
+    "UnmarshalError",
+    "body",
+    "constant",
+    "dead_letter_channel",
+    "default_error_handler",
+    "direct",
+    "exchange_property",
+    "header",
+    "log_endpoint",
+    "mock",
+    "otherwise",
+    "seda",
+    "when",
+]

@@ -1,0 +1,261 @@
+"""What every component is made of: an endpoint spec, a producer and a consumer.
+
+An endpoint is written either as a URI string (``"seda:orders?size=500"``) or as a typed spec
+(``seda("orders", size=500)``). Both resolve to the same frozen msgspec Struct, so options are
+validated once, at route start, with one set of rules: an unknown or mistyped option raises a
+:class:`~eip.errors.RouteDefinitionError` that names the option and lists the valid ones.
+"""
+
+from __future__ import annotations
+
+import abc
+import logging
+import re
+import urllib.parse
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+
+import msgspec
+
+from eip.errors import RouteDefinitionError, redact_uri
+from eip.message import Exchange
+
+if TYPE_CHECKING:
+    from eip.runtime.context import Context
+    from eip.runtime.route import Route
+
+__all__ = [
+    "Component",
+    "Consumer",
+    "EndpointSpec",
+    "Producer",
+    "parse_uri",
+    "process_exchange",
+    "spec_to_uri",
+]
+
+StepResult = Awaitable[Any] | object | None
+
+
+class EndpointSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """Base of every endpoint spec. ``scheme`` names the component; ``path_field`` says which
+    field the part of the URI between ``scheme:`` and ``?`` fills."""
+
+    scheme: ClassVar[str]
+    path_field: ClassVar[str] = "name"
+
+    @property
+    def uri(self) -> str:
+        return spec_to_uri(self)
+
+
+class Producer(abc.ABC):
+    """Sends exchanges to an endpoint. ``process`` returns None when it finished synchronously,
+    or an awaitable; this lets in-memory sends stay plain calls on the hot path."""
+
+    uri: str = ""
+
+    @abc.abstractmethod
+    def process(self, exchange: Exchange) -> Any: ...
+
+    async def start(self) -> None:
+        """Connect or prepare; called once before the first message."""
+
+    async def stop(self) -> None:
+        """Release resources; called once at shutdown, after consumers have drained."""
+
+
+class Consumer(abc.ABC):
+    """Feeds exchanges from an endpoint into a route.
+
+    ``start`` returns only when the consumer is ready to take messages. ``stop`` stops taking
+    new ones; in-flight exchanges are drained by the context. Internal consumers that other
+    routes feed (``direct:``, ``seda:``) set ``stops_after_drain``: the context stops them only
+    once every route is idle and every ``backlog`` is empty, so in-flight exchanges of upstream
+    routes still find them.
+    """
+
+    stops_after_drain: ClassVar[bool] = False
+
+    def __init__(self, route: Route) -> None:
+        self.route = route
+
+    @abc.abstractmethod
+    async def start(self) -> None: ...
+
+    @abc.abstractmethod
+    async def stop(self) -> None: ...
+
+    @property
+    def backlog(self) -> int:
+        """Messages this consumer holds in memory but has not dispatched yet."""
+        return 0
+
+    @property
+    def ready(self) -> bool:
+        """Whether the consumer is connected and taking messages (for readiness checks)."""
+        return True
+
+
+class Component(abc.ABC):
+    """A transport: turns endpoint specs into producers and consumers, and owns shared state
+    (queues, connections) for its endpoints within one context."""
+
+    scheme: ClassVar[str]
+    spec_type: ClassVar[type[EndpointSpec]]
+
+    def __init__(self, context: Context) -> None:
+        self.context = context
+
+    def validate(self, spec: Any) -> None:
+        """Check semantic rules beyond types; raise ValueError naming the option."""
+
+    @abc.abstractmethod
+    def create_producer(self, spec: Any) -> Producer: ...
+
+    def create_consumer(self, spec: Any, route: Route) -> Consumer:
+        raise RouteDefinitionError(f"'{self.scheme}:' endpoints cannot be consumed from")
+
+    async def start(self) -> None:
+        """Called once, before the first producer or consumer of this component starts."""
+
+    async def stop(self) -> None:
+        """Called once at shutdown, after every producer and consumer stopped."""
+
+
+_UNKNOWN_FIELD = re.compile(r"unknown field `([^`]+)`")
+_AT_PATH = re.compile(r"^(.*?)(?: - at `\$\.?([^`]*)`)?$", re.DOTALL)
+
+
+def parse_uri(uri: str, spec_type: type[EndpointSpec]) -> EndpointSpec:
+    """Parse ``scheme:path?opt=value&...`` into ``spec_type``, with errors that name the option."""
+    _, _, rest = uri.partition(":")
+    path, _, query = rest.partition("?")
+    if path.startswith("//"):
+        path = path[2:]
+    options: dict[str, Any] = {}
+    for key, value in urllib.parse.parse_qsl(query, keep_blank_values=True, strict_parsing=False):
+        if key in options:
+            raise RouteDefinitionError(f"option '{key}' is given twice in {redact_uri(uri)}")
+        options[key] = value
+    if spec_type.path_field in options:
+        raise RouteDefinitionError(
+            f"'{spec_type.path_field}' is the endpoint path and cannot also be an option"
+        )
+    if path:
+        options[spec_type.path_field] = urllib.parse.unquote(path)
+    return build_spec(spec_type, options, redact_uri(uri))
+
+
+def build_spec(spec_type: type[EndpointSpec], options: dict[str, Any], where: str) -> EndpointSpec:
+    """Convert raw option values (strings from a URI, or Python values) into the spec."""
+    valid = [f for f in spec_type.__struct_fields__ if f != spec_type.path_field]
+    try:
+        return msgspec.convert(options, spec_type, strict=False)
+    except msgspec.ValidationError as exc:
+        text = str(exc)
+        unknown = _UNKNOWN_FIELD.search(text)
+        if unknown:
+            raise RouteDefinitionError(
+                f"unknown option '{unknown.group(1)}' for endpoint {where}",
+                option=unknown.group(1),
+                valid=valid,
+            ) from None
+        match = _AT_PATH.match(text)
+        reason = match.group(1) if match else text
+        option = match.group(2) if match and match.group(2) else None
+        reason = reason.replace("`", "")
+        reason = reason[:1].lower() + reason[1:]
+        if option is None and "missing required field" in reason:
+            option = reason.rsplit(" ", 1)[-1].strip("'")
+        if option is not None:
+            value = options.get(option)
+            got = f" (got {value!r})" if value is not None else ""
+            raise RouteDefinitionError(
+                f"option '{option}' of endpoint {where}: {reason}{got}",
+                option=option,
+                valid=valid,
+            ) from None
+        raise RouteDefinitionError(f"endpoint {where}: {reason}", valid=valid) from None
+
+
+def spec_to_uri(spec: EndpointSpec) -> str:
+    """The canonical URI of a spec: options that differ from their defaults, sorted."""
+    path_value = getattr(spec, spec.path_field, "")
+    defaults = dict(
+        zip(
+            spec.__struct_fields__,
+            (d for d in _defaults(type(spec))),
+            strict=True,
+        )
+    )
+    options = []
+    for name in sorted(spec.__struct_fields__):
+        if name == spec.path_field:
+            continue
+        value = getattr(spec, name)
+        if value == defaults.get(name, _NO_DEFAULT):
+            continue
+        options.append((name, _option_text(value)))
+    query = urllib.parse.urlencode(options)
+    return f"{spec.scheme}:{path_value}" + (f"?{query}" if query else "")
+
+
+class _NoDefault:
+    pass
+
+
+_NO_DEFAULT = _NoDefault()
+
+
+def _defaults(spec_type: type[EndpointSpec]) -> list[Any]:
+    info = msgspec.structs.fields(spec_type)
+    out: list[Any] = []
+    for f in info:
+        if f.default is not msgspec.NODEFAULT:
+            out.append(f.default)
+        elif f.default_factory is not msgspec.NODEFAULT:
+            out.append(f.default_factory())
+        else:
+            out.append(_NO_DEFAULT)
+    return out
+
+
+def _option_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list | tuple):
+        return ",".join(str(v) for v in value)
+    return str(value)
+
+
+class SupportsProcess(Protocol):
+    def process(self, exchange: Exchange) -> Any: ...
+
+
+_failures = logging.getLogger("eip.route.failures")
+
+
+async def process_exchange(route: Route, exchange: Exchange) -> bool:
+    """Dispatch an exchange into a route and complete its unit of work; True on success.
+
+    This is what every consumer calls: it is where a failure that the route's error handling
+    did not handle is logged, and where on-completion callbacks (acks, key releases) run.
+    """
+    try:
+        result = route.dispatch(exchange)
+        if result is not None:
+            await result
+    except Exception as exc:
+        exchange.exception = exc
+        _failures.error(
+            "route %s failed exchange %s: %s: %s",
+            route.id,
+            exchange.id,
+            type(exc).__name__,
+            exc,
+        )
+    done = exchange.done()
+    if done is not None:
+        await done
+    return exchange.exception is None

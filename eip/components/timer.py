@@ -1,0 +1,215 @@
+"""``timer:name`` and ``cron:name`` - start exchanges on a schedule.
+
+``timer:sync?period=60&delay=5&repeat_count=0`` fires every ``period`` seconds after an initial
+``delay``; ``repeat_count=0`` means forever. By default the next fire is scheduled ``period``
+after the previous one *finished* (Camel's fixedRate=false), so a slow run never piles up;
+``fixed_rate=true`` keeps a fixed cadence and skips fires that were missed.
+
+``cron:nightly?schedule=0+3+*+*+*&timezone=Europe/Berlin`` fires at the times of a five-field
+cron expression (``+`` or ``%20`` for spaces in a URI), evaluated in ``timezone`` so "03:00"
+stays 03:00 local across daylight-saving changes. A wall time that does not exist on a DST day
+(02:30 in spring) is skipped, as with cron(8).
+
+Both fire an exchange with no body and headers ``eip.timer.name``, ``eip.timer.counter`` and
+``eip.timer.fired_time`` (epoch seconds), and wait on the context's clock, so tests drive them
+with a manual clock. A fire runs the route to completion before the next is scheduled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, ClassVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from croniter import croniter
+
+from eip import headers as H
+from eip.components.base import Component, Consumer, EndpointSpec, Producer, process_exchange
+from eip.errors import RouteDefinitionError
+from eip.message import Exchange
+
+if TYPE_CHECKING:
+    from eip.runtime.route import Route
+
+__all__ = ["CronComponent", "CronSpec", "TimerComponent", "TimerSpec", "cron", "timer"]
+
+log = logging.getLogger("eip.timer")
+
+
+class TimerSpec(EndpointSpec, frozen=True):
+    scheme: ClassVar[str] = "timer"
+    name: str
+    period: float = 1.0
+    delay: float = 0.0
+    repeat_count: int = 0
+    fixed_rate: bool = False
+
+
+class CronSpec(EndpointSpec, frozen=True):
+    scheme: ClassVar[str] = "cron"
+    name: str
+    schedule: str
+    timezone: str = "UTC"
+
+
+def timer(
+    name: str,
+    *,
+    period: float = 1.0,
+    delay: float = 0.0,
+    repeat_count: int = 0,
+    fixed_rate: bool = False,
+) -> TimerSpec:
+    """Typed form of ``timer:name?...``."""
+    return TimerSpec(
+        name=name, period=period, delay=delay, repeat_count=repeat_count, fixed_rate=fixed_rate
+    )
+
+
+def cron(name: str, schedule: str, *, timezone: str = "UTC") -> CronSpec:
+    """Typed form of ``cron:name?schedule=...``."""
+    return CronSpec(name=name, schedule=schedule, timezone=timezone)
+
+
+class _ScheduledConsumer(Consumer):
+    """Shared loop: wait for the next due time on the clock, fire, repeat."""
+
+    def __init__(self, context: Any, name: str, route: Route) -> None:
+        super().__init__(route)
+        self.clock = context.clock
+        self.name = name
+        self.counter = 0
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self._sleeping = False
+
+    def next_due(self, now: float) -> float | None:  # pragma: no cover - abstract
+        """Epoch seconds of the next fire, or None when the schedule is over."""
+        raise NotImplementedError
+
+    async def start(self) -> None:
+        self._stopping = False
+        self._task = asyncio.create_task(self._run(), name=f"{self.route.id}:{self.name}")
+
+    async def _run(self) -> None:
+        while not self.stopping:
+            due = self.next_due(self.clock.time())
+            if due is None:
+                return
+            self._sleeping = True
+            try:
+                await self.clock.sleep(due - self.clock.time())
+            finally:
+                self._sleeping = False
+            if self.stopping:
+                return
+            await self._fire()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping
+
+    async def _fire(self) -> None:
+        self.counter += 1
+        exchange = Exchange(
+            None,
+            {
+                H.TIMER_NAME: self.name,
+                H.TIMER_COUNTER: self.counter,
+                H.TIMER_FIRED_TIME: self.clock.time(),
+            },
+        )
+        try:
+            await process_exchange(self.route, exchange)
+        except Exception:  # the schedule must survive anything a run does
+            log.exception("scheduled run %s of route %s failed", self.name, self.route.id)
+
+    async def stop(self) -> None:
+        self._stopping = True
+        task = self._task
+        if task is None:
+            return
+        if self._sleeping:
+            task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        self._task = None
+
+
+class TimerConsumer(_ScheduledConsumer):
+    def __init__(self, context: Any, spec: TimerSpec, route: Route) -> None:
+        super().__init__(context, spec.name, route)
+        self.spec = spec
+        self._first: float | None = None
+        self._last_fire: float | None = None
+
+    def next_due(self, now: float) -> float | None:
+        spec = self.spec
+        if spec.repeat_count and self.counter >= spec.repeat_count:
+            return None
+        if self._first is None:
+            self._first = now + spec.delay
+            return self._first
+        if spec.fixed_rate:
+            # The next slot on the fixed grid that is still ahead; missed slots are skipped.
+            elapsed = max(0.0, now - self._first)
+            return self._first + (int(elapsed // spec.period) + 1) * spec.period
+        return now + spec.period
+
+
+class CronConsumer(_ScheduledConsumer):
+    def __init__(self, context: Any, spec: CronSpec, route: Route) -> None:
+        super().__init__(context, spec.name, route)
+        self.zone = ZoneInfo(spec.timezone)
+        self.schedule = spec.schedule
+
+    def next_due(self, now: float) -> float | None:
+        start = datetime.fromtimestamp(now, self.zone)
+        return float(croniter(self.schedule, start).get_next(float))
+
+
+class TimerComponent(Component):
+    scheme: ClassVar[str] = "timer"
+    spec_type: ClassVar[type[EndpointSpec]] = TimerSpec
+
+    def validate(self, spec: Any) -> None:
+        if spec.period <= 0:
+            raise ValueError(f"period must be > 0 seconds, got {spec.period}")
+        if spec.delay < 0:
+            raise ValueError(f"delay must be >= 0 seconds, got {spec.delay}")
+        if spec.repeat_count < 0:
+            raise ValueError(f"repeat_count must be >= 0 (0 = forever), got {spec.repeat_count}")
+
+    def create_producer(self, spec: Any) -> Producer:
+        raise RouteDefinitionError("timer: endpoints can only be consumed from (from_)")
+
+    def create_consumer(self, spec: Any, route: Route) -> Consumer:
+        return TimerConsumer(self.context, spec, route)
+
+
+class CronComponent(Component):
+    scheme: ClassVar[str] = "cron"
+    spec_type: ClassVar[type[EndpointSpec]] = CronSpec
+
+    def validate(self, spec: Any) -> None:
+        try:
+            ZoneInfo(spec.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown timezone {spec.timezone!r}") from None
+        fields = spec.schedule.split()
+        if len(fields) != 5:
+            raise ValueError(
+                f"schedule {spec.schedule!r} must have 5 fields "
+                "(minute hour day-of-month month day-of-week)"
+            )
+        if not croniter.is_valid(spec.schedule):
+            raise ValueError(f"schedule {spec.schedule!r} is not a valid cron expression")
+
+    def create_producer(self, spec: Any) -> Producer:
+        raise RouteDefinitionError("cron: endpoints can only be consumed from (from_)")
+
+    def create_consumer(self, spec: Any, route: Route) -> Consumer:
+        return CronConsumer(self.context, spec, route)

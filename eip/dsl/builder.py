@@ -1,0 +1,271 @@
+"""The fluent route DSL.
+
+Routes read top to bottom as in Camel's Java DSL, but nested branches are arguments, so there
+is no ``end()`` to forget::
+
+    class CustomerSync(RouteBuilder):
+        def configure(self) -> None:
+            (self.from_("seda:customers")
+                 .route_id("customer-sync")
+                 .unmarshal(json(Customer))
+                 .filter(body("active"))
+                 .choice(
+                     when(body("region") == "CN").to("direct:cn"),
+                     otherwise().to("direct:rest"),
+                 ))
+
+``filter(predicate)`` gates the rest of the pipeline it stands in (in a ``when`` branch: the rest
+of that branch). Every builder method only records a step; nothing is validated or resolved
+until the route is compiled at start.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any, Self
+
+from eip.dataformats import DataFormat
+from eip.dsl.model import (
+    ChoiceDef,
+    DeadLetterChannel,
+    DefaultErrorHandler,
+    EndpointRef,
+    ErrorHandlerDef,
+    FilterDef,
+    LogDef,
+    MapFieldsDef,
+    MarshalDef,
+    OnExceptionDef,
+    ProcessDef,
+    RemoveHeaderDef,
+    RouteModel,
+    SetHeaderDef,
+    SetPropertyDef,
+    StepDef,
+    StopDef,
+    ToDef,
+    TransformDef,
+    UnmarshalDef,
+    WhenDef,
+)
+from eip.message import ExchangePattern
+from eip.processors.error_handler import RedeliveryPolicy
+
+__all__ = [
+    "OnExceptionBuilder",
+    "OtherwiseBuilder",
+    "RouteBuilder",
+    "RouteDefinition",
+    "StepsBuilder",
+    "WhenBuilder",
+    "otherwise",
+    "when",
+]
+
+
+class StepsBuilder:
+    """The EIP steps shared by routes and nested branches."""
+
+    def __init__(self) -> None:
+        self.steps: list[StepDef] = []
+
+    def _add(self, step: StepDef) -> Self:
+        self.steps.append(step)
+        return self
+
+    def to(self, *endpoints: EndpointRef, pattern: ExchangePattern | None = None) -> Self:
+        """Send to each endpoint in turn (``direct:``, ``seda:``, ``mock:``, ``log:``, ...)."""
+        for endpoint in endpoints:
+            self._add(ToDef(endpoint, pattern))
+        return self
+
+    def filter(self, predicate: Callable[..., Any]) -> Self:
+        """Let the exchange continue only when ``predicate(exchange)`` is true."""
+        return self._add(FilterDef(predicate))
+
+    def choice(self, *branches: WhenBuilder | OtherwiseBuilder) -> Self:
+        """Content-based router: the first ``when`` whose predicate holds takes the exchange."""
+        whens: list[WhenDef] = []
+        other: list[StepDef] | None = None
+        for branch in branches:
+            if isinstance(branch, WhenBuilder):
+                whens.append(WhenDef(branch.predicate, branch.steps))
+            else:
+                other = branch.steps if other is None else other + branch.steps
+        return self._add(ChoiceDef(whens, other))
+
+    def transform(self, expression: Callable[..., Any]) -> Self:
+        """Replace the body with ``expression(exchange)`` (sync or async)."""
+        return self._add(TransformDef(expression))
+
+    def set_body(self, value: Any) -> Self:
+        """Set the body to a constant or to an expression's value."""
+        return self._add(TransformDef(value))
+
+    def set_header(self, name: str, value: Any) -> Self:
+        """Set header ``name`` to a constant or to an expression's value."""
+        return self._add(SetHeaderDef(name, value))
+
+    def set_property(self, name: str, value: Any) -> Self:
+        return self._add(SetPropertyDef(name, value))
+
+    def remove_header(self, *patterns: str) -> Self:
+        """Remove headers by name or glob pattern (``"x-*"``)."""
+        return self._add(RemoveHeaderDef(tuple(patterns)))
+
+    def process(self, processor: Any) -> Self:
+        """Run custom code: a function of the exchange, or an object with ``process()``."""
+        return self._add(ProcessDef(processor))
+
+    def map_fields(self, mapper: Callable[[Any], Any]) -> Self:
+        """Replace the body with ``mapper(body)``, e.g. an :class:`eip.mapping.FieldMapper`."""
+        return self._add(MapFieldsDef(mapper))
+
+    def marshal(self, data_format: DataFormat) -> Self:
+        """Write the body in a data format (to bytes)."""
+        return self._add(MarshalDef(data_format))
+
+    def unmarshal(self, data_format: DataFormat) -> Self:
+        """Read the body from a data format (bytes to objects); bad input fails with its place."""
+        return self._add(UnmarshalDef(data_format))
+
+    def log(self, message: Any, level: int = logging.INFO, logger: str | None = None) -> Self:
+        """Log a message; a str may use ``{body}``, ``{headers}``, ``{exchange_id}``,
+        ``{route_id}``."""
+        return self._add(LogDef(message, level, logger))
+
+    def stop(self) -> Self:
+        """Stop routing this exchange in the current route; it completes successfully."""
+        return self._add(StopDef())
+
+
+class WhenBuilder(StepsBuilder):
+    """A ``choice`` branch; build with :func:`when`."""
+
+    def __init__(self, predicate: Callable[..., Any] | None) -> None:
+        super().__init__()
+        self.predicate = predicate
+
+
+class OtherwiseBuilder(StepsBuilder):
+    """The ``choice`` branch taken when no ``when`` matches; build with :func:`otherwise`."""
+
+
+def when(predicate: Callable[..., Any] | None = None) -> WhenBuilder:
+    """A branch of ``choice`` taken when ``predicate(exchange)`` is true."""
+    return WhenBuilder(predicate)
+
+
+def otherwise() -> OtherwiseBuilder:
+    """The branch of ``choice`` taken when no ``when`` matched."""
+    return OtherwiseBuilder()
+
+
+class OnExceptionBuilder(StepsBuilder):
+    """What to do when one of ``types`` is raised; steps run after redelivery is exhausted."""
+
+    def __init__(self, definition: OnExceptionDef) -> None:
+        super().__init__()
+        self.definition = definition
+        self.steps = definition.steps
+
+    def handled(self, value: bool = True) -> Self:
+        """Count the exchange as a success after the clause's steps ran; routing stops."""
+        self.definition.handled = value
+        return self
+
+    def continued(self, value: bool = True) -> Self:
+        """Ignore the error and continue at the step after the failing one."""
+        self.definition.continued = value
+        return self
+
+    def redelivery(self, policy: RedeliveryPolicy | None = None, **options: Any) -> Self:
+        """Redelivery for this exception type (replaces the error handler's policy)."""
+        self.definition.redelivery = policy if policy is not None else RedeliveryPolicy(**options)
+        return self
+
+
+class RouteDefinition(StepsBuilder):
+    """One route under construction; created by :meth:`RouteBuilder.from_`."""
+
+    def __init__(self, source: EndpointRef, origin: str | None = None) -> None:
+        super().__init__()
+        self.model = RouteModel(source=source, route_id="", steps=self.steps, origin=origin)
+
+    def route_id(self, route_id: str) -> Self:
+        self.model.route_id = route_id
+        return self
+
+    def description(self, text: str) -> Self:
+        self.model.description = text
+        return self
+
+    def auto_startup(self, value: bool) -> Self:
+        """Whether the context starts this route with the others (default True)."""
+        self.model.auto_startup = value
+        return self
+
+    def error_handler(self, handler: ErrorHandlerDef) -> Self:
+        """The error handler of this route (overrides the builder's)."""
+        self.model.error_handler = handler
+        return self
+
+
+class RouteBuilder:
+    """Subclass and implement :meth:`configure` to declare routes.
+
+    ``on_exception`` and ``error_handler`` called in ``configure`` apply to every route of this
+    builder (a route's own ``error_handler`` wins).
+    """
+
+    def __init__(self) -> None:
+        self._routes: list[RouteDefinition] = []
+        self._on_exceptions: list[OnExceptionDef] = []
+        self._error_handler: ErrorHandlerDef | None = None
+        self._configured = False
+
+    def configure(self) -> None:
+        raise NotImplementedError(f"{type(self).__name__} must implement configure()")
+
+    def from_(self, source: EndpointRef) -> RouteDefinition:
+        route = RouteDefinition(source, origin=type(self).__qualname__)
+        self._routes.append(route)
+        return route
+
+    def on_exception(self, *types: type[BaseException]) -> OnExceptionBuilder:
+        definition = OnExceptionDef(types=tuple(types))
+        self._on_exceptions.append(definition)
+        return OnExceptionBuilder(definition)
+
+    def error_handler(self, handler: ErrorHandlerDef) -> None:
+        self._error_handler = handler
+
+    def build(self) -> list[RouteModel]:
+        """Run ``configure`` once and return the route models."""
+        if not self._configured:
+            self.configure()
+            self._configured = True
+        models = []
+        for route in self._routes:
+            model = route.model
+            if model.error_handler is None:
+                model.error_handler = self._error_handler
+            model.on_exceptions = [*self._on_exceptions]
+            models.append(model)
+        return models
+
+
+def dead_letter_channel(
+    endpoint: EndpointRef,
+    *,
+    redelivery: RedeliveryPolicy | None = None,
+    use_original_message: bool = False,
+) -> DeadLetterChannel:
+    """An error handler that redelivers, then sends the failed exchange to ``endpoint``."""
+    return DeadLetterChannel(endpoint, redelivery or RedeliveryPolicy(), use_original_message)
+
+
+def default_error_handler(redelivery: RedeliveryPolicy | None = None) -> DefaultErrorHandler:
+    """An error handler that redelivers, then lets the exchange fail."""
+    return DefaultErrorHandler(redelivery or RedeliveryPolicy())

@@ -1,0 +1,165 @@
+"""The whole eip exception tree.
+
+::
+
+    EipError                         every error eip raises
+    ├── RouteDefinitionError         a route is wrong: unknown scheme/option, bad value, missing
+    │                                predicate. Raised at compile/start, never per message.
+    ├── LifecycleError               the context or a route cannot start/stop as asked
+    └── ExchangeError                processing one exchange failed; carries route id,
+        │                            exchange id and endpoint (credentials redacted)
+        ├── DataFormatError          marshal/unmarshal failed
+        │   ├── UnmarshalError       bad input: names the format and the place (JSON path,
+        │   │                        XML line/column, CSV row/column)
+        │   └── MarshalError         a body could not be written in the format
+        ├── MappingError             the field mapper met an unknown field or a bad value
+        ├── NoConsumerError          ``direct:`` send with no route consuming that name
+        ├── ExchangeTimeoutError     a request-reply or bounded wait ran out of time
+        └── EndpointError            a transport failed; third-party faults are mapped here
+                                     at the component boundary with ``raise ... from exc``
+
+Control flow (stopping a route, filtering) is not expressed with exceptions.
+"""
+
+from __future__ import annotations
+
+import re
+
+__all__ = [
+    "DataFormatError",
+    "EipError",
+    "EndpointError",
+    "ExchangeError",
+    "ExchangeTimeoutError",
+    "LifecycleError",
+    "MappingError",
+    "MarshalError",
+    "NoConsumerError",
+    "RouteDefinitionError",
+    "UnmarshalError",
+    "redact_uri",
+]
+
+_CREDENTIALS = re.compile(r"(//[^/:@\s]+:)([^@/\s]+)(@)")
+_SECRET_OPTIONS = re.compile(
+    r"((?:^|[?&;])(?:password|passwd|pwd|secret|token|api_key|apikey|access_token)=)([^&;]*)",
+    re.IGNORECASE,
+)
+
+
+def redact_uri(uri: str) -> str:
+    """Hide passwords and secret-looking options so a URI is safe for logs and spans."""
+    uri = _CREDENTIALS.sub(r"\1***\3", uri)
+    return _SECRET_OPTIONS.sub(r"\1***", uri)
+
+
+class EipError(Exception):
+    """Root of every error raised by eip."""
+
+
+class RouteDefinitionError(EipError):
+    """A route definition is invalid; raised before any message flows."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        route_id: str | None = None,
+        step: str | None = None,
+        option: str | None = None,
+        valid: list[str] | None = None,
+    ) -> None:
+        self.route_id = route_id
+        self.step = step
+        self.option = option
+        self.valid = valid
+        self.reason = message
+        super().__init__(message)
+
+    def __str__(self) -> str:
+        where = []
+        if self.route_id:
+            where.append(f"route '{self.route_id}'")
+        if self.step:
+            where.append(f"step {self.step}")
+        text = f"{', '.join(where)}: {self.reason}" if where else self.reason
+        if self.valid:
+            text += f" (valid options: {', '.join(sorted(self.valid))})"
+        return text
+
+
+class LifecycleError(EipError):
+    """The context or a route cannot be started or stopped as asked."""
+
+
+class ExchangeError(EipError):
+    """Processing one exchange failed.
+
+    ``route_id``, ``exchange_id`` and ``endpoint`` are filled in by the engine where the error
+    passes a route boundary, so a component only needs to say what went wrong.
+    """
+
+    route_id: str | None = None
+    exchange_id: str | None = None
+    endpoint: str | None = None
+
+    def __init__(self, message: str, *, endpoint: str | None = None) -> None:
+        super().__init__(message)
+        if endpoint is not None:
+            self.endpoint = redact_uri(endpoint)
+
+    def __str__(self) -> str:
+        text = super().__str__()
+        context = []
+        if self.route_id:
+            context.append(f"route={self.route_id}")
+        if self.exchange_id:
+            context.append(f"exchange={self.exchange_id}")
+        if self.endpoint:
+            context.append(f"endpoint={self.endpoint}")
+        return f"{text} [{' '.join(context)}]" if context else text
+
+
+class DataFormatError(ExchangeError):
+    """Marshalling or unmarshalling a body failed."""
+
+
+class UnmarshalError(DataFormatError):
+    """Input could not be read in ``format``; ``location`` says where (path, line, row)."""
+
+    def __init__(self, format: str, reason: str, *, location: str | None = None) -> None:
+        self.format = format
+        self.reason = reason
+        self.location = location
+        where = f"{location}: " if location else ""
+        super().__init__(f"invalid {format} input: {where}{reason}")
+
+
+class MarshalError(DataFormatError):
+    """A body could not be written in ``format``."""
+
+    def __init__(self, format: str, reason: str) -> None:
+        self.format = format
+        self.reason = reason
+        super().__init__(f"cannot marshal to {format}: {reason}")
+
+
+class MappingError(ExchangeError):
+    """The field mapper met an unknown source field or a value it cannot convert."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        self.path = path
+        self.reason = reason
+        super().__init__(f"{path}: {reason}")
+
+
+class NoConsumerError(ExchangeError):
+    """A ``direct:`` (or similar) send found no route consuming from that endpoint."""
+
+
+class ExchangeTimeoutError(ExchangeError):
+    """A request-reply or a bounded wait ran out of time."""
+
+
+class EndpointError(ExchangeError):
+    """A transport failed; the third-party cause is chained as ``__cause__``."""

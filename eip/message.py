@@ -1,0 +1,181 @@
+"""Message, Exchange and the unit of work.
+
+An :class:`Exchange` is what flows through a route: the current :class:`Message` plus
+properties, the exception (if any), ids and the exchange pattern. Both are slotted classes,
+created once per message, so the per-message cost stays well under a microsecond.
+
+The **unit of work** is the list of on-completion callbacks an exchange collects while it is
+routed (an idempotent consumer removes its key on failure, a RabbitMQ consumer acks on success).
+It is created lazily: an exchange that nobody registers a callback on pays nothing for it.
+Whoever created the exchange (a consumer, the producer template) calls :meth:`Exchange.done`
+exactly once, after the whole route has finished.
+"""
+
+from __future__ import annotations
+
+import enum
+import inspect
+import itertools
+import logging
+import os
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+__all__ = ["Exchange", "ExchangePattern", "Message", "UnitOfWork"]
+
+log = logging.getLogger("eip.exchange")
+
+_ids = itertools.count(1)
+_ID_PREFIX = f"{os.getpid():x}-{os.urandom(3).hex()}-"
+
+Callback = Callable[["Exchange"], Awaitable[None] | None]
+
+
+class ExchangePattern(enum.Enum):
+    """In-only is fire-and-forget; in-out expects a reply (the exchange's message after routing)."""
+
+    IN_ONLY = "in-only"
+    IN_OUT = "in-out"
+
+
+class Message:
+    """A body and its headers. Headers are a plain dict of str to any value."""
+
+    __slots__ = ("body", "headers")
+
+    def __init__(self, body: Any = None, headers: dict[str, Any] | None = None) -> None:
+        self.body = body
+        self.headers: dict[str, Any] = {} if headers is None else headers
+
+    def copy(self) -> Message:
+        """A shallow copy: a new headers dict, the same body object."""
+        return Message(self.body, dict(self.headers))
+
+    def __repr__(self) -> str:
+        return f"Message(body={self.body!r}, headers={self.headers!r})"
+
+
+class UnitOfWork:
+    """On-completion callbacks of one exchange, run once when its routing is done."""
+
+    __slots__ = ("_on_failure", "_on_success", "completed")
+
+    def __init__(self) -> None:
+        self._on_success: list[Callback] = []
+        self._on_failure: list[Callback] = []
+        self.completed = False
+
+    def add(self, on_success: Callback | None = None, on_failure: Callback | None = None) -> None:
+        if on_success is not None:
+            self._on_success.append(on_success)
+        if on_failure is not None:
+            self._on_failure.append(on_failure)
+
+    async def run(self, exchange: Exchange, failed: bool) -> None:
+        """Run the callbacks in reverse order of registration (last in, first completed).
+
+        A failing callback is logged and does not stop the others: one broken callback must
+        not leave an ack or a key release undone.
+        """
+        if self.completed:
+            return
+        self.completed = True
+        callbacks = self._on_failure if failed else self._on_success
+        for callback in reversed(callbacks):
+            try:
+                result = callback(exchange)
+                if inspect.isawaitable(result):
+                    await result
+            except Exception:
+                log.exception("on-completion callback %r failed for %s", callback, exchange.id)
+
+
+class Exchange:
+    """One message travelling through routes, with what the engine knows about it."""
+
+    __slots__ = (
+        "_id",
+        "_uow",
+        "exception",
+        "failure_handler",
+        "message",
+        "original",
+        "pattern",
+        "properties",
+        "route_id",
+        "route_stop",
+        "trace_context",
+    )
+
+    def __init__(
+        self,
+        body: Any = None,
+        headers: dict[str, Any] | None = None,
+        *,
+        pattern: ExchangePattern = ExchangePattern.IN_ONLY,
+        message: Message | None = None,
+    ) -> None:
+        self.message = Message(body, headers) if message is None else message
+        self.pattern = pattern
+        self.properties: dict[str, Any] = {}
+        self.exception: BaseException | None = None
+        self.route_id: str | None = None
+        self.route_stop = False
+        self.failure_handler: object | None = None
+        self.original: Message | None = None
+        self.trace_context: Any = None
+        self._id: str | None = None
+        self._uow: UnitOfWork | None = None
+
+    @property
+    def id(self) -> str:
+        """A process-unique id, made on first use (most exchanges never need one)."""
+        if self._id is None:
+            self._id = f"{_ID_PREFIX}{next(_ids)}"
+        return self._id
+
+    @property
+    def body(self) -> Any:
+        return self.message.body
+
+    @body.setter
+    def body(self, value: Any) -> None:
+        self.message.body = value
+
+    @property
+    def headers(self) -> dict[str, Any]:
+        return self.message.headers
+
+    @property
+    def failed(self) -> bool:
+        return self.exception is not None
+
+    def on_completion(
+        self, on_success: Callback | None = None, on_failure: Callback | None = None
+    ) -> None:
+        """Register callbacks to run when the exchange's routing completes."""
+        if self._uow is None:
+            self._uow = UnitOfWork()
+        self._uow.add(on_success, on_failure)
+
+    def done(self) -> Awaitable[None] | None:
+        """Complete the unit of work; returns an awaitable only if there are callbacks."""
+        if self._uow is None:
+            return None
+        return self._uow.run(self, self.exception is not None)
+
+    def handover_completions(self, other: Exchange) -> None:
+        """Move this exchange's callbacks to ``other`` (used when work continues on a copy)."""
+        if self._uow is not None:
+            other._uow, self._uow = self._uow, None
+
+    def copy(self) -> Exchange:
+        """A copy with its own message and properties, sharing no unit of work."""
+        twin = Exchange(pattern=self.pattern, message=self.message.copy())
+        twin.properties = dict(self.properties)
+        twin.route_id = self.route_id
+        twin.trace_context = self.trace_context
+        return twin
+
+    def __repr__(self) -> str:
+        return f"Exchange(id={self.id!r}, route={self.route_id!r}, message={self.message!r})"

@@ -1,0 +1,1 @@
+"""Compiled processors, one module per EIP. See :mod:`eip.processors.base` for the contract."""

@@ -1,0 +1,64 @@
+"""The processor contract every compiled step follows.
+
+A compiled step is a plain callable ``step(exchange)`` that returns:
+
+- ``None``: done, synchronously; routing continues with the next step;
+- :data:`STOP`: routing of the enclosing pipeline ends here (a filter said no, or ``stop()``);
+- an awaitable: the step has I/O to wait for; it resolves to ``None`` or :data:`STOP`.
+
+Sync steps therefore run as plain calls, and a pipeline awaits only where a step really returns
+an awaitable. Whether a user callable is ``async def`` is decided once, at compile time.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable
+from typing import Any, Final
+
+from eip.message import Exchange
+
+__all__ = ["STOP", "Step", "is_async_callable", "processor_function"]
+
+
+class _Stop:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "STOP"
+
+
+STOP: Final = _Stop()
+
+Step = Callable[[Exchange], Any]
+
+
+def is_async_callable(fn: Any) -> bool:
+    """True for ``async def`` functions, partials of them and objects with ``async __call__``."""
+    while isinstance(fn, functools.partial):
+        fn = fn.func
+    if inspect.iscoroutinefunction(fn):
+        return True
+    call = getattr(fn, "__call__", None)  # noqa: B004 - objects with an async __call__
+    return call is not None and inspect.iscoroutinefunction(call)
+
+
+def processor_function(target: Any) -> Callable[[Exchange], Any]:
+    """Accept a function of the exchange or an object with a ``process`` method."""
+    process = getattr(target, "process", None)
+    if process is not None and callable(process):
+        return process  # type: ignore[no-any-return]
+    if callable(target):
+        return target  # type: ignore[no-any-return]
+    raise TypeError(f"expected a callable or an object with process(), got {type(target).__name__}")
+
+
+def describe_callable(fn: Any) -> str:
+    """A short, readable name for a user callable (for route listings and errors)."""
+    if hasattr(fn, "description"):
+        return str(fn.description)
+    name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None)
+    if name is None:
+        return type(fn).__name__
+    return str(name)

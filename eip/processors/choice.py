@@ -1,0 +1,57 @@
+"""Content-based router: a list of (predicate, branch) plus an optional otherwise branch.
+
+The first branch whose predicate holds takes the exchange; with no match and no otherwise, the
+exchange continues after the choice unchanged. A branch's result (None, STOP or an awaitable)
+is returned as it is, so a sync branch stays a plain call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from eip.message import Exchange
+from eip.processors.base import STOP, Step, is_async_callable
+
+__all__ = ["choice_step"]
+
+
+def choice_step(
+    branches: Sequence[tuple[Callable[[Exchange], Any], Step]], otherwise: Step | None
+) -> Step:
+    table = tuple(branches)
+    if any(is_async_callable(predicate) for predicate, _ in table):
+        return _async_choice(table, otherwise)
+
+    def choice(exchange: Exchange) -> Any:
+        for predicate, branch in table:
+            if predicate(exchange):
+                return branch(exchange)
+        if otherwise is not None:
+            return otherwise(exchange)
+        return None
+
+    return choice
+
+
+def _async_choice(
+    table: tuple[tuple[Callable[[Exchange], Any], Step], ...], otherwise: Step | None
+) -> Step:
+    async def choice(exchange: Exchange) -> Any:
+        for predicate, branch in table:
+            matched = predicate(exchange)
+            if hasattr(matched, "__await__"):
+                matched = await matched
+            if matched:
+                return await _settle(branch(exchange))
+        if otherwise is not None:
+            return await _settle(otherwise(exchange))
+        return None
+
+    return choice
+
+
+async def _settle(result: Any) -> Any:
+    if result is None or result is STOP:
+        return result
+    return await result

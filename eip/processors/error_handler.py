@@ -1,0 +1,244 @@
+"""Error handling: redelivery with backoff, ``on_exception`` clauses and the dead letter channel.
+
+Decisions, following Camel:
+
+- The failing *step* is redelivered, not the whole route. The redelivery count is kept in the
+  ``eip.redelivery.count`` header and ``eip.redelivered`` is set to True.
+- The ``on_exception`` clause whose exception type is the closest match (fewest steps up the
+  exception's MRO) wins; its own redelivery policy replaces the route's.
+- When redelivery is exhausted: a ``continued`` clause carries on at the next step; a ``handled``
+  clause runs its steps and stops the route as a success; an unhandled clause runs its steps and
+  the exchange fails. With no clause, a dead letter channel sends the exchange (optionally its
+  original message) to its endpoint and stops the route as a success; the default handler lets
+  the exchange fail.
+- Failure details travel in headers: ``eip.exception.type``, ``eip.exception.message``,
+  ``eip.failure.endpoint``, ``eip.failure.route`` and ``eip.redelivery.count``; the exception
+  object itself is in the ``eip.exception`` property.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+
+from eip import headers as H
+from eip.errors import ExchangeError
+from eip.message import Exchange
+from eip.processors.base import STOP
+from eip.runtime.clock import Clock
+
+__all__ = [
+    "CompiledClause",
+    "ErrorHandling",
+    "RedeliveryPolicy",
+]
+
+log = logging.getLogger("eip.error_handler")
+
+
+class RedeliveryPolicy(msgspec.Struct, frozen=True, kw_only=True):
+    """How often and how fast a failing step is tried again.
+
+    The n-th redelivery waits ``delay * backoff_multiplier ** (n - 1)`` seconds, capped at
+    ``max_delay``, then spread by ``jitter`` (0.1 means up to 10% either way) so that many
+    failing exchanges do not retry in lock step.
+    """
+
+    max_redeliveries: int = 0
+    delay: float = 1.0
+    backoff_multiplier: float = 1.0
+    max_delay: float = 60.0
+    jitter: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.max_redeliveries < -1:
+            raise ValueError("max_redeliveries must be >= 0, or -1 for forever")
+        if self.delay < 0 or self.max_delay < 0:
+            raise ValueError("delays must be >= 0")
+        if self.backoff_multiplier < 1:
+            raise ValueError("backoff_multiplier must be >= 1")
+        if not 0 <= self.jitter <= 1:
+            raise ValueError("jitter must be between 0 and 1")
+
+    @property
+    def limit(self) -> float:
+        return float("inf") if self.max_redeliveries == -1 else self.max_redeliveries
+
+    def delay_for(self, attempt: int) -> float:
+        """Seconds to wait before redelivery number ``attempt`` (1-based)."""
+        delay = min(self.delay * self.backoff_multiplier ** (attempt - 1), self.max_delay)
+        if self.jitter:
+            delay *= random.uniform(1 - self.jitter, 1 + self.jitter)
+        return delay
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledClause:
+    """An ``on_exception`` clause ready to run."""
+
+    types: tuple[type[BaseException], ...]
+    redelivery: RedeliveryPolicy | None
+    handled: bool
+    continued: bool
+    steps: Callable[[Exchange], Any] | None
+
+
+class ErrorHandling:
+    """The error handling of one route, shared by all its pipelines."""
+
+    def __init__(
+        self,
+        *,
+        route_id: str,
+        clock: Clock,
+        redelivery: RedeliveryPolicy,
+        clauses: Sequence[CompiledClause] = (),
+        dead_letter: Callable[[Exchange], Any] | None = None,
+        dead_letter_uri: str | None = None,
+        use_original_message: bool = False,
+    ) -> None:
+        self.route_id = route_id
+        self.clock = clock
+        self.redelivery = redelivery
+        self.clauses = tuple(clauses)
+        self.dead_letter = dead_letter
+        self.dead_letter_uri = dead_letter_uri
+        self.use_original_message = use_original_message
+        self._clause_cache: dict[type[BaseException], CompiledClause | None] = {}
+
+    @property
+    def needs_original_message(self) -> bool:
+        return self.dead_letter is not None and self.use_original_message
+
+    def clause_for(self, error: BaseException) -> CompiledClause | None:
+        """The clause with the closest matching exception type, cached per type."""
+        kind = type(error)
+        try:
+            return self._clause_cache[kind]
+        except KeyError:
+            pass
+        best: CompiledClause | None = None
+        best_distance = len(kind.__mro__)
+        for clause in self.clauses:
+            for wanted in clause.types:
+                if issubclass(kind, wanted):
+                    distance = kind.__mro__.index(wanted)
+                    if distance < best_distance:
+                        best, best_distance = clause, distance
+        self._clause_cache[kind] = best
+        return best
+
+    def redelivery_for(self, exchange: Exchange, error: BaseException) -> RedeliveryPolicy | None:
+        """The policy for this failure, or None when it must not be redelivered here."""
+        if exchange.failure_handler is not None:
+            return None  # already handled (and redelivered) where it failed
+        clause = self.clause_for(error)
+        policy = clause.redelivery if clause is not None and clause.redelivery else self.redelivery
+        return policy if policy.max_redeliveries else None
+
+    async def before_redelivery(
+        self, exchange: Exchange, error: BaseException, attempt: int, policy: RedeliveryPolicy
+    ) -> None:
+        delay = policy.delay_for(attempt)
+        log.debug(
+            "redelivering exchange %s on route %s (attempt %d) in %.3fs after %r",
+            exchange.id,
+            self.route_id,
+            attempt,
+            delay,
+            error,
+        )
+        await self.clock.sleep(delay)
+        exchange.message.headers[H.REDELIVERED] = True
+        exchange.message.headers[H.REDELIVERY_COUNT] = attempt
+
+    async def exhausted(
+        self, exchange: Exchange, error: BaseException, failed_at: str, attempts: int
+    ) -> Any:
+        """Decide what happens once redelivery gave up; returns STOP, None (continue) or raises."""
+        if exchange.failure_handler is self:
+            raise error  # a nested pipeline of this route already handled it
+        if isinstance(error, ExchangeError):
+            if error.route_id is None:
+                error.route_id = self.route_id
+            if error.exchange_id is None:
+                error.exchange_id = exchange.id
+            if error.endpoint is None:
+                error.endpoint = failed_at
+        clause = self.clause_for(error)
+        if exchange.failure_handler is None:
+            # Not yet recorded by a sub-route (which knows the exact failing endpoint).
+            self._record_failure(exchange, error, failed_at, attempts)
+        if clause is not None:
+            if clause.continued:
+                exchange.exception = None
+                exchange.failure_handler = None
+                exchange.properties.pop(H.EXCEPTION_PROPERTY, None)
+                return None
+            if clause.steps is not None:
+                await _run(clause.steps, exchange)
+            if clause.handled:
+                return self._handled(exchange)
+            return self._fail(exchange, error)
+        if self.dead_letter is not None:
+            await self._to_dead_letter(exchange, error)
+            return self._handled(exchange)
+        return self._fail(exchange, error)
+
+    def _record_failure(
+        self, exchange: Exchange, error: BaseException, failed_at: str, attempts: int
+    ) -> None:
+        headers = exchange.message.headers
+        headers[H.EXCEPTION_TYPE] = f"{type(error).__module__}.{type(error).__qualname__}"
+        headers[H.EXCEPTION_MESSAGE] = str(error)
+        headers[H.FAILURE_ENDPOINT] = failed_at
+        headers[H.FAILURE_ROUTE] = self.route_id
+        headers[H.REDELIVERY_COUNT] = attempts
+        exchange.properties[H.EXCEPTION_PROPERTY] = error
+
+    async def _to_dead_letter(self, exchange: Exchange, error: BaseException) -> None:
+        assert self.dead_letter is not None
+        if self.use_original_message and exchange.original is not None:
+            failure_headers = {
+                k: v for k, v in exchange.message.headers.items() if k.startswith("eip.")
+            }
+            exchange.message = exchange.original.copy()
+            exchange.message.headers.update(failure_headers)
+        log.warning(
+            "exchange %s on route %s dead-lettered to %s: %s: %s",
+            exchange.id,
+            self.route_id,
+            self.dead_letter_uri,
+            type(error).__name__,
+            error,
+        )
+        try:
+            await _run(self.dead_letter, exchange)
+        except Exception as exc:
+            log.error("dead letter channel %s failed: %r", self.dead_letter_uri, exc)
+            exchange.failure_handler = self
+            exchange.exception = exc
+            raise exc from error
+
+    @staticmethod
+    def _handled(exchange: Exchange) -> Any:
+        exchange.exception = None
+        exchange.failure_handler = None
+        exchange.route_stop = True
+        return STOP
+
+    def _fail(self, exchange: Exchange, error: BaseException) -> Any:
+        exchange.exception = error
+        exchange.failure_handler = self
+        raise error
+
+
+async def _run(step: Callable[[Exchange], Any], exchange: Exchange) -> None:
+    result = step(exchange)
+    if result is not None and result is not STOP:
+        await result

@@ -1,0 +1,26 @@
+"""Message filter: the exchange continues only when the predicate holds."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from eip.message import Exchange
+from eip.processors.base import STOP, Step, is_async_callable
+
+__all__ = ["filter_step"]
+
+
+def filter_step(predicate: Callable[[Exchange], Any]) -> Step:
+    """Return a step that stops its pipeline when ``predicate`` is false."""
+    if is_async_callable(predicate):
+
+        async def async_filter(exchange: Exchange) -> Any:
+            return None if await predicate(exchange) else STOP
+
+        return async_filter
+
+    def sync_filter(exchange: Exchange) -> Any:
+        return None if predicate(exchange) else STOP
+
+    return sync_filter

@@ -1,0 +1,114 @@
+"""The pipeline: runs compiled steps in order, and is where errors are handled.
+
+This is the per-message hot path. The fast path is a plain loop over the steps that leaves it
+only when a step returns something other than ``None``. Awaiting and error handling live in
+``_slow``, which picks up exactly where the fast path stopped, so a route of sync steps never
+creates a coroutine.
+
+Errors are handled at the failing step (as in Camel): the step is redelivered according to the
+route's error handling, and when redelivery is exhausted the error handling decides whether the
+exchange continues at the next step, stops as handled, or fails. A failure that already went
+through error handling in a nested pipeline (a branch, a ``direct:`` sub-route) is marked on
+the exchange and only propagates, so it is never redelivered twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from eip.message import Exchange
+from eip.processors.base import STOP, Step
+
+if TYPE_CHECKING:
+    from eip.processors.error_handler import ErrorHandling
+
+__all__ = ["Pipeline"]
+
+
+class Pipeline:
+    """A sequence of steps with the route's error handling."""
+
+    __slots__ = ("errors", "labels", "steps")
+
+    def __init__(self, steps: Sequence[Step], labels: Sequence[str], errors: ErrorHandling) -> None:
+        self.steps = tuple(steps)
+        self.labels = tuple(labels)
+        self.errors = errors
+
+    def __call__(self, exchange: Exchange) -> Any:
+        index = 0
+        try:
+            for step in self.steps:
+                result = step(exchange)
+                if result is not None:
+                    if result is STOP:
+                        return STOP if exchange.route_stop else None
+                    return self._slow(exchange, index, result, None)
+                index += 1
+        except Exception as exc:
+            return self._slow(exchange, index, None, exc)
+        return None
+
+    async def _slow(
+        self,
+        exchange: Exchange,
+        index: int,
+        pending: Awaitable[Any] | None,
+        error: Exception | None,
+    ) -> Any:
+        steps = self.steps
+        count = len(steps)
+        attempt = 0
+        while True:
+            if error is None:
+                try:
+                    result = await pending if pending is not None else None
+                    while True:
+                        if result is STOP:
+                            return STOP if exchange.route_stop else None
+                        index += 1
+                        attempt = 0
+                        if index >= count:
+                            return None
+                        result = steps[index](exchange)
+                        if result is not None and result is not STOP:
+                            result = await result
+                except Exception as exc:
+                    error = exc
+            # The step at ``index`` failed with ``error``.
+            policy = self.errors.redelivery_for(exchange, error)
+            if policy is not None and attempt < policy.max_redeliveries:
+                attempt += 1
+                await self.errors.before_redelivery(exchange, error, attempt, policy)
+                error = None
+                try:
+                    pending = steps[index](exchange)
+                except Exception as exc:
+                    error = exc
+                    continue
+                if pending is None:
+                    pending = _DONE
+                elif pending is STOP:
+                    return STOP if exchange.route_stop else None
+                continue
+            outcome = await self.errors.exhausted(exchange, error, self.labels[index], attempt)
+            if outcome is STOP:
+                return STOP
+            # continued: carry on with the next step as if the failing one had succeeded
+            error = None
+            pending = _DONE
+            attempt = 0
+
+
+class _Done:
+    """An already-finished awaitable, so the slow path's loop has one shape."""
+
+    __slots__ = ()
+
+    def __await__(self) -> Any:
+        return None
+        yield  # pragma: no cover - makes this a generator
+
+
+_DONE = _Done()

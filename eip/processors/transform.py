@@ -1,0 +1,147 @@
+"""Message translator steps: transform/set_body, set_header, set_property, remove_header,
+process, map_fields, marshal/unmarshal and stop.
+
+Each builder returns a plain function for sync callables and an ``async def`` only when the
+user's callable is async, decided once here at compile time.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from eip.dataformats import DataFormat
+from eip.message import Exchange
+from eip.processors.base import STOP, Step, is_async_callable, processor_function
+
+__all__ = [
+    "header_remover",
+    "header_setter",
+    "map_fields_step",
+    "marshal_step",
+    "process_step",
+    "property_setter",
+    "stop_step",
+    "transform_step",
+    "unmarshal_step",
+    "value_function",
+]
+
+
+def value_function(value: Any) -> Callable[[Exchange], Any]:
+    """A callable stays an expression of the exchange; anything else is a constant."""
+    if callable(value):
+        return value  # type: ignore[no-any-return]
+    return lambda _exchange: value
+
+
+def transform_step(expression: Any) -> Step:
+    fn = value_function(expression)
+    if is_async_callable(fn):
+
+        async def transform_async(exchange: Exchange) -> None:
+            exchange.message.body = await fn(exchange)
+
+        return transform_async
+
+    def transform(exchange: Exchange) -> None:
+        exchange.message.body = fn(exchange)
+
+    return transform
+
+
+def header_setter(name: str, expression: Any) -> Step:
+    fn = value_function(expression)
+    if is_async_callable(fn):
+
+        async def set_header_async(exchange: Exchange) -> None:
+            exchange.message.headers[name] = await fn(exchange)
+
+        return set_header_async
+
+    def set_header(exchange: Exchange) -> None:
+        exchange.message.headers[name] = fn(exchange)
+
+    return set_header
+
+
+def property_setter(name: str, expression: Any) -> Step:
+    fn = value_function(expression)
+    if is_async_callable(fn):
+
+        async def set_property_async(exchange: Exchange) -> None:
+            exchange.properties[name] = await fn(exchange)
+
+        return set_property_async
+
+    def set_property(exchange: Exchange) -> None:
+        exchange.properties[name] = fn(exchange)
+
+    return set_property
+
+
+def header_remover(patterns: Sequence[str]) -> Step:
+    exact = [p for p in patterns if not any(c in p for c in "*?[")]
+    globs = [p for p in patterns if p not in exact]
+
+    def remove_header(exchange: Exchange) -> None:
+        headers = exchange.message.headers
+        for name in exact:
+            headers.pop(name, None)
+        if globs:
+            for name in [h for h in headers if any(fnmatch.fnmatchcase(h, g) for g in globs)]:
+                del headers[name]
+
+    return remove_header
+
+
+def process_step(processor: Any) -> Step:
+    fn = processor_function(processor)
+    if is_async_callable(fn):
+
+        async def process_async(exchange: Exchange) -> None:
+            await fn(exchange)
+
+        return process_async
+
+    def process(exchange: Exchange) -> None:
+        fn(exchange)
+
+    return process
+
+
+def map_fields_step(mapper: Callable[[Any], Any]) -> Step:
+    def map_fields(exchange: Exchange) -> None:
+        message = exchange.message
+        message.body = mapper(message.body)
+
+    return map_fields
+
+
+def marshal_step(data_format: DataFormat) -> Step:
+    marshal = data_format.marshal
+
+    def marshal_body(exchange: Exchange) -> None:
+        message = exchange.message
+        message.body = marshal(message.body)
+
+    return marshal_body
+
+
+def unmarshal_step(data_format: DataFormat) -> Step:
+    unmarshal = data_format.unmarshal
+
+    def unmarshal_body(exchange: Exchange) -> None:
+        message = exchange.message
+        message.body = unmarshal(message.body)
+
+    return unmarshal_body
+
+
+def stop_step() -> Step:
+    def stop(exchange: Exchange) -> Any:
+        exchange.route_stop = True
+        return STOP
+
+    return stop

@@ -1,0 +1,1 @@
+"""The runtime: Context, running routes, clocks and the producer template."""

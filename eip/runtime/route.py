@@ -1,0 +1,101 @@
+"""A running route: its consumer, its compiled pipeline and its in-flight bookkeeping."""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from eip.message import Exchange
+from eip.processors.base import STOP
+
+if TYPE_CHECKING:
+    from eip.components.base import Consumer
+    from eip.dsl.model import RouteModel
+    from eip.processors.error_handler import ErrorHandling
+    from eip.processors.pipeline import Pipeline
+
+__all__ = ["Route", "RouteStatus"]
+
+log = logging.getLogger("eip.route")
+
+
+class RouteStatus(enum.Enum):
+    STOPPED = "stopped"
+    STARTING = "starting"
+    STARTED = "started"
+    STOPPING = "stopping"
+
+
+class Route:
+    """What the context runs for one route model.
+
+    ``dispatch`` is the entry point for consumers: it runs the pipeline and returns None when
+    the exchange finished synchronously, or an awaitable. It raises the exchange's exception
+    when routing failed, after setting it on the exchange. Completing the exchange's unit of
+    work is the caller's job (see :func:`eip.components.base.complete`).
+    """
+
+    def __init__(self, model: RouteModel, pipeline: Pipeline, errors: ErrorHandling) -> None:
+        self.model = model
+        self.id = model.route_id
+        self.pipeline = pipeline
+        self.errors = errors
+        self.consumer: Consumer | None = None
+        self.status = RouteStatus.STOPPED
+        self.inflight = 0
+        self.exchanges_total = 0
+        self.exchanges_failed = 0
+        self._idle: asyncio.Event | None = None
+        self._needs_original = errors.needs_original_message
+        self.dispatch: Callable[[Exchange], Any] = self._dispatch
+
+    @property
+    def source_uri(self) -> str:
+        return self.model.source_uri
+
+    def _dispatch(self, exchange: Exchange) -> Any:
+        self.inflight += 1
+        self.exchanges_total += 1
+        if self._needs_original and exchange.original is None:
+            exchange.original = exchange.message.copy()
+        result = self.pipeline(exchange)
+        if result is None or result is STOP:
+            exchange.route_stop = False
+            self._leave()
+            return None
+        return self._finish(exchange, result)
+
+    async def _finish(self, exchange: Exchange, pending: Any) -> None:
+        try:
+            await pending
+        except BaseException as exc:
+            self.exchanges_failed += 1
+            exchange.exception = exc
+            raise
+        finally:
+            exchange.route_stop = False
+            self._leave()
+
+    def _leave(self) -> None:
+        self.inflight -= 1
+        if self._idle is not None and self.inflight == 0:
+            self._idle.set()
+
+    async def wait_idle(self, timeout: float) -> bool:
+        """Wait until no exchange is in flight; False if ``timeout`` ran out first."""
+        if self.inflight == 0:
+            return True
+        self._idle = asyncio.Event()
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout)
+        except TimeoutError:
+            return self.inflight == 0
+        finally:
+            self._idle = None
+        return True
+
+    def __repr__(self) -> str:
+        return f"Route({self.id!r}, from={self.source_uri!r}, status={self.status.value})"
