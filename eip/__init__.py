@@ -8,9 +8,11 @@ Write routes of Enterprise Integration Patterns in a Python DSL, run them in a
 """
 
 from eip.components.direct import direct
+from eip.components.file import file
 from eip.components.log import log_endpoint
 from eip.components.mock import mock
 from eip.components.seda import seda
+from eip.components.timer import cron, timer
 from eip.dsl.builder import (
     RouteBuilder,
     dead_letter_channel,
@@ -61,14 +63,17 @@ __all__ = [
     "UnmarshalError",
     "body",
     "constant",
+    "cron",
     "dead_letter_channel",
     "default_error_handler",
     "direct",
     "exchange_property",
+    "file",
     "header",
     "log_endpoint",
     "mock",
     "otherwise",
     "seda",
+    "timer",
     "when",
 ]

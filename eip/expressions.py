@@ -117,7 +117,14 @@ class Expression:
         """True when the value is one of ``values``."""
         fn = self.fn
         choices = frozenset(values) if all(_hashable(v) for v in values) else values
-        return Expression(lambda ex: fn(ex) in choices, f"{self.description} in {values!r}")
+
+        def is_in(ex: Exchange) -> bool:
+            try:
+                return fn(ex) in choices
+            except TypeError:  # an unhashable value cannot be in a set of hashables
+                return False
+
+        return Expression(is_in, f"{self.description} in {values!r}")
 
     def contains(self, item: Any) -> Expression:
         fn = self.fn

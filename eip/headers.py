@@ -9,6 +9,7 @@ __all__ = [
     "EXCEPTION_TYPE",
     "FAILURE_ENDPOINT",
     "FAILURE_ROUTE",
+    "FILE_MODIFIED",
     "FILE_NAME",
     "FILE_PATH",
     "FILE_SIZE",
@@ -34,3 +35,4 @@ TIMER_FIRED_TIME = "eip.timer.fired_time"
 FILE_NAME = "eip.file.name"
 FILE_PATH = "eip.file.path"
 FILE_SIZE = "eip.file.size"
+FILE_MODIFIED = "eip.file.modified"

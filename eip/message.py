@@ -71,6 +71,13 @@ class UnitOfWork:
         if on_failure is not None:
             self._on_failure.append(on_failure)
 
+    def absorb(self, other: UnitOfWork) -> None:
+        """Take over ``other``'s callbacks (they complete with this unit of work)."""
+        if other.completed:
+            return
+        self._on_success.extend(other._on_success)
+        self._on_failure.extend(other._on_failure)
+
     async def run(self, exchange: Exchange, failed: bool) -> None:
         """Run the callbacks in reverse order of registration (last in, first completed).
 
@@ -166,8 +173,14 @@ class Exchange:
 
     def handover_completions(self, other: Exchange) -> None:
         """Move this exchange's callbacks to ``other`` (used when work continues on a copy)."""
-        if self._uow is not None:
-            other._uow, self._uow = self._uow, None
+        mine = self._uow
+        if mine is None:
+            return
+        self._uow = None
+        if other._uow is None:
+            other._uow = mine
+        else:
+            other._uow.absorb(mine)
 
     def copy(self) -> Exchange:
         """A copy with its own message and properties, sharing no unit of work."""

@@ -86,6 +86,9 @@ class Consumer(abc.ABC):
     @abc.abstractmethod
     async def stop(self) -> None: ...
 
+    async def abort(self) -> None:
+        """Cancel whatever is still running after the shutdown timeout ran out."""
+
     @property
     def backlog(self) -> int:
         """Messages this consumer holds in memory but has not dispatched yet."""
@@ -109,6 +112,10 @@ class Component(abc.ABC):
 
     def validate(self, spec: Any) -> None:
         """Check semantic rules beyond types; raise ValueError naming the option."""
+
+    def exclusive_consumer_key(self, spec: Any) -> str | None:
+        """A key that at most one route may consume from (``direct:name``), or None."""
+        return None
 
     @abc.abstractmethod
     def create_producer(self, spec: Any) -> Producer: ...
@@ -242,20 +249,24 @@ async def process_exchange(route: Route, exchange: Exchange) -> bool:
     This is what every consumer calls: it is where a failure that the route's error handling
     did not handle is logged, and where on-completion callbacks (acks, key releases) run.
     """
+    route.inflight += 1  # held until completion callbacks ran, so shutdown waits for them
     try:
-        result = route.dispatch(exchange)
-        if result is not None:
-            await result
-    except Exception as exc:
-        exchange.exception = exc
-        _failures.error(
-            "route %s failed exchange %s: %s: %s",
-            route.id,
-            exchange.id,
-            type(exc).__name__,
-            exc,
-        )
-    done = exchange.done()
-    if done is not None:
-        await done
+        try:
+            result = route.dispatch(exchange)
+            if result is not None:
+                await result
+        except Exception as exc:
+            exchange.exception = exc
+            _failures.error(
+                "route %s failed exchange %s: %s: %s",
+                route.id,
+                exchange.id,
+                type(exc).__name__,
+                exc,
+            )
+        done = exchange.done()
+        if done is not None:
+            await done
+    finally:
+        route.leave()
     return exchange.exception is None

@@ -47,6 +47,9 @@ class DirectComponent(Component):
         if not spec.name:
             raise ValueError("direct endpoints need a name: direct:<name>")
 
+    def exclusive_consumer_key(self, spec: Any) -> str | None:
+        return f"direct:{spec.name}"
+
     def create_producer(self, spec: Any) -> Producer:
         return DirectProducer(self, spec)
 

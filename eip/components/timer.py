@@ -95,7 +95,7 @@ class _ScheduledConsumer(Consumer):
         self._task = asyncio.create_task(self._run(), name=f"{self.route.id}:{self.name}")
 
     async def _run(self) -> None:
-        while not self.stopping:
+        while not self.stopping():
             due = self.next_due(self.clock.time())
             if due is None:
                 return
@@ -104,11 +104,10 @@ class _ScheduledConsumer(Consumer):
                 await self.clock.sleep(due - self.clock.time())
             finally:
                 self._sleeping = False
-            if self.stopping:
+            if self.stopping():
                 return
             await self._fire()
 
-    @property
     def stopping(self) -> bool:
         return self._stopping
 
@@ -128,15 +127,22 @@ class _ScheduledConsumer(Consumer):
             log.exception("scheduled run %s of route %s failed", self.name, self.route.id)
 
     async def stop(self) -> None:
+        """Stop scheduling. A run in progress is not awaited here: it counts as in flight,
+        and the context drains it within its shutdown timeout (then calls ``abort``)."""
         self._stopping = True
         task = self._task
-        if task is None:
-            return
-        if self._sleeping:
+        if task is not None and self._sleeping:
             task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        self._task = None
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            self._task = None
+
+    async def abort(self) -> None:
+        task, self._task = self._task, None
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
 
 class TimerConsumer(_ScheduledConsumer):

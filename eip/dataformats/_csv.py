@@ -16,7 +16,7 @@ from typing import Any
 import msgspec
 import msgspec.inspect as mi
 
-from eip.dataformats._json import msgspec_reason
+from eip.dataformats._json import encode_failure, msgspec_reason
 from eip.errors import MarshalError, RouteDefinitionError, UnmarshalError
 
 __all__ = ["CsvFormat"]
@@ -48,6 +48,20 @@ def _cell(value: Any, row: int, column: str) -> Any:
         return "true" if value else "false"
     kind = type(value).__name__
     raise MarshalError("csv", f"row {row}, column '{column}': a CSV cell cannot hold a {kind}")
+
+
+def _unconvertible_row(body: list[Any]) -> MarshalError:
+    """Find the row (and column) that ``msgspec.to_builtins`` refused (error path only)."""
+    for number, item in enumerate(body, 1):
+        try:
+            msgspec.to_builtins(item)
+        except (TypeError, ValueError) as exc:
+            reason = encode_failure(exc, item, msgspec.to_builtins)
+            text, _, path = reason.rpartition(" at $")
+            column = path.removeprefix(".").split(".", 1)[0].split("[", 1)[0]
+            where = f"row {number}, column '{column}'" if column else f"row {number}"
+            return MarshalError("csv", f"{where}: {text}")
+    return MarshalError("csv", "body cannot be converted to rows")
 
 
 class CsvFormat:
@@ -147,22 +161,28 @@ class CsvFormat:
                 reason = f"cannot decode as {self.encoding}: {exc.reason} (byte {exc.start})"
                 raise UnmarshalError("csv", reason, location=f"line {line}") from exc
             return iter(io.StringIO(text.removeprefix("\ufeff"), newline=""))
-        if isinstance(data, Iterable):
+        if isinstance(data, Iterable) and not isinstance(data, dict):
             return self._decode_lines(data)
         raise UnmarshalError("csv", f"expected bytes, str or lines, got {type(data).__name__}")
 
     def _decode_lines(self, lines: Iterable[Any]) -> Iterator[str]:
         decoder = codecs.getincrementaldecoder(self.encoding)()
-        for number, line in enumerate(lines, 1):
-            if not isinstance(line, str):
-                try:
-                    line = decoder.decode(line)
-                except UnicodeDecodeError as exc:
-                    reason = f"cannot decode as {self.encoding}: {exc.reason}"
-                    raise UnmarshalError("csv", reason, location=f"line {number}") from exc
-            if number == 1:
-                line = line.removeprefix("\ufeff")
-            yield line
+        number = 0
+        for number, item in enumerate(lines, 1):
+            line = item if isinstance(item, str) else self._decode(decoder, item, number)
+            yield line.removeprefix("\ufeff") if number == 1 else line
+        rest = self._decode(decoder, b"", number, final=True)  # a cut-off multi-byte character
+        if rest:
+            yield rest
+
+    def _decode(
+        self, decoder: codecs.IncrementalDecoder, raw: Any, line: int, final: bool = False
+    ) -> str:
+        try:
+            return decoder.decode(raw, final)
+        except UnicodeDecodeError as exc:
+            reason = f"cannot decode as {self.encoding}: {exc.reason}"
+            raise UnmarshalError("csv", reason, location=f"line {line}") from exc
 
     def _rows(self, lines: Iterator[str]) -> Iterator[Any]:
         reader = _csv.reader(lines, **self._dialect)
@@ -260,7 +280,7 @@ class CsvFormat:
         try:
             rows = msgspec.to_builtins(body)
         except (TypeError, ValueError) as exc:
-            raise MarshalError("csv", str(exc)) from exc
+            raise _unconvertible_row(body) from exc
         columns = self._columns_for(body, rows)
         out = io.StringIO()
         writer = _csv.writer(out, lineterminator="\n", **self._dialect)

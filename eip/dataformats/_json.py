@@ -10,7 +10,7 @@ import msgspec
 
 from eip.errors import MarshalError, UnmarshalError
 
-__all__ = ["JsonFormat", "msgspec_reason"]
+__all__ = ["JsonFormat", "encode_failure", "msgspec_reason"]
 
 _AT = re.compile(r"^(?P<reason>.*?) - at `(?P<path>[^`]*)`$", re.DOTALL)
 _FIELD = re.compile(r"field `([^`]*)`")
@@ -104,7 +104,7 @@ def _children(obj: Any, path: str) -> Iterator[tuple[str, Any]]:
             yield f"{path}.{name}", getattr(obj, name)
 
 
-def _locate(encode: Callable[[Any], bytes], obj: Any, path: str = "$", depth: int = 0) -> str:
+def _locate(encode: Callable[[Any], object], obj: Any, path: str = "$", depth: int = 0) -> str:
     """Find the path of the innermost value that cannot be encoded (error path only)."""
     if depth >= _MAX_LOCATE_DEPTH:
         return path
@@ -116,6 +116,19 @@ def _locate(encode: Callable[[Any], bytes], obj: Any, path: str = "$", depth: in
         except RecursionError:
             return child_path
     return path
+
+
+def encode_failure(exc: Exception, body: Any, encode: Callable[[Any], object]) -> str:
+    """Phrase an encoding failure with the path of the culprit, e.g. ``cannot encode value of
+    type 'Widget' at $.lines[1].widget``. The XML and CSV formats reuse it (error path only)."""
+    path = _locate(encode, body)
+    message = str(exc)
+    match = _UNSUPPORTED.match(message)
+    if match is not None:
+        return f"cannot encode value of type '{match['type']}' at {path}"
+    if isinstance(exc, UnicodeEncodeError):
+        return f"string at {path} is not valid Unicode: {exc.reason}"
+    return f"{message[:1].lower()}{message[1:]} at {path}"
 
 
 class JsonFormat:
@@ -166,17 +179,7 @@ class JsonFormat:
         try:
             return self._encode(body)
         except (TypeError, ValueError, msgspec.EncodeError) as exc:
-            raise MarshalError("json", self._encode_reason(exc, body)) from exc
+            raise MarshalError("json", encode_failure(exc, body, self._encode)) from exc
         except RecursionError as exc:
             reason = "body is nested too deeply or contains a reference cycle"
             raise MarshalError("json", reason) from exc
-
-    def _encode_reason(self, exc: Exception, body: Any) -> str:
-        path = _locate(self._encode, body)
-        message = str(exc)
-        match = _UNSUPPORTED.match(message)
-        if match is not None:
-            return f"cannot encode value of type '{match['type']}' at {path}"
-        if isinstance(exc, UnicodeEncodeError):
-            return f"string at {path} is not valid Unicode: {exc.reason}"
-        return f"{message[:1].lower()}{message[1:]} at {path}"

@@ -15,7 +15,8 @@ import msgspec
 import msgspec.inspect as mi
 from lxml import etree
 
-from eip.dataformats._json import msgspec_reason
+from eip.dataformats._json import encode_failure, msgspec_reason
+from eip.dataformats._xml_shape import compile_shaper, xpath
 from eip.errors import MarshalError, RouteDefinitionError, UnmarshalError
 
 __all__ = ["XmlFormat"]
@@ -23,10 +24,7 @@ __all__ = ["XmlFormat"]
 _LINE_COLUMN = re.compile(r", line \d+, column \d+$")
 _XML_DECLARATION = re.compile(r"\A\s*<\?xml[^>]*\?>")
 _WHITESPACE = re.compile(rb"[ \t\r\n]*")
-_PATH_SEGMENT = re.compile(r"\.([^.\[]+)|\[(\d+|\.\.\.)\]")
 _BOM = b"\xef\xbb\xbf"
-_SEQUENCE_TYPES = (mi.ListType, mi.SetType, mi.FrozenSetType, mi.VarTupleType)
-_FIELDED_TYPES = (mi.StructType, mi.DataclassType, mi.TypedDictType, mi.NamedTupleType)
 
 
 def _has_doctype(data: bytes) -> bool:
@@ -55,125 +53,31 @@ def _local(tag: str) -> str:
 def _element_value(element: etree._Element, strip: bool) -> Any:
     """Element -> plain data: leaf text (None if empty) or a dict with ``@attr``, child tags
     (repeated tags become a list) and ``#text`` for any non-blank text beside them."""
-    attrib = element.attrib
-    children = list(element.iterchildren(etree.Element))
     text = element.text
-    if not children and not attrib:
+    pairs: list[tuple[str, str]] = element.items()  # type: ignore[assignment]  # str, not bytes
+    if not len(element) and not pairs:
         return text or None
     out: dict[str, Any] = {}
-    pairs: list[tuple[str, str]] = attrib.items()  # type: ignore[assignment]  # str, not bytes
     for key, value in pairs:
         out["@" + (_local(key) if strip else key)] = value
-    for child in children:
-        tag = _local(child.tag) if strip else child.tag
-        value = _element_value(child, strip)
-        if tag not in out:
-            out[tag] = value
-        elif isinstance(existing := out[tag], list):
-            existing.append(value)
-        else:
-            out[tag] = [existing, value]
     texts = [text] if text else []
-    texts.extend(child.tail for child in element if child.tail)
+    for child in element:
+        tag = child.tag
+        if tag.__class__ is str:  # comments and processing instructions have no str tag
+            if strip:
+                tag = _local(tag)
+            value = _element_value(child, strip)
+            if tag not in out:
+                out[tag] = value
+            elif (existing := out[tag]).__class__ is list:
+                existing.append(value)
+            else:
+                out[tag] = [existing, value]
+        if child.tail:
+            texts.append(child.tail)
     if texts and (joined := "".join(texts)).strip():
         out["#text"] = joined
     return out
-
-
-class _Seq(list[Any]):
-    """A list made from a wrapper element (``<items><item/>..</items>``); ``tag`` keeps the
-    child's name so an error path can point at ``items/item[2]``."""
-
-    tag: str | None = None
-
-
-class _Node(dict[str, Any]):
-    """A dict whose ``attributes`` were renamed from ``@name`` to a field name."""
-
-    attributes: frozenset[str] = frozenset()
-
-
-def _is_wrapper(value: dict[str, Any], item: mi.Type) -> bool:
-    if len(value) != 1:
-        return False
-    key, inner = next(iter(value.items()))
-    if key[:1] in "@#":
-        return False
-    if isinstance(inner, list) or not isinstance(item, _FIELDED_TYPES):
-        return True
-    return all(field.encode_name != key for field in item.fields)
-
-
-def _coerce(kind: mi.Type, value: Any) -> Any:
-    """Bend XML-shaped data towards ``kind`` where XML is ambiguous: one repeated element
-    is not a list, an empty element is None, attributes are ``@name``, wrapper elements."""
-    if isinstance(kind, mi.UnionType):
-        if value is None and any(isinstance(t, mi.NoneType) for t in kind.types):
-            return None
-        members = [t for t in kind.types if not isinstance(t, mi.NoneType)]
-        return _coerce(members[0], value) if len(members) == 1 else value
-    if isinstance(kind, _SEQUENCE_TYPES):
-        return _coerce_sequence(kind.item_type, value)
-    if isinstance(kind, _FIELDED_TYPES):
-        return _coerce_fields(kind, {} if value is None else value)
-    if isinstance(kind, mi.DictType | mi.FrozenDictType) and isinstance(value, dict):
-        return {key: _coerce(kind.value_type, item) for key, item in value.items()}
-    if isinstance(value, dict) and "#text" in value:
-        return value["#text"]
-    if value is None and isinstance(kind, mi.StrType):
-        return ""
-    return value
-
-
-def _coerce_sequence(item: mi.Type, value: Any) -> Any:
-    seq = _Seq()
-    if value is None:
-        return seq
-    if isinstance(value, dict) and _is_wrapper(value, item):
-        seq.tag, value = next(iter(value.items()))
-        if value is None:
-            return seq
-    seq.extend(_coerce(item, v) for v in (value if isinstance(value, list) else [value]))
-    return seq
-
-
-def _coerce_fields(kind: Any, value: Any) -> Any:
-    if not isinstance(value, dict):
-        return value
-    node = _Node(value)
-    attributes = set()
-    for field in kind.fields:
-        key = field.encode_name
-        if key in node:
-            node[key] = _coerce(field.type, node[key])
-        elif "@" + key in node:
-            node[key] = _coerce(field.type, node.pop("@" + key))
-            attributes.add(key)
-    if attributes:
-        node.attributes = frozenset(attributes)
-    return node
-
-
-def _xpath(root: str, path: str, value: Any) -> str:
-    """Turn msgspec's ``$.items[2].sku`` into ``/order/items/item[3]/sku`` by walking the
-    coerced data (error path only)."""
-    parts = [root]
-    for name, index in _PATH_SEGMENT.findall(path):
-        if name:
-            is_attribute = isinstance(value, _Node) and name in value.attributes
-            parts.append("@" + name if is_attribute else name)
-            value = value.get(name) if isinstance(value, dict) else None
-        elif index == "...":
-            parts.append("*")
-            value = None
-        else:
-            i = int(index)
-            if isinstance(value, _Seq) and value.tag is not None:
-                parts.append(f"{value.tag}[{i + 1}]")
-            else:
-                parts[-1] += f"[{i + 1}]"
-            value = value[i] if isinstance(value, list) and i < len(value) else None
-    return "/" + "/".join(parts)
 
 
 def _text(value: Any, path: str) -> str:
@@ -245,7 +149,7 @@ class XmlFormat:
     name = "xml"
     __slots__ = (
         "_parser",
-        "_type_info",
+        "_shape",
         "as_dict",
         "max_bytes",
         "root",
@@ -269,8 +173,9 @@ class XmlFormat:
         self.root = root
         self.strip_namespaces = strip_namespaces
         self.max_bytes = max_bytes
-        self._type_info = mi.type_info(type) if type is not None else None
-        # One hardened parser, built once: lxml parsers are reusable (and lock internally).
+        # Read the target type once; per message only the XML-specific fixes run.
+        self._shape = compile_shaper(mi.type_info(type)) if type is not None else None
+        # One hardened parser, built once and reused (lxml serialises its use across threads).
         self._parser = etree.XMLParser(
             resolve_entities=False,
             no_network=True,
@@ -313,18 +218,18 @@ class XmlFormat:
     def unmarshal(self, data: Any) -> Any:
         """Parse XML from bytes or str into an element, a dict or ``type`` (see class doc)."""
         element = self.parse(data)
-        if self._type_info is None and not self.as_dict:
+        if self._shape is None and not self.as_dict:
             return element
         tag = _local(element.tag) if self.strip_namespaces else element.tag
         content = _element_value(element, self.strip_namespaces)
-        if self._type_info is None:
+        if self._shape is None:
             return {tag: content}
-        coerced = _coerce(self._type_info, content)
+        shaped = self._shape(content)
         try:
-            return msgspec.convert(coerced, self.type, strict=False)
+            return msgspec.convert(shaped, self.type, strict=False)
         except msgspec.ValidationError as exc:
             reason, path = msgspec_reason(str(exc))
-            location = _xpath(_local(element.tag), path, coerced)
+            location = xpath(_local(element.tag), path, shaped)
             raise UnmarshalError("xml", reason, location=location) from exc
 
     def _bytes(self, data: Any) -> bytes:
@@ -356,12 +261,12 @@ class XmlFormat:
         Struct as UTF-8 XML with a declaration. Bytes pass through unchanged."""
         if isinstance(body, bytes):
             return body
-        if isinstance(body, etree._Element):
+        if isinstance(body, etree._Element | etree._ElementTree):
             return etree.tostring(body, encoding="utf-8", xml_declaration=True)
         try:
             data = msgspec.to_builtins(body)
         except (TypeError, ValueError) as exc:
-            raise MarshalError("xml", str(exc)) from exc
+            raise MarshalError("xml", encode_failure(exc, body, msgspec.to_builtins)) from exc
         tag, content = self._root_and_content(body, data)
         try:
             element = etree.Element(tag)

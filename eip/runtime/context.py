@@ -210,15 +210,32 @@ class Context:
 
     def validate(self) -> None:
         """Compile every route without starting anything; raises RouteDefinitionError."""
+        self._compile_all()
+
+    def _compile_all(self) -> list[Route]:
+        routes = [compile_route(self, model) for model in self._models]
+        owners: dict[str, str] = {}
         for model in self._models:
-            compile_route(self, model)
+            component, spec = self.resolve_endpoint(model.source)
+            key = component.exclusive_consumer_key(spec)
+            if key is None:
+                continue
+            if key in owners:
+                raise RouteDefinitionError(
+                    f"{key} is consumed by routes '{owners[key]}' and '{model.route_id}'; "
+                    "only one route may consume it",
+                    route_id=model.route_id,
+                    step="from",
+                )
+            owners[key] = model.route_id
+        return routes
 
     async def start(self) -> None:
         if self.started:
             return
         began = time.perf_counter()
         self.tracing = Tracing(self._tracer_provider, enabled=self._tracing_flag)
-        routes = [compile_route(self, model) for model in self._models]
+        routes = self._compile_all()
         try:
             for route in routes:
                 if self.tracing.enabled:
@@ -320,6 +337,9 @@ class Context:
         if not await self._quiesce(deadline):
             busy = {r.id: r.inflight for r in order if r.inflight}
             log.warning("shutdown timeout: exchanges still in flight per route: %s", busy)
+            for route in order:
+                if route.consumer is not None:
+                    await route.consumer.abort()
         for route in order:
             if route.consumer is not None and route.consumer.stops_after_drain:
                 await _stop_quietly(route)

@@ -59,12 +59,14 @@ class Route:
     def _dispatch(self, exchange: Exchange) -> Any:
         self.inflight += 1
         self.exchanges_total += 1
+        if exchange.route_id is None:
+            exchange.route_id = self.id
         if self._needs_original and exchange.original is None:
             exchange.original = exchange.message.copy()
         result = self.pipeline(exchange)
         if result is None or result is STOP:
             exchange.route_stop = False
-            self._leave()
+            self.leave()
             return None
         return self._finish(exchange, result)
 
@@ -77,9 +79,10 @@ class Route:
             raise
         finally:
             exchange.route_stop = False
-            self._leave()
+            self.leave()
 
-    def _leave(self) -> None:
+    def leave(self) -> None:
+        """One exchange (or completion) less in flight."""
         self.inflight -= 1
         if self._idle is not None and self.inflight == 0:
             self._idle.set()

@@ -15,7 +15,6 @@ from typing import Any
 
 from eip.dsl.model import (
     EndpointRef,
-    OnExceptionDef,
     ProcessDef,
     RouteModel,
     StepDef,
@@ -50,7 +49,7 @@ class Advice:
             mock = ToDef(f"mock:{_mock_name(step.endpoint)}")
             return [mock] if skip else [mock, step]
 
-        self._rewrite(pattern, rewrite)
+        self._rewrite(pattern, rewrite, skip_mocks=True)
         return self
 
     def intercept_send(self, pattern: str, processor: Any, *, skip: bool = False) -> Advice:
@@ -62,25 +61,28 @@ class Advice:
         self._rewrite(pattern, rewrite)
         return self
 
-    def _rewrite(self, pattern: str, rewrite: Any) -> None:
-        _rewrite_steps(self.model.steps, pattern, rewrite)
+    def _rewrite(self, pattern: str, rewrite: Any, skip_mocks: bool = False) -> None:
+        _rewrite_steps(self.model.steps, pattern, rewrite, skip_mocks)
         for clause in self.model.on_exceptions:
-            if isinstance(clause, OnExceptionDef):
-                _rewrite_steps(clause.steps, pattern, rewrite)
+            _rewrite_steps(clause.steps, pattern, rewrite, skip_mocks)
 
 
-def _rewrite_steps(steps: list[StepDef], pattern: str, rewrite: Any) -> None:
+def _rewrite_steps(steps: list[StepDef], pattern: str, rewrite: Any, skip_mocks: bool) -> None:
     index = 0
     while index < len(steps):
         step = steps[index]
         uri = endpoint_text(step.endpoint) if isinstance(step, ToDef) else ""
-        if uri and not uri.startswith("mock:") and fnmatch.fnmatchcase(uri, pattern):
+        if (
+            uri
+            and not (skip_mocks and uri.startswith("mock:"))
+            and fnmatch.fnmatchcase(uri, pattern)
+        ):
             replacement = rewrite(step)
             steps[index : index + 1] = replacement
             index += len(replacement)
             continue
         for _, children in step.children():
-            _rewrite_steps(children, pattern, rewrite)
+            _rewrite_steps(children, pattern, rewrite, skip_mocks)
         index += 1
 
 

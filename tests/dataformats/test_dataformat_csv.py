@@ -167,6 +167,14 @@ def test_invalid_encoding_names_the_line() -> None:
     )
 
 
+def test_truncated_multibyte_character_at_end_of_stream() -> None:
+    err = unmarshal_error(csv(), [b"a\n", b"\xc3"])
+    assert (err.location, err.reason) == (
+        "line 2",
+        "cannot decode as utf-8: unexpected end of data",
+    )
+
+
 def test_header_problems_are_found_before_rows() -> None:
     missing = unmarshal_error(csv(Person), "name,email\nAnn,a@b\n")
     assert (missing.location, missing.reason) == (
@@ -181,6 +189,7 @@ def test_header_problems_are_found_before_rows() -> None:
 
 def test_wrong_input_type() -> None:
     assert unmarshal_error(csv(), 42).reason == "expected bytes, str or lines, got int"
+    assert unmarshal_error(csv(), {"a": 1}).reason == "expected bytes, str or lines, got dict"
 
 
 def test_bad_definitions_fail_early() -> None:
@@ -300,6 +309,19 @@ def test_marshal_errors(body: object, reason: str) -> None:
     with pytest.raises(MarshalError) as info:
         csv().marshal(body)
     assert info.value.reason == reason
+
+
+class Widget:
+    pass
+
+
+def test_marshal_unsupported_value_names_row_and_column() -> None:
+    with pytest.raises(MarshalError) as info:
+        csv().marshal([{"a": 1}, {"a": Widget()}])
+    assert info.value.reason == "row 2, column 'a': cannot encode value of type 'Widget'"
+    with pytest.raises(MarshalError) as info:
+        csv().marshal([{"a": 1}, Widget()])
+    assert info.value.reason == "row 2: cannot encode value of type 'Widget'"
 
 
 def test_marshal_unencodable_text() -> None:

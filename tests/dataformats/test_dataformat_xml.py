@@ -306,6 +306,18 @@ def test_marshal_passes_bytes_through() -> None:
     assert xml().marshal(data) is data
 
 
+def test_marshal_element_tree_and_unsupported_values() -> None:
+    tree = etree.ElementTree(etree.fromstring(b"<a/>"))
+    assert xml().marshal(tree) == b"<?xml version='1.0' encoding='utf-8'?>\n<a/>"
+
+    class Widget:
+        pass
+
+    with pytest.raises(MarshalError) as info:
+        xml(root="r").marshal({"a": [1, Widget()]})
+    assert info.value.reason == "cannot encode value of type 'Widget' at $.a[1]"
+
+
 def test_marshal_struct_without_root_is_an_error() -> None:
     with pytest.raises(MarshalError) as info:
         xml().marshal(Item("A", 1))

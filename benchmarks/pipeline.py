@@ -1,0 +1,380 @@
+"""The in-process pipeline: an eip route against a hand-written loop doing the same work.
+
+Per message: decode ~330 B of CRM customer JSON into a ``Customer`` Struct (with a nested
+``Address``), drop inactive customers (every 10th message), map to an ``ErpCustomer`` Struct,
+route by region to one of three outputs and encode to JSON there.
+
+- **baseline**: a plain sync loop with one ``msgspec.json.Decoder(Customer)``, one
+  ``msgspec.json.Encoder()`` and a counter per output.
+- **eip**: the route below, with the same Structs and the same mapping function, driven through
+  ``route.dispatch`` (the fastest in-process entry). Informational: the same via a started
+  ``direct:in`` producer, and via ``context.template().send`` (which awaits per message).
+- **tracing**: the same route in a context with the OpenTelemetry SDK on (100% sampled,
+  ``BatchSpanProcessor`` with ``max_queue_size=200_000`` and an exporter that drops spans),
+  against the tracing-off route.
+
+All variants run interleaved, round by round; every round checks the per-output counts (and,
+traced, the spans exported), so a broken route cannot be mistaken for a fast one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import cProfile
+import pstats
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import msgspec
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+
+from benchmarks._crm import REGIONS, Customer, make_messages, to_erp
+from benchmarks._report import Measurement, Variant, interleave, result_line, table
+from eip import Context, Exchange, RouteBuilder, otherwise, when
+from eip.dataformats import json
+from eip.runtime.route import Route
+
+__all__ = [
+    "Counts",
+    "CustomerRoute",
+    "Handwritten",
+    "PipelineReport",
+    "bench",
+    "expected_counts",
+    "profile",
+    "run",
+]
+
+ROUTE_ID = "bench"
+OUTPUTS = ("eu", "us", "apac")
+SPAN_QUEUE = 200_000  # BatchSpanProcessor's default (2048) silently drops spans at these rates
+
+
+@dataclass(frozen=True, slots=True)
+class Counts:
+    """Messages delivered per output (eu, us, apac)."""
+
+    eu: int
+    us: int
+    apac: int
+
+    @property
+    def delivered(self) -> int:
+        return self.eu + self.us + self.apac
+
+
+def expected_counts(messages: Sequence[bytes]) -> Counts:
+    """What both sides must deliver (computed independently of either)."""
+    decode = msgspec.json.Decoder(Customer).decode
+    tally = dict.fromkeys(REGIONS, 0)
+    for raw in messages:
+        c = decode(raw)
+        if c.active:
+            tally[c.region] += 1
+    return Counts(tally["EU"], tally["US"], tally["APAC"])
+
+
+# -- the baseline ---------------------------------------------------------------------------
+class Handwritten:
+    """The hand-written sync loop: the same work, with nothing in between."""
+
+    def __init__(self) -> None:
+        self.decode = msgspec.json.Decoder(Customer).decode
+        self.encode = msgspec.json.Encoder().encode
+        self.last: bytes = b""
+
+    def run(self, messages: Sequence[bytes]) -> Counts:
+        decode, encode = self.decode, self.encode
+        eu = us = apac = 0
+        out = b""
+        for raw in messages:
+            customer = decode(raw)
+            if not customer.active:
+                continue
+            erp = to_erp(customer)
+            region = erp.region
+            if region == "EU":
+                out = encode(erp)
+                eu += 1
+            elif region == "US":
+                out = encode(erp)
+                us += 1
+            else:
+                out = encode(erp)
+                apac += 1
+        self.last = out
+        return Counts(eu, us, apac)
+
+
+# -- the eip route --------------------------------------------------------------------------
+class CustomerRoute(RouteBuilder):
+    """The same work as :class:`Handwritten`, as a route."""
+
+    def configure(self) -> None:
+        out = json()
+        (
+            self.from_("direct:in")
+            .route_id(ROUTE_ID)
+            .unmarshal(json(Customer))
+            .filter(lambda ex: ex.body.active)
+            .transform(lambda ex: to_erp(ex.body))
+            .choice(
+                when(lambda ex: ex.body.region == "EU").marshal(out).to("mock:eu?retain=0"),
+                when(lambda ex: ex.body.region == "US").marshal(out).to("mock:us?retain=0"),
+                otherwise().marshal(out).to("mock:apac?retain=0"),
+            )
+        )
+
+
+async def start_context(provider: TracerProvider | None = None) -> Context:
+    context = Context(tracer_provider=provider, tracing=provider is not None)
+    context.add_routes(CustomerRoute())
+    await context.start()
+    assert context.tracing.enabled is (provider is not None)
+    return context
+
+
+def mock_counts(context: Context) -> Counts:
+    eu, us, apac = (context.mock(name).count for name in OUTPUTS)
+    return Counts(eu, us, apac)
+
+
+def _minus(after: Counts, before: Counts) -> Counts:
+    return Counts(after.eu - before.eu, after.us - before.us, after.apac - before.apac)
+
+
+async def drive_dispatch(route: Route, messages: Sequence[bytes]) -> None:
+    """The fastest in-process entry: an exchange per message into ``route.dispatch``."""
+    dispatch = route.dispatch
+    for raw in messages:
+        exchange = Exchange(raw)
+        pending = dispatch(exchange)
+        if pending is not None:
+            await pending
+        done = exchange.done()
+        if done is not None:
+            await done
+
+
+# -- tracing --------------------------------------------------------------------------------
+class DroppingExporter(SpanExporter):
+    """Accepts every batch and drops it, counting the spans by kind of span."""
+
+    def __init__(self) -> None:
+        self.route_spans = 0
+        self.send_spans = 0
+        self.other_spans = 0
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        for span in spans:
+            if span.name == ROUTE_ID:
+                self.route_spans += 1
+            elif span.name.startswith("send "):
+                self.send_spans += 1
+            else:
+                self.other_spans += 1
+        return SpanExportResult.SUCCESS
+
+    @property
+    def total(self) -> int:
+        return self.route_spans + self.send_spans + self.other_spans
+
+
+def make_provider() -> tuple[TracerProvider, DroppingExporter]:
+    exporter = DroppingExporter()
+    provider = TracerProvider()  # default sampler: parent-based always-on, so 100% sampled
+    provider.add_span_processor(BatchSpanProcessor(exporter, max_queue_size=SPAN_QUEUE))
+    return provider, exporter
+
+
+# -- the benchmark --------------------------------------------------------------------------
+BASELINE = "hand-written sync loop"
+DISPATCH = "eip route.dispatch"
+PRODUCER = "eip direct:in producer"
+TEMPLATE = "eip template.send"
+TRACED = "eip route.dispatch, OTel SDK on"
+
+
+@dataclass(slots=True)
+class PipelineReport:
+    """What :func:`bench` measured, ready to print."""
+
+    count: int
+    rounds: int
+    expected: Counts
+    results: dict[str, Measurement]
+    spans: tuple[int, int, int] = (0, 0, 0)  # route, send, expected total per round
+    lines: list[str] = field(default_factory=list)
+
+    def table(self) -> str:
+        base = self.results[BASELINE].median
+        rows = [
+            [
+                m.name,
+                f"{m.median:,.0f}",
+                f"{m.us_per_unit:.2f}",
+                f"{m.low:,.0f}..{m.high:,.0f}",
+                f"{m.median / base:.2f}",
+            ]
+            for m in self.results.values()
+        ]
+        return table(["variant", "msgs/s", "µs/msg", "range msgs/s", "vs baseline"], rows)
+
+
+async def bench(count: int, rounds: int) -> PipelineReport:
+    """Measure every variant on ``count`` messages per round for ``rounds`` interleaved rounds."""
+    messages = make_messages(count)
+    expected = expected_counts(messages)
+    handwritten = Handwritten()
+    plain = await start_context()
+    provider, exporter = make_provider()
+    traced = await start_context(provider)
+    try:
+        route = plain.routes[ROUTE_ID]
+        traced_route = traced.routes[ROUTE_ID]
+        producer = await plain.producer("direct:in")
+        template = plain.template()
+        spans_per_round = count + expected.delivered  # a route span each, a send span each sent
+
+        def check(name: str, got: Counts) -> None:
+            assert got == expected, f"{name}: delivered {got}, expected {expected}"
+
+        def baseline() -> float:
+            began = time.perf_counter()
+            got = handwritten.run(messages)
+            seconds = time.perf_counter() - began
+            check(BASELINE, got)
+            return seconds
+
+        async def via_dispatch() -> float:
+            before = mock_counts(plain)
+            began = time.perf_counter()
+            await drive_dispatch(route, messages)
+            seconds = time.perf_counter() - began
+            check(DISPATCH, _minus(mock_counts(plain), before))
+            return seconds
+
+        async def via_producer() -> float:
+            before = mock_counts(plain)
+            process = producer.process
+            began = time.perf_counter()
+            for raw in messages:
+                exchange = Exchange(raw)
+                pending = process(exchange)
+                if pending is not None:
+                    await pending
+                done = exchange.done()
+                if done is not None:
+                    await done
+            seconds = time.perf_counter() - began
+            check(PRODUCER, _minus(mock_counts(plain), before))
+            return seconds
+
+        async def via_template() -> float:
+            before = mock_counts(plain)
+            failed = 0
+            began = time.perf_counter()
+            for raw in messages:
+                exchange = await template.send("direct:in", raw)
+                if exchange.exception is not None:
+                    failed += 1
+            seconds = time.perf_counter() - began
+            assert failed == 0, f"{TEMPLATE}: {failed} exchanges failed"
+            check(TEMPLATE, _minus(mock_counts(plain), before))
+            return seconds
+
+        async def via_traced() -> float:
+            before = mock_counts(traced)
+            route_spans, send_spans = exporter.route_spans, exporter.send_spans
+            began = time.perf_counter()
+            await drive_dispatch(traced_route, messages)
+            # Export is part of tracing's cost: charge the batch processor's backlog here.
+            assert provider.force_flush(timeout_millis=60_000), "span flush timed out"
+            seconds = time.perf_counter() - began
+            check(TRACED, _minus(mock_counts(traced), before))
+            got = (exporter.route_spans - route_spans, exporter.send_spans - send_spans)
+            assert got == (count, expected.delivered), (
+                f"spans per round: {got[0]} route + {got[1]} send, "
+                f"expected {count} + {expected.delivered} (queue of {SPAN_QUEUE} overflowed?)"
+            )
+            return seconds
+
+        variants = [
+            Variant(BASELINE, baseline, count),
+            Variant(DISPATCH, via_dispatch, count),
+            Variant(PRODUCER, via_producer, count),
+            Variant(TEMPLATE, via_template, count),
+            Variant(TRACED, via_traced, count),
+        ]
+        results = await interleave(variants, rounds)
+        assert exporter.other_spans == 0, f"{exporter.other_spans} unexpected spans"
+        report = PipelineReport(count, rounds, expected, results)
+        report.spans = (exporter.route_spans, exporter.send_spans, spans_per_round)
+    finally:
+        await plain.stop()
+        await traced.stop()
+        provider.force_flush()
+        provider.shutdown()
+
+    base, eip = results[BASELINE].median, results[DISPATCH].median
+    on = results[TRACED].median
+    report.lines = [
+        result_line("pipeline-vs-handwritten", eip, base),
+        result_line("tracing-on-vs-off", on, eip),
+    ]
+    return report
+
+
+def run(quick: bool) -> None:
+    count, rounds = (20_000, 3) if quick else (100_000, 5)
+    report = asyncio.run(bench(count, rounds))
+    print(
+        f"pipeline: {count:,} msgs per round, {rounds} interleaved rounds (+1 warm-up), "
+        "medians; every round checked per-output counts"
+    )
+    e = report.expected
+    print(
+        f"per round: {e.eu:,} eu + {e.us:,} us + {e.apac:,} apac, {count - e.delivered:,} filtered"
+    )
+    print()
+    print(report.table())
+    print()
+    off, on = report.results[DISPATCH].median, report.results[TRACED].median
+    route_spans, send_spans, per_round = report.spans
+    print(
+        f"tracing adds {1e6 / on - 1e6 / off:.2f} µs per exchange "
+        f"({1e6 / on:.2f} on vs {1e6 / off:.2f} off; batch processor max_queue_size={SPAN_QUEUE}, "
+        "flush timed with the traced run)"
+    )
+    print(
+        f"spans exported: {route_spans + send_spans:,} = {route_spans:,} route + {send_spans:,} "
+        f"send over {rounds + 1} runs; per run {per_round:,} = {count:,} route + "
+        f"{e.delivered:,} send (2 per exchange that passed the filter, 1 per filtered one)"
+    )
+    print()
+    for line in report.lines:
+        print(line)
+
+
+def profile(quick: bool) -> None:
+    """cProfile of the eip ``route.dispatch`` loop (tracing off), top 15 by own time."""
+    count = 20_000 if quick else 100_000
+
+    async def main() -> None:
+        messages = make_messages(count)
+        context = await start_context()
+        try:
+            route = context.routes[ROUTE_ID]
+            await drive_dispatch(route, messages[:2000])  # warm up
+            profiler = cProfile.Profile()
+            profiler.enable()
+            await drive_dispatch(route, messages)
+            profiler.disable()
+        finally:
+            await context.stop()
+        print(f"cProfile of the eip route.dispatch loop, {count:,} messages, tracing off")
+        pstats.Stats(profiler).sort_stats("tottime").print_stats(15)
+
+    asyncio.run(main())

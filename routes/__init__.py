@@ -1,0 +1,1 @@
+"""Example CRM integration routes, run with ``uv run eip run routes/``."""

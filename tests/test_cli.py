@@ -1,0 +1,115 @@
+"""The eip command, run as a real process."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from eip.cli import load_builders, main
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "eip.cli", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_run_processes_the_sample_and_stops_on_sigterm(tmp_path: Path) -> None:
+    env = {**os.environ, "EIP_DATA_DIR": str(tmp_path)}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "eip.cli", "run", "routes/"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        erp_file = tmp_path / "erp" / "inbox" / "erp-customers-crm_customers.json"
+        done = tmp_path / "crm" / "export" / ".done" / "crm_customers.csv"
+        deadline = time.monotonic() + 30
+        while not (erp_file.exists() and done.exists()):
+            assert process.poll() is None, process.stdout.read() if process.stdout else ""
+            assert time.monotonic() < deadline, "the sample was not processed in 30 s"
+            time.sleep(0.05)
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, output
+    assert "route crm-customer-import started" in output
+    assert "imported crm_customers.csv: 4 accepted, 3 rejected, 1 duplicate(s) skipped" in output
+    assert "shutting down" in output
+    assert "context eip stopped" in output
+    assert "Traceback" not in output
+
+
+def test_routes_lists_steps() -> None:
+    result = run_cli("routes", "routes/")
+    assert result.returncode == 0, result.stderr
+    assert "crm-customer-import  from file:" in result.stdout
+    assert "unmarshal(csv)" in result.stdout
+    assert "crm-demo-seed  from timer:crm-demo-seed?repeat_count=1" in result.stdout
+
+
+def test_check_ok() -> None:
+    result = run_cli("check", "routes/")
+    assert result.returncode == 0, result.stderr
+    assert "ok: 4 route(s) valid" in result.stdout
+
+
+def test_check_reports_bad_route_in_one_line(tmp_path: Path) -> None:
+    (tmp_path / "bad_routes.py").write_text(
+        "from eip import RouteBuilder\n"
+        "class Bad(RouteBuilder):\n"
+        "    def configure(self) -> None:\n"
+        "        self.from_('direct:a').route_id('orders').to('seda:x?sise=1')\n"
+    )
+    result = run_cli("check", str(tmp_path / "bad_routes.py"))
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith("eip: error: route 'orders', step 1")
+    assert "unknown option 'sise'" in lines[0]
+
+
+def test_unloadable_file_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "broken.py").write_text("def (:\n")
+    result = run_cli("check", str(tmp_path / "broken.py"))
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1
+    assert "cannot load broken: SyntaxError" in result.stderr
+    assert "broken.py:1" in result.stderr
+
+
+def test_no_builders_found(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "empty_mod.py").write_text("X = 1\n")
+    assert main(["check", str(tmp_path / "empty_mod.py")]) == 2
+    assert "no RouteBuilder found" in capsys.readouterr().err
+
+
+def test_load_builders_skips_abstract(tmp_path: Path) -> None:
+    (tmp_path / "abstract_mod.py").write_text(
+        "from eip import RouteBuilder\n"
+        "class Base(RouteBuilder):\n"
+        "    abstract = True\n"
+        "class Real(Base):\n"
+        "    def configure(self) -> None:\n"
+        "        self.from_('direct:a').to('mock:b')\n"
+    )
+    builders = load_builders([str(tmp_path / "abstract_mod.py")])
+    assert [type(b).__name__ for b in builders] == ["Real"]

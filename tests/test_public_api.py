@@ -1,0 +1,66 @@
+"""Pins the curated public API: a change here is a deliberate API change."""
+
+import eip
+import eip.testing
+
+EXPECTED = [
+    "Context",
+    "DataFormatError",
+    "EipError",
+    "EndpointError",
+    "Exchange",
+    "ExchangeError",
+    "ExchangePattern",
+    "ExchangeTimeoutError",
+    "Expression",
+    "LifecycleError",
+    "MappingError",
+    "MarshalError",
+    "Message",
+    "NoConsumerError",
+    "ProducerTemplate",
+    "RedeliveryPolicy",
+    "RouteBuilder",
+    "RouteDefinitionError",
+    "UnmarshalError",
+    "body",
+    "constant",
+    "cron",
+    "dead_letter_channel",
+    "default_error_handler",
+    "direct",
+    "exchange_property",
+    "file",
+    "header",
+    "log_endpoint",
+    "mock",
+    "otherwise",
+    "seda",
+    "timer",
+    "when",
+]
+
+
+def test_public_api_is_pinned() -> None:
+    assert eip.__all__ == EXPECTED
+    assert sorted(eip.__all__) == eip.__all__
+    for name in eip.__all__:
+        assert getattr(eip, name) is not None
+
+
+def test_testing_api_is_pinned() -> None:
+    assert eip.testing.__all__ == [
+        "Advice",
+        "ManualClock",
+        "MockEndpoint",
+        "ProducerTemplate",
+        "advice",
+    ]
+
+
+def test_error_tree() -> None:
+    for name in ["RouteDefinitionError", "LifecycleError", "ExchangeError"]:
+        assert issubclass(getattr(eip, name), eip.EipError)
+    for name in ["DataFormatError", "MappingError", "NoConsumerError", "EndpointError"]:
+        assert issubclass(getattr(eip, name), eip.ExchangeError)
+    assert issubclass(eip.UnmarshalError, eip.DataFormatError)

@@ -1,0 +1,121 @@
+"""One trace per exchange across a seda hop and direct calls, with the right parents."""
+
+from __future__ import annotations
+
+import pytest
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import StatusCode
+
+from eip import Context, Exchange, RouteBuilder
+from eip.tracing import extract, inject
+
+
+@pytest.fixture
+def exporter() -> InMemorySpanExporter:
+    return InMemorySpanExporter()
+
+
+@pytest.fixture
+def provider(exporter: InMemorySpanExporter) -> TracerProvider:
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    return provider
+
+
+class Routes(RouteBuilder):
+    def configure(self) -> None:
+        self.from_("direct:in").route_id("front").to("seda:work")
+        self.from_("seda:work").route_id("worker").to("direct:enrich").to("mock:out")
+        self.from_("direct:enrich").route_id("enrich").set_header("enriched", True)
+
+
+def by_name(spans: tuple[ReadableSpan, ...]) -> dict[str, ReadableSpan]:
+    return {span.name: span for span in spans}
+
+
+async def test_seda_hop_and_direct_call_form_one_trace(
+    provider: TracerProvider, exporter: InMemorySpanExporter
+) -> None:
+    context = Context(tracer_provider=provider)
+    context.add_routes(Routes())
+    async with context:
+        await context.template().send("direct:in", {"id": 1})
+        await context.mock("out").wait_for(1)
+        await context.mock("out").assert_satisfied()
+    spans = exporter.get_finished_spans()
+    named = by_name(spans)
+    assert set(named) == {
+        "front",
+        "send seda:work",
+        "worker",
+        "send direct:enrich",
+        "enrich",
+        "send mock:out",
+    }
+    assert len({span.context.trace_id for span in spans}) == 1
+
+    def parent_of(name: str) -> str:
+        parent = named[name].parent
+        assert parent is not None
+        matches = [n for n, s in named.items() if s.context.span_id == parent.span_id]
+        assert len(matches) == 1
+        return matches[0]
+
+    assert named["front"].parent is None
+    assert parent_of("send seda:work") == "front"
+    assert parent_of("worker") == "send seda:work"
+    assert parent_of("send direct:enrich") == "worker"
+    assert parent_of("enrich") == "send direct:enrich"
+    assert parent_of("send mock:out") == "worker"
+    attributes = named["worker"].attributes or {}
+    assert attributes["eip.route.id"] == "worker"
+    assert attributes["eip.endpoint.uri"] == "seda:work"
+    assert attributes["eip.exchange.id"]
+
+
+async def test_errors_are_recorded(
+    provider: TracerProvider, exporter: InMemorySpanExporter
+) -> None:
+    class Failing(RouteBuilder):
+        def configure(self) -> None:
+            self.from_("direct:in").route_id("r").to("mock:erp?retain=3")
+
+    context = Context(tracer_provider=provider)
+    context.add_routes(Failing())
+    async with context:
+        context.mock("erp").fail_times(1, lambda: ValueError("erp says no"))
+        exchange = await context.template().send("direct:in", 1)
+    assert isinstance(exchange.exception, ValueError)
+    named = by_name(exporter.get_finished_spans())
+    send = named["send mock:erp"]
+    assert send.status.status_code is StatusCode.ERROR
+    assert any(event.name == "exception" for event in send.events)
+    assert (send.attributes or {})["eip.endpoint.uri"] == "mock:erp?retain=3"
+    assert named["r"].status.status_code is StatusCode.ERROR
+
+
+async def test_no_sdk_means_no_tracing_code() -> None:
+    context = Context()
+    context.add_routes(Routes())
+    async with context:
+        assert not context.tracing.enabled
+        route = context.routes["front"]
+        assert route.dispatch == route._dispatch
+
+
+async def test_traceparent_inject_and_extract(
+    provider: TracerProvider, exporter: InMemorySpanExporter
+) -> None:
+    tracer = provider.get_tracer("test")
+    with tracer.start_as_current_span("client") as span:
+        exchange = Exchange(1)
+        exchange.trace_context = span
+        carrier: dict[str, str] = {}
+        inject(exchange, carrier)
+    assert carrier["traceparent"].split("-")[1] == format(span.get_span_context().trace_id, "032x")
+    remote = extract(carrier)
+    assert remote is not None
+    assert remote.get_span_context().trace_id == span.get_span_context().trace_id
+    assert extract({}) is None
