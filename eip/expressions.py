@@ -176,15 +176,15 @@ def _str_or_none(value: Any, arg: str, method: Callable[[str, str], bool]) -> bo
 
 def header(name: str, default: Any = None) -> Expression:
     """The value of header ``name`` (``default`` when absent)."""
-    return Expression(lambda ex: ex.message.headers.get(name, default), f"header({name!r})")
+    return Expression(lambda ex: ex.headers.get(name, default), f"header({name!r})")
 
 
 def body(path: str | None = None) -> Expression:
     """The body, or a field of it by dotted path (dict keys or attributes)."""
     if not path:
-        return Expression(lambda ex: ex.message.body, "body()")
+        return Expression(lambda ex: ex.body, "body()")
     get = path_getter(path)
-    return Expression(lambda ex: get(ex.message.body), f"body({path!r})")
+    return Expression(lambda ex: get(ex.body), f"body({path!r})")
 
 
 def constant(value: Any) -> Expression:

@@ -97,15 +97,20 @@ class UnitOfWork:
                 log.exception("on-completion callback %r failed for %s", callback, exchange.id)
 
 
-class Exchange:
-    """One message travelling through routes, with what the engine knows about it."""
+class Exchange(Message):
+    """One message travelling through routes, with what the engine knows about it.
+
+    An exchange *is* its current message (``exchange.body``, ``exchange.headers``) plus
+    properties, the exception, ids and the pattern; ``exchange.message`` is the exchange itself
+    seen as a :class:`Message`, and assigning a Message to it replaces body and headers. One
+    object per message instead of two keeps the per-message cost low.
+    """
 
     __slots__ = (
         "_id",
         "_uow",
         "exception",
         "failure_handler",
-        "message",
         "original",
         "pattern",
         "properties",
@@ -118,11 +123,10 @@ class Exchange:
         self,
         body: Any = None,
         headers: dict[str, Any] | None = None,
-        *,
         pattern: ExchangePattern = ExchangePattern.IN_ONLY,
-        message: Message | None = None,
     ) -> None:
-        self.message = Message(body, headers) if message is None else message
+        self.body = body
+        self.headers = {} if headers is None else headers
         self.pattern = pattern
         self.properties: dict[str, Any] = {}
         self.exception: BaseException | None = None
@@ -135,23 +139,20 @@ class Exchange:
         self._uow: UnitOfWork | None = None
 
     @property
+    def message(self) -> Message:
+        return self
+
+    @message.setter
+    def message(self, message: Message) -> None:
+        self.body = message.body
+        self.headers = message.headers
+
+    @property
     def id(self) -> str:
         """A process-unique id, made on first use (most exchanges never need one)."""
         if self._id is None:
             self._id = f"{_ID_PREFIX}{next(_ids)}"
         return self._id
-
-    @property
-    def body(self) -> Any:
-        return self.message.body
-
-    @body.setter
-    def body(self, value: Any) -> None:
-        self.message.body = value
-
-    @property
-    def headers(self) -> dict[str, Any]:
-        return self.message.headers
 
     @property
     def failed(self) -> bool:
@@ -182,13 +183,20 @@ class Exchange:
         else:
             other._uow.absorb(mine)
 
-    def copy(self) -> Exchange:
-        """A copy with its own message and properties, sharing no unit of work."""
-        twin = Exchange(pattern=self.pattern, message=self.message.copy())
+    def copy(self) -> Exchange:  # type: ignore[override]
+        """A copy with its own headers and properties, sharing no unit of work."""
+        twin = Exchange(self.body, dict(self.headers), self.pattern)
         twin.properties = dict(self.properties)
         twin.route_id = self.route_id
         twin.trace_context = self.trace_context
         return twin
 
+    def snapshot(self) -> Message:
+        """The current message as a separate Message (a new headers dict, the same body)."""
+        return Message(self.body, dict(self.headers))
+
     def __repr__(self) -> str:
-        return f"Exchange(id={self.id!r}, route={self.route_id!r}, message={self.message!r})"
+        return (
+            f"Exchange(id={self.id!r}, route={self.route_id!r}, "
+            f"body={self.body!r}, headers={self.headers!r})"
+        )

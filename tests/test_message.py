@@ -112,11 +112,16 @@ def test_exchange_body_and_headers_are_the_messages():
     assert exchange.message.headers == {"h": 1, "x": 2}
 
 
-def test_exchange_with_explicit_message_uses_it():
+def test_assigning_a_message_replaces_body_and_headers():
     message = Message("m", {"k": "v"})
-    exchange = Exchange("ignored", {"ignored": True}, message=message)
-    assert exchange.message is message
+    exchange = Exchange("ignored", {"ignored": True})
+    exchange.message = message
     assert exchange.body == "m"
+    assert exchange.headers is message.headers
+    snapshot = exchange.snapshot()
+    assert type(snapshot) is Message
+    snapshot.headers["new"] = 1
+    assert "new" not in exchange.headers
 
 
 def test_exchange_failed_follows_exception():
@@ -154,7 +159,7 @@ def test_exchange_repr_mentions_id_route_and_message():
     text = repr(exchange)
     assert exchange.id in text
     assert "'r1'" in text
-    assert "Message(body='body'" in text
+    assert "body='body'" in text
 
 
 # -- copy ---------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ validated once, at route start, with one set of rules: an unknown or mistyped op
 from __future__ import annotations
 
 import abc
+import functools
 import logging
 import re
 import urllib.parse
@@ -215,6 +216,7 @@ class _NoDefault:
 _NO_DEFAULT = _NoDefault()
 
 
+@functools.cache
 def _defaults(spec_type: type[EndpointSpec]) -> list[Any]:
     info = msgspec.structs.fields(spec_type)
     out: list[Any] = []

@@ -54,9 +54,9 @@ class LogProducer(Producer):
             return
         parts = [f"Exchange[id={exchange.id}"]
         if self.spec.show_headers:
-            parts.append(f"headers={exchange.message.headers!r}")
+            parts.append(f"headers={exchange.headers!r}")
         if self.spec.show_body:
-            body = exchange.message.body
+            body = exchange.body
             text = body.decode("utf-8", "replace") if isinstance(body, bytes) else repr(body)
             if len(text) > self.spec.max_chars:
                 text = text[: self.spec.max_chars] + f"... [{len(text)} chars]"

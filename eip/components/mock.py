@@ -56,10 +56,10 @@ class MockEndpoint(Producer):
     def process(self, exchange: Exchange) -> Any:
         self.count += 1
         if self.retain != 0:
-            snapshot = Exchange(pattern=exchange.pattern, message=exchange.message.copy())
+            snapshot = Exchange(exchange.body, dict(exchange.headers), exchange.pattern)
             snapshot.properties = dict(exchange.properties)
             snapshot.route_id = exchange.route_id
-            snapshot._id = exchange.id if exchange._id is not None else None
+            snapshot._id = exchange.id
             self.received.append(snapshot)
             if self.retain > 0 and len(self.received) > self.retain:
                 del self.received[0]
@@ -113,7 +113,7 @@ class MockEndpoint(Producer):
         """Every received message has header ``name`` equal to ``value``."""
 
         def check(ex: Exchange) -> bool:
-            return bool(ex.message.headers.get(name, _ABSENT) == value)
+            return bool(ex.headers.get(name, _ABSENT) == value)
 
         self._checks.append((f"header {name!r} == {value!r}", check))
         return self
@@ -125,11 +125,11 @@ class MockEndpoint(Producer):
 
     @property
     def received_bodies(self) -> list[Any]:
-        return [ex.message.body for ex in self.received]
+        return [ex.body for ex in self.received]
 
     @property
     def received_headers(self) -> list[dict[str, Any]]:
-        return [ex.message.headers for ex in self.received]
+        return [ex.headers for ex in self.received]
 
     def reset(self) -> None:
         self.received.clear()

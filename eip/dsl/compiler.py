@@ -93,7 +93,8 @@ class CompileContext:
             labels.append(
                 endpoint_text(step.endpoint) if isinstance(step, ToDef) else step.describe()
             )
-        return Pipeline(compiled, labels, errors or self.errors)
+        name = f"{self.route_id}:{self.where or 'route'}"
+        return Pipeline(compiled, labels, errors or self.errors, name)
 
     def step(self, step: StepDef) -> Step:
         compile_fn = _COMPILERS.get(type(step))
@@ -163,7 +164,7 @@ def _clause(cc: CompileContext, clause: OnExceptionDef) -> CompiledClause:
             raise cc.error("on_exception cannot be both handled and continued")
         # Steps of a clause run once; failures there are not redelivered.
         plain = ErrorHandling(route_id=cc.route_id, clock=cc.context.clock, redelivery=_NONE)
-        steps = cc.pipeline(clause.steps, plain) if clause.steps else None
+        steps = cc.pipeline(clause.steps, plain).run if clause.steps else None
         return CompiledClause(
             clause.types, clause.redelivery, clause.handled, clause.continued, steps
         )
@@ -200,14 +201,14 @@ def _compile_choice(step: ChoiceDef, cc: CompileContext) -> Step:
             if branch.predicate is None:
                 raise cc.error("when() has no predicate")
             predicate = cc.callable_(branch.predicate, "when predicate")
-            branches.append((predicate, cc.pipeline(branch.steps)))
+            branches.append((predicate, cc.pipeline(branch.steps).run))
         finally:
             cc.path.pop()
     otherwise = None
     if step.otherwise is not None:
         cc.path.append("otherwise")
         try:
-            otherwise = cc.pipeline(step.otherwise)
+            otherwise = cc.pipeline(step.otherwise).run
         finally:
             cc.path.pop()
     return choice_step(branches, otherwise)

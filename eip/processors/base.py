@@ -62,3 +62,32 @@ def describe_callable(fn: Any) -> str:
     if name is None:
         return type(fn).__name__
     return str(name)
+
+
+class Inline:
+    """Source lines that do a step's work inside a fused pipeline function.
+
+    The compiler fuses each pipeline into one generated function (see
+    :mod:`eip.processors.fuse`), so built-in sync steps cost no call of their own. ``code``
+    uses ``ex`` for the exchange and ``{0}``, ``{1}``, ... for ``values``; with ``result`` the
+    code leaves a step result in ``r`` that the pipeline then checks like any step's.
+    """
+
+    __slots__ = ("code", "result", "values")
+
+    def __init__(self, code: list[str], values: list[Any], *, result: bool = False) -> None:
+        self.code = tuple(code)
+        self.values = tuple(values)
+        self.result = result
+
+
+def with_inline(step: Step, code: list[str], *values: Any, result: bool = False) -> Step:
+    """Attach inline source to a step (the step itself still serves the slow path)."""
+    step.eip_inline = Inline(code, list(values), result=result)  # type: ignore[attr-defined]
+    return step
+
+
+def unwrap(fn: Any) -> Any:
+    """An Expression's plain function (one call layer less on the hot path)."""
+    inner = getattr(fn, "fn", None)
+    return inner if inner is not None and type(fn).__name__ == "Expression" else fn

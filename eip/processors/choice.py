@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from eip.message import Exchange
-from eip.processors.base import STOP, Step, is_async_callable
+from eip.processors.base import STOP, Step, is_async_callable, unwrap, with_inline
 
 __all__ = ["choice_step"]
 
@@ -19,7 +19,7 @@ __all__ = ["choice_step"]
 def choice_step(
     branches: Sequence[tuple[Callable[[Exchange], Any], Step]], otherwise: Step | None
 ) -> Step:
-    table = tuple(branches)
+    table = tuple((unwrap(predicate), branch) for predicate, branch in branches)
     if any(is_async_callable(predicate) for predicate, _ in table):
         return _async_choice(table, otherwise)
 
@@ -31,7 +31,16 @@ def choice_step(
             return otherwise(exchange)
         return None
 
-    return choice
+    code: list[str] = []
+    values: list[Any] = []
+    for number, (predicate, branch) in enumerate(table):
+        keyword = "if" if number == 0 else "elif"
+        code += [f"{keyword} {{{len(values)}}}(ex):", f"    r = {{{len(values) + 1}}}(ex)"]
+        values += [predicate, branch]
+    code += ["else:", f"    r = {{{len(values)}}}(ex)" if otherwise is not None else "    r = None"]
+    if otherwise is not None:
+        values.append(otherwise)
+    return with_inline(choice, code, *values, result=True)
 
 
 def _async_choice(

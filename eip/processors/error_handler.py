@@ -154,8 +154,8 @@ class ErrorHandling:
             error,
         )
         await self.clock.sleep(delay)
-        exchange.message.headers[H.REDELIVERED] = True
-        exchange.message.headers[H.REDELIVERY_COUNT] = attempt
+        exchange.headers[H.REDELIVERED] = True
+        exchange.headers[H.REDELIVERY_COUNT] = attempt
 
     async def exhausted(
         self, exchange: Exchange, error: BaseException, failed_at: str, attempts: int
@@ -193,7 +193,7 @@ class ErrorHandling:
     def _record_failure(
         self, exchange: Exchange, error: BaseException, failed_at: str, attempts: int
     ) -> None:
-        headers = exchange.message.headers
+        headers = exchange.headers
         headers[H.EXCEPTION_TYPE] = f"{type(error).__module__}.{type(error).__qualname__}"
         headers[H.EXCEPTION_MESSAGE] = str(error)
         headers[H.FAILURE_ENDPOINT] = failed_at
@@ -204,11 +204,9 @@ class ErrorHandling:
     async def _to_dead_letter(self, exchange: Exchange, error: BaseException) -> None:
         assert self.dead_letter is not None
         if self.use_original_message and exchange.original is not None:
-            failure_headers = {
-                k: v for k, v in exchange.message.headers.items() if k.startswith("eip.")
-            }
+            failure_headers = {k: v for k, v in exchange.headers.items() if k.startswith("eip.")}
             exchange.message = exchange.original.copy()
-            exchange.message.headers.update(failure_headers)
+            exchange.headers.update(failure_headers)
         log.warning(
             "exchange %s on route %s dead-lettered to %s: %s: %s",
             exchange.id,

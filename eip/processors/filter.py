@@ -6,7 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from eip.message import Exchange
-from eip.processors.base import STOP, Step, is_async_callable
+from eip.processors.base import STOP, Step, is_async_callable, unwrap, with_inline
 
 __all__ = ["filter_step"]
 
@@ -20,7 +20,9 @@ def filter_step(predicate: Callable[[Exchange], Any]) -> Step:
 
         return async_filter
 
-    def sync_filter(exchange: Exchange) -> Any:
-        return None if predicate(exchange) else STOP
+    test = unwrap(predicate)
 
-    return sync_filter
+    def sync_filter(exchange: Exchange) -> Any:
+        return None if test(exchange) else STOP
+
+    return with_inline(sync_filter, ["if not {0}(ex):", "    return None"], test)

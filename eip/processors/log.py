@@ -24,8 +24,8 @@ def log_step(message: Any, level: int, logger_name: str) -> Step:
 
         def render(exchange: Exchange) -> str:
             return template.format(
-                body=exchange.message.body,
-                headers=exchange.message.headers,
+                body=exchange.body,
+                headers=exchange.headers,
                 exchange_id=exchange.id,
                 route_id=exchange.route_id,
             )

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from eip.message import Exchange
 from eip.processors.base import STOP, Step
+from eip.processors.fuse import fuse
 
 if TYPE_CHECKING:
     from eip.processors.error_handler import ErrorHandling
@@ -29,14 +30,23 @@ __all__ = ["Pipeline"]
 class Pipeline:
     """A sequence of steps with the route's error handling."""
 
-    __slots__ = ("errors", "labels", "steps")
+    __slots__ = ("errors", "labels", "run", "steps")
 
-    def __init__(self, steps: Sequence[Step], labels: Sequence[str], errors: ErrorHandling) -> None:
+    def __init__(
+        self,
+        steps: Sequence[Step],
+        labels: Sequence[str],
+        errors: ErrorHandling,
+        name: str = "pipeline",
+    ) -> None:
         self.steps = tuple(steps)
         self.labels = tuple(labels)
         self.errors = errors
+        #: The fused fast path (see :mod:`eip.processors.fuse`); same contract as ``__call__``.
+        self.run: Step = fuse(self.steps, self._slow, name)
 
     def __call__(self, exchange: Exchange) -> Any:
+        """The same as ``run``, as a plain loop (kept for clarity and as the reference)."""
         index = 0
         try:
             for step in self.steps:

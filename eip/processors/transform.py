@@ -13,7 +13,14 @@ from typing import Any
 
 from eip.dataformats import DataFormat
 from eip.message import Exchange
-from eip.processors.base import STOP, Step, is_async_callable, processor_function
+from eip.processors.base import (
+    STOP,
+    Step,
+    is_async_callable,
+    processor_function,
+    unwrap,
+    with_inline,
+)
 
 __all__ = [
     "header_remover",
@@ -32,7 +39,7 @@ __all__ = [
 def value_function(value: Any) -> Callable[[Exchange], Any]:
     """A callable stays an expression of the exchange; anything else is a constant."""
     if callable(value):
-        return value  # type: ignore[no-any-return]
+        return unwrap(value)  # type: ignore[no-any-return]
     return lambda _exchange: value
 
 
@@ -41,14 +48,14 @@ def transform_step(expression: Any) -> Step:
     if is_async_callable(fn):
 
         async def transform_async(exchange: Exchange) -> None:
-            exchange.message.body = await fn(exchange)
+            exchange.body = await fn(exchange)
 
         return transform_async
 
     def transform(exchange: Exchange) -> None:
-        exchange.message.body = fn(exchange)
+        exchange.body = fn(exchange)
 
-    return transform
+    return with_inline(transform, ["ex.body = {0}(ex)"], fn)
 
 
 def header_setter(name: str, expression: Any) -> Step:
@@ -56,14 +63,14 @@ def header_setter(name: str, expression: Any) -> Step:
     if is_async_callable(fn):
 
         async def set_header_async(exchange: Exchange) -> None:
-            exchange.message.headers[name] = await fn(exchange)
+            exchange.headers[name] = await fn(exchange)
 
         return set_header_async
 
     def set_header(exchange: Exchange) -> None:
-        exchange.message.headers[name] = fn(exchange)
+        exchange.headers[name] = fn(exchange)
 
-    return set_header
+    return with_inline(set_header, ["ex.headers[{0}] = {1}(ex)"], name, fn)
 
 
 def property_setter(name: str, expression: Any) -> Step:
@@ -78,7 +85,7 @@ def property_setter(name: str, expression: Any) -> Step:
     def set_property(exchange: Exchange) -> None:
         exchange.properties[name] = fn(exchange)
 
-    return set_property
+    return with_inline(set_property, ["ex.properties[{0}] = {1}(ex)"], name, fn)
 
 
 def header_remover(patterns: Sequence[str]) -> Step:
@@ -86,7 +93,7 @@ def header_remover(patterns: Sequence[str]) -> Step:
     globs = [p for p in patterns if p not in exact]
 
     def remove_header(exchange: Exchange) -> None:
-        headers = exchange.message.headers
+        headers = exchange.headers
         for name in exact:
             headers.pop(name, None)
         if globs:
@@ -108,35 +115,32 @@ def process_step(processor: Any) -> Step:
     def process(exchange: Exchange) -> None:
         fn(exchange)
 
-    return process
+    return with_inline(process, ["{0}(ex)"], fn)
 
 
 def map_fields_step(mapper: Callable[[Any], Any]) -> Step:
     def map_fields(exchange: Exchange) -> None:
-        message = exchange.message
-        message.body = mapper(message.body)
+        exchange.body = mapper(exchange.body)
 
-    return map_fields
+    return with_inline(map_fields, ["ex.body = {0}(ex.body)"], mapper)
 
 
 def marshal_step(data_format: DataFormat) -> Step:
     marshal = data_format.marshal
 
     def marshal_body(exchange: Exchange) -> None:
-        message = exchange.message
-        message.body = marshal(message.body)
+        exchange.body = marshal(exchange.body)
 
-    return marshal_body
+    return with_inline(marshal_body, ["ex.body = {0}(ex.body)"], marshal)
 
 
 def unmarshal_step(data_format: DataFormat) -> Step:
     unmarshal = data_format.unmarshal
 
     def unmarshal_body(exchange: Exchange) -> None:
-        message = exchange.message
-        message.body = unmarshal(message.body)
+        exchange.body = unmarshal(exchange.body)
 
-    return unmarshal_body
+    return with_inline(unmarshal_body, ["ex.body = {0}(ex.body)"], unmarshal)
 
 
 def stop_step() -> Step:
@@ -144,4 +148,4 @@ def stop_step() -> Step:
         exchange.route_stop = True
         return STOP
 
-    return stop
+    return with_inline(stop, ["ex.route_stop = True", "return STOP"])

@@ -70,6 +70,7 @@ class Context:
         self._components: dict[str, Component] = {}
         self._producers: dict[str, Producer] = {}
         self._started_producers: list[Producer] = []
+        self._ready_producers: dict[EndpointRef, Producer] = {}
         self._models: list[RouteModel] = []
         self.routes: dict[str, Route] = {}
         self._start_order: list[str] = []
@@ -175,11 +176,15 @@ class Context:
 
     async def producer(self, ref: EndpointRef) -> Producer:
         """A started producer, for code outside routes (the producer template)."""
+        producer = self._ready_producers.get(ref)
+        if producer is not None:
+            return producer
         producer = self.producer_for(ref)
         if producer not in self._started_producers:
             await self._start_component_of(ref)
             await producer.start()
             self._started_producers.append(producer)
+        self._ready_producers[ref] = producer
         return producer
 
     def mock(self, name: str) -> MockEndpoint:
@@ -352,6 +357,7 @@ class Context:
             except Exception:
                 log.exception("stopping producer %s failed", producer.uri)
         self._started_producers.clear()
+        self._ready_producers.clear()
         for component in reversed(list(self._components.values())):
             try:
                 await component.stop()

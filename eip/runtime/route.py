@@ -50,6 +50,7 @@ class Route:
         self.exchanges_failed = 0
         self._idle: asyncio.Event | None = None
         self._needs_original = errors.needs_original_message
+        self._run = pipeline.run
         self.dispatch: Callable[[Exchange], Any] = self._dispatch
 
     @property
@@ -57,17 +58,20 @@ class Route:
         return self.model.source_uri
 
     def _dispatch(self, exchange: Exchange) -> Any:
-        self.inflight += 1
+        # ``inflight`` only counts exchanges that suspend: one that completes synchronously
+        # cannot be observed half-done by anybody else on the loop.
         self.exchanges_total += 1
         if exchange.route_id is None:
             exchange.route_id = self.id
         if self._needs_original and exchange.original is None:
-            exchange.original = exchange.message.copy()
-        result = self.pipeline(exchange)
-        if result is None or result is STOP:
-            exchange.route_stop = False
-            self.leave()
+            exchange.original = exchange.snapshot()
+        result = self._run(exchange)
+        if result is None:
             return None
+        if result is STOP:
+            exchange.route_stop = False
+            return None
+        self.inflight += 1
         return self._finish(exchange, result)
 
     async def _finish(self, exchange: Exchange, pending: Any) -> None:

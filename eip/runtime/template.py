@@ -54,7 +54,7 @@ class ProducerTemplate:
         exchange = await self.request_exchange(endpoint, body, headers)
         if exchange.exception is not None:
             raise exchange.exception
-        return exchange.message.body
+        return exchange.body
 
     async def request_exchange(
         self, endpoint: EndpointRef, body: Any = None, headers: dict[str, Any] | None = None

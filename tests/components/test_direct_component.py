@@ -13,7 +13,6 @@ from eip import (
     NoConsumerError,
     RouteBuilder,
     RouteDefinitionError,
-    body,
     direct,
 )
 from eip.errors import EipError
@@ -32,10 +31,12 @@ def routes(configure):
 async def test_request_returns_the_reply_of_the_called_route(eip_context):
     eip_context.add_routes(
         routes(
-            lambda b: b.from_("direct:upper")
-            .route_id("upper")
-            .transform(lambda ex: ex.body.upper())
-            .set_header("seen", True)
+            lambda b: (
+                b.from_("direct:upper")
+                .route_id("upper")
+                .transform(lambda ex: ex.body.upper())
+                .set_header("seen", True)
+            )
         )
     )
     await eip_context.start()
@@ -59,7 +60,9 @@ async def test_in_only_send_also_runs_the_route_and_returns_the_exchange(eip_con
 
 async def test_typed_spec_and_uri_reach_the_same_route(eip_context):
     eip_context.add_routes(
-        routes(lambda b: b.from_(direct("calc")).route_id("calc").transform(lambda ex: ex.body * 2)),
+        routes(
+            lambda b: b.from_(direct("calc")).route_id("calc").transform(lambda ex: ex.body * 2)
+        ),
     )
     await eip_context.start()
     template = eip_context.template()
@@ -115,11 +118,13 @@ async def test_sub_route_sees_headers_set_by_the_caller(eip_context):
 async def test_sync_sub_route_is_a_plain_call(eip_context):
     eip_context.add_routes(
         routes(
-            lambda b: b.from_("direct:sync")
-            .route_id("sync")
-            .set_header("x", 1)
-            .transform(lambda ex: ex.body + 1)
-            .to("mock:sync-out")
+            lambda b: (
+                b.from_("direct:sync")
+                .route_id("sync")
+                .set_header("x", 1)
+                .transform(lambda ex: ex.body + 1)
+                .to("mock:sync-out")
+            )
         )
     )
     await eip_context.start()
@@ -189,10 +194,12 @@ async def test_stopped_route_no_longer_consumes(eip_context):
 async def test_timeout_waits_for_a_consumer_that_starts_later(eip_context):
     eip_context.add_routes(
         routes(
-            lambda b: b.from_("direct:late")
-            .route_id("late")
-            .auto_startup(False)
-            .transform(lambda ex: f"late:{ex.body}")
+            lambda b: (
+                b.from_("direct:late")
+                .route_id("late")
+                .auto_startup(False)
+                .transform(lambda ex: f"late:{ex.body}")
+            )
         )
     )
     await eip_context.start()
@@ -210,10 +217,12 @@ async def test_timeout_waits_for_a_consumer_that_starts_later(eip_context):
 async def test_several_senders_wait_for_the_same_late_consumer(eip_context):
     eip_context.add_routes(
         routes(
-            lambda b: b.from_("direct:late")
-            .route_id("late")
-            .auto_startup(False)
-            .transform(lambda ex: ex.body * 10)
+            lambda b: (
+                b.from_("direct:late")
+                .route_id("late")
+                .auto_startup(False)
+                .transform(lambda ex: ex.body * 10)
+            )
         )
     )
     await eip_context.start()
@@ -321,7 +330,9 @@ async def test_in_out_pattern_is_kept_through_direct(eip_context):
     patterns: list[ExchangePattern] = []
     eip_context.add_routes(
         routes(
-            lambda b: b.from_("direct:p").route_id("p").process(lambda ex: patterns.append(ex.pattern))
+            lambda b: (
+                b.from_("direct:p").route_id("p").process(lambda ex: patterns.append(ex.pattern))
+            )
         )
     )
     await eip_context.start()

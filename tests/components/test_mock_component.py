@@ -25,7 +25,7 @@ def routes(configure):
     return Routes()
 
 
-async def send_all(context, uri: str, *bodies, headers=None) -> list[Exchange]:
+async def send_all(context, uri, *bodies, headers=None) -> list[Exchange]:
     template = context.template()
     return [await template.send(uri, b, dict(headers or {})) for b in bodies]
 

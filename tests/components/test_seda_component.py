@@ -98,11 +98,9 @@ async def test_a_copy_is_queued(eip_context):
     seen: list[Exchange] = []
     eip_context.add_routes(
         routes(
-            lambda b: b.from_("seda:q")
-            .route_id("c")
-            .process(gate)
-            .process(seen.append)
-            .to("mock:out")
+            lambda b: (
+                b.from_("seda:q").route_id("c").process(gate).process(seen.append).to("mock:out")
+            )
         ),
     )
     await eip_context.start()
@@ -134,11 +132,13 @@ async def test_bounded_queue_blocks_the_producer_instead_of_growing(eip_context)
 
     eip_context.add_routes(
         routes(
-            lambda b: b.from_("seda:q?size=2")
-            .route_id("c")
-            .process(gate)
-            .process(record_size)
-            .to("mock:out")
+            lambda b: (
+                b.from_("seda:q?size=2")
+                .route_id("c")
+                .process(gate)
+                .process(record_size)
+                .to("mock:out")
+            )
         ),
     )
     await eip_context.start()
@@ -249,10 +249,12 @@ async def test_concurrent_consumers_process_in_parallel(eip_context):
 
     eip_context.add_routes(
         routes(
-            lambda b: b.from_("seda:work?concurrent_consumers=3")
-            .route_id("c")
-            .process(work)
-            .to("mock:out")
+            lambda b: (
+                b.from_("seda:work?concurrent_consumers=3")
+                .route_id("c")
+                .process(work)
+                .to("mock:out")
+            )
         ),
     )
     await eip_context.start()
@@ -288,10 +290,12 @@ async def test_a_single_consumer_processes_one_at_a_time(eip_context):
 async def test_in_out_request_returns_the_consumer_reply(eip_context):
     eip_context.add_routes(
         routes(
-            lambda b: b.from_("seda:rpc")
-            .route_id("c")
-            .transform(lambda ex: ex.body.upper())
-            .set_header("replied", True)
+            lambda b: (
+                b.from_("seda:rpc")
+                .route_id("c")
+                .transform(lambda ex: ex.body.upper())
+                .set_header("replied", True)
+            )
         ),
     )
     await eip_context.start()

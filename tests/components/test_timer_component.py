@@ -136,9 +136,7 @@ async def test_fixed_delay_schedules_after_the_run_completes(eip_context, manual
     async def takes_three_seconds(_ex: Exchange) -> None:
         await manual_clock.sleep(3)
 
-    await start_timer(
-        eip_context, manual_clock, "timer:fd?delay=5&period=10", takes_three_seconds
-    )
+    await start_timer(eip_context, manual_clock, "timer:fd?delay=5&period=10", takes_three_seconds)
     await manual_clock.advance(45)  # to START + 45; the run fired at +44 is still busy
     # each next fire is 10 s after the previous run *finished* (3 s after it fired)
     assert fired_times(eip_context) == [START + 5, START + 18, START + 31]
@@ -184,9 +182,7 @@ async def test_fixed_delay_after_an_overrun(eip_context, manual_clock):
         if ex.headers[H.TIMER_COUNTER] == 1:
             await manual_clock.sleep(25)
 
-    await start_timer(
-        eip_context, manual_clock, "timer:fd?delay=5&period=10", first_run_overruns
-    )
+    await start_timer(eip_context, manual_clock, "timer:fd?delay=5&period=10", first_run_overruns)
     await manual_clock.advance(45)  # to START + 45
     assert fired_times(eip_context) == [START + 5, START + 40]
 
@@ -313,9 +309,7 @@ async def test_unknown_timer_option_lists_the_valid_ones(eip_context):
 
 
 async def test_timer_cannot_be_a_destination(eip_context):
-    eip_context.add_routes(
-        routes(lambda b: b.from_("direct:in").route_id("r").to("timer:t"))
-    )
+    eip_context.add_routes(routes(lambda b: b.from_("direct:in").route_id("r").to("timer:t")))
     with pytest.raises(RouteDefinitionError, match="timer"):
         await eip_context.start()
 
@@ -326,9 +320,7 @@ async def test_timer_cannot_be_a_destination(eip_context):
 async def test_cron_fires_at_three_local_time_in_berlin():
     start = berlin(2026, 1, 10, 12, 0)
     async with context_at(start) as (context, clock):
-        await start_timer(
-            context, clock, "cron:nightly?schedule=0+3+*+*+*&timezone=Europe/Berlin"
-        )
+        await start_timer(context, clock, "cron:nightly?schedule=0+3+*+*+*&timezone=Europe/Berlin")
         await clock.advance(berlin(2026, 1, 11, 2, 59) - start)
         assert context.mock("out").count == 0
         await clock.advance(60)
@@ -346,9 +338,7 @@ async def test_cron_fires_at_three_local_time_in_berlin():
 async def test_cron_stays_at_three_local_across_the_march_2026_dst_change():
     start = berlin(2026, 3, 27, 12, 0)
     async with context_at(start) as (context, clock):
-        await start_timer(
-            context, clock, "cron:nightly?schedule=0+3+*+*+*&timezone=Europe/Berlin"
-        )
+        await start_timer(context, clock, "cron:nightly?schedule=0+3+*+*+*&timezone=Europe/Berlin")
         await clock.advance(berlin(2026, 3, 31, 12, 0) - start)
         times = fired_times(context)
         expected = [berlin(2026, 3, d, 3, 0) for d in (28, 29, 30, 31)]
@@ -381,9 +371,7 @@ async def test_cron_time_that_does_not_exist_on_the_dst_day_is_skipped():
     documents that such a fire is skipped."""
     start = berlin(2026, 3, 27, 12, 0)
     async with context_at(start) as (context, clock):
-        await start_timer(
-            context, clock, "cron:early?schedule=30+2+*+*+*&timezone=Europe/Berlin"
-        )
+        await start_timer(context, clock, "cron:early?schedule=30+2+*+*+*&timezone=Europe/Berlin")
         await clock.advance(berlin(2026, 3, 30, 12, 0) - start)
         assert fired_times(context) == [berlin(2026, 3, 28, 2, 30), berlin(2026, 3, 30, 2, 30)]
 
@@ -393,9 +381,7 @@ async def test_cron_time_that_happens_twice_in_autumn_fires_once():
     job must still run once that night."""
     start = berlin(2026, 10, 23, 12, 0)
     async with context_at(start) as (context, clock):
-        await start_timer(
-            context, clock, "cron:early?schedule=30+2+*+*+*&timezone=Europe/Berlin"
-        )
+        await start_timer(context, clock, "cron:early?schedule=30+2+*+*+*&timezone=Europe/Berlin")
         await clock.advance(berlin(2026, 10, 26, 12, 0) - start)
         local_days = [datetime.fromtimestamp(t, BERLIN).day for t in fired_times(context)]
         assert local_days == [24, 25, 26]
@@ -433,9 +419,11 @@ async def test_invalid_cron_endpoints_fail_at_start(eip_context, uri, fragment):
 async def test_unknown_timezone_message_says_so(eip_context):
     eip_context.add_routes(
         routes(
-            lambda b: b.from_("cron:x?schedule=0+3+*+*+*&timezone=Europe/Atlantis")
-            .route_id("c")
-            .to("mock:out")
+            lambda b: (
+                b.from_("cron:x?schedule=0+3+*+*+*&timezone=Europe/Atlantis")
+                .route_id("c")
+                .to("mock:out")
+            )
         )
     )
     with pytest.raises(RouteDefinitionError, match="unknown timezone 'Europe/Atlantis'"):
