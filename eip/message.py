@@ -183,7 +183,7 @@ class Exchange(Message):
         else:
             other._uow.absorb(mine)
 
-    def copy(self) -> Exchange:  # type: ignore[override]
+    def copy(self) -> Exchange:
         """A copy with its own headers and properties, sharing no unit of work."""
         twin = Exchange(self.body, dict(self.headers), self.pattern)
         twin.properties = dict(self.properties)
