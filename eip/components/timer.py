@@ -8,7 +8,9 @@ after the previous one *finished* (Camel's fixedRate=false), so a slow run never
 ``cron:nightly?schedule=0+3+*+*+*&timezone=Europe/Berlin`` fires at the times of a five-field
 cron expression (``+`` or ``%20`` for spaces in a URI), evaluated in ``timezone`` so "03:00"
 stays 03:00 local across daylight-saving changes. A wall time that does not exist on a DST day
-(02:30 in spring) is skipped, as with cron(8).
+(02:30 when clocks jump from 02:00 to 03:00) fires right after the jump, at 03:00, as with
+cron(8), so a nightly job still runs that night; a wall time that happens twice (when clocks go
+back) fires once.
 
 Both fire an exchange with no body and headers ``eip.timer.name``, ``eip.timer.counter`` and
 ``eip.timer.fired_time`` (epoch seconds), and wait on the context's clock, so tests drive them
@@ -172,9 +174,18 @@ class CronConsumer(_ScheduledConsumer):
         self.zone = ZoneInfo(spec.timezone)
         self.schedule = spec.schedule
 
+        self._last_wall: datetime | None = None
+
     def next_due(self, now: float) -> float | None:
-        start = datetime.fromtimestamp(now, self.zone)
-        return float(croniter(self.schedule, start).get_next(float))
+        schedule = croniter(self.schedule, datetime.fromtimestamp(now, self.zone))
+        due = float(schedule.get_next(float))
+        wall = datetime.fromtimestamp(due, self.zone).replace(tzinfo=None, fold=0)
+        # In the autumn the repeated hour would match twice: fire once per wall-clock time.
+        while wall == self._last_wall:
+            due = float(schedule.get_next(float))
+            wall = datetime.fromtimestamp(due, self.zone).replace(tzinfo=None, fold=0)
+        self._last_wall = wall
+        return due
 
 
 class TimerComponent(Component):

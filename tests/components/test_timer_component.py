@@ -366,14 +366,18 @@ async def test_cron_default_timezone_is_utc():
         assert fired_times(context) == [start + 3600, start + 7200, start + 10800]
 
 
-async def test_cron_time_that_does_not_exist_on_the_dst_day_is_skipped():
-    """02:30 does not exist in Berlin on 2026-03-29 (clocks jump 02:00 -> 03:00); the module
-    documents that such a fire is skipped."""
+async def test_cron_time_that_does_not_exist_on_the_dst_day_fires_after_the_jump():
+    """02:30 does not exist in Berlin on 2026-03-29 (clocks jump 02:00 -> 03:00); like cron(8),
+    the nightly job runs right after the jump, at 03:00, so it is not lost that night."""
     start = berlin(2026, 3, 27, 12, 0)
     async with context_at(start) as (context, clock):
         await start_timer(context, clock, "cron:early?schedule=30+2+*+*+*&timezone=Europe/Berlin")
         await clock.advance(berlin(2026, 3, 30, 12, 0) - start)
-        assert fired_times(context) == [berlin(2026, 3, 28, 2, 30), berlin(2026, 3, 30, 2, 30)]
+        assert fired_times(context) == [
+            berlin(2026, 3, 28, 2, 30),
+            berlin(2026, 3, 29, 3, 0),
+            berlin(2026, 3, 30, 2, 30),
+        ]
 
 
 async def test_cron_time_that_happens_twice_in_autumn_fires_once():
