@@ -119,3 +119,61 @@ async def test_traceparent_inject_and_extract(
     assert remote is not None
     assert remote.get_span_context().trace_id == span.get_span_context().trace_id
     assert extract({}) is None
+
+
+async def test_sampler_is_honoured(exporter: InMemorySpanExporter) -> None:
+    from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
+
+    provider = TracerProvider(sampler=ALWAYS_OFF)
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    context = Context(tracer_provider=provider)
+    context.add_routes(Routes())
+    async with context:
+        await context.template().send("direct:in", 1)
+        await context.mock("out").wait_for(1)
+    assert context.mock("out").count == 1
+    assert exporter.get_finished_spans() == ()
+
+
+async def test_remote_parent_from_traceparent(
+    provider: TracerProvider, exporter: InMemorySpanExporter
+) -> None:
+    trace_id = 0x4BF92F3577B34DA6A3CE929D0E0E4736
+    carrier = {"traceparent": f"00-{trace_id:032x}-00f067aa0ba902b7-01"}
+
+    class One(RouteBuilder):
+        def configure(self) -> None:
+            self.from_("direct:in").route_id("one").to("mock:x")
+
+    context = Context(tracer_provider=provider)
+    context.add_routes(One())
+    async with context:
+        exchange = Exchange(1)
+        exchange.trace_context = extract(carrier)
+        await context.template().send_exchange("direct:in", exchange)
+    named = by_name(exporter.get_finished_spans())
+    route_span = named["one"]
+    assert route_span.context.trace_id == trace_id
+    assert route_span.parent is not None
+    assert route_span.parent.span_id == 0x00F067AA0BA902B7
+    assert route_span.parent.is_remote
+    assert named["send mock:x"].parent is not None
+    assert named["send mock:x"].parent.span_id == route_span.context.span_id
+    assert '"name": "one"' in route_span.to_json()  # well-formed for exporters
+
+
+async def test_other_tracer_providers_use_the_api_path(exporter: InMemorySpanExporter) -> None:
+    class CustomProvider(TracerProvider):
+        pass
+
+    provider = CustomProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    context = Context(tracer_provider=provider)
+    context.add_routes(Routes())
+    async with context:
+        assert type(context.tracing.spans).__name__ == "_ApiSpans"
+        await context.template().send("direct:in", 1)
+        await context.mock("out").wait_for(1)
+    names = {span.name for span in exporter.get_finished_spans()}
+    assert {"front", "worker", "enrich", "send mock:out"} <= names
+    assert len({span.context.trace_id for span in exporter.get_finished_spans()}) == 1
