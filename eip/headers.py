@@ -4,6 +4,13 @@ with a user's own, and so transports can choose not to forward them."""
 from __future__ import annotations
 
 __all__ = [
+    "AGGREGATED_COMPLETED_BY",
+    "AGGREGATED_ID",
+    "AGGREGATED_KEY",
+    "AGGREGATED_REDELIVERED",
+    "AGGREGATED_REDELIVERY_COUNT",
+    "AGGREGATED_SIZE",
+    "DUPLICATE",
     "EXCEPTION_MESSAGE",
     "EXCEPTION_PROPERTY",
     "EXCEPTION_TYPE",
@@ -13,8 +20,12 @@ __all__ = [
     "FILE_NAME",
     "FILE_PATH",
     "FILE_SIZE",
+    "MESSAGE_ID",
     "REDELIVERED",
     "REDELIVERY_COUNT",
+    "SPLIT_COMPLETE",
+    "SPLIT_INDEX",
+    "SPLIT_SIZE",
     "TIMER_COUNTER",
     "TIMER_FIRED_TIME",
     "TIMER_NAME",
@@ -36,3 +47,23 @@ FILE_NAME = "eip.file.name"
 FILE_PATH = "eip.file.path"
 FILE_SIZE = "eip.file.size"
 FILE_MODIFIED = "eip.file.modified"
+
+#: A stable id of the message, set by transports that have one (AMQP message_id, file name);
+#: the aggregator uses it by default to recognise a redelivered input.
+MESSAGE_ID = "eip.message.id"
+
+# Exchange properties set on split parts.
+SPLIT_INDEX = "eip.split.index"
+SPLIT_SIZE = "eip.split.size"
+SPLIT_COMPLETE = "eip.split.complete"
+
+# Exchange properties set on completed aggregation groups.
+AGGREGATED_KEY = "eip.aggregated.key"
+AGGREGATED_SIZE = "eip.aggregated.size"
+AGGREGATED_COMPLETED_BY = "eip.aggregated.completed_by"
+AGGREGATED_ID = "eip.aggregated.id"
+AGGREGATED_REDELIVERED = "eip.aggregated.redelivered"
+AGGREGATED_REDELIVERY_COUNT = "eip.aggregated.redelivery_count"
+
+#: Exchange property set to True by the idempotent consumer on a duplicate it lets through.
+DUPLICATE = "eip.duplicate"

@@ -49,30 +49,27 @@ from eip.dsl.model import (
     UnmarshalDef,
     WhenDef,
 )
+from eip.dsl.routing import RoutingSteps
+from eip.dsl.stateful import StatefulSteps
 from eip.message import ExchangePattern
 from eip.processors.error_handler import RedeliveryPolicy
 
 __all__ = [
     "OnExceptionBuilder",
     "OtherwiseBuilder",
+    "PipelineBuilder",
     "RouteBuilder",
     "RouteDefinition",
     "StepsBuilder",
     "WhenBuilder",
     "otherwise",
+    "pipeline",
     "when",
 ]
 
 
-class StepsBuilder:
+class StepsBuilder(StatefulSteps, RoutingSteps):
     """The EIP steps shared by routes and nested branches."""
-
-    def __init__(self) -> None:
-        self.steps: list[StepDef] = []
-
-    def _add(self, step: StepDef) -> Self:
-        self.steps.append(step)
-        return self
 
     def to(self, *endpoints: EndpointRef, pattern: ExchangePattern | None = None) -> Self:
         """Send to each endpoint in turn (``direct:``, ``seda:``, ``mock:``, ``log:``, ...)."""
@@ -150,6 +147,15 @@ class WhenBuilder(StepsBuilder):
 
 class OtherwiseBuilder(StepsBuilder):
     """The ``choice`` branch taken when no ``when`` matches; build with :func:`otherwise`."""
+
+
+class PipelineBuilder(StepsBuilder):
+    """A nested sequence of steps, for EIPs that take sub-routes (multicast, ...)."""
+
+
+def pipeline() -> PipelineBuilder:
+    """Start a nested sequence of steps: ``multicast(pipeline().set_body(...).to("x"), ...)``."""
+    return PipelineBuilder()
 
 
 def when(predicate: Callable[..., Any] | None = None) -> WhenBuilder:

@@ -42,7 +42,7 @@ from eip.processors.error_handler import CompiledClause, ErrorHandling, Redelive
 from eip.processors.filter import filter_step
 from eip.processors.log import log_step
 from eip.processors.pipeline import Pipeline
-from eip.runtime.route import Route
+from eip.runtime.route import Route, Service
 
 if TYPE_CHECKING:
     from eip.runtime.context import Context
@@ -50,14 +50,15 @@ if TYPE_CHECKING:
 __all__ = ["CompileContext", "compile_route", "register_step"]
 
 D = TypeVar("D", bound=StepDef)
-StepCompiler = Callable[[Any, "CompileContext"], Step]
+StepCompiler = Callable[..., Step]
 _COMPILERS: dict[type[StepDef], StepCompiler] = {}
 
 
-def register_step(kind: type[D]) -> Callable[[Callable[[D, CompileContext], Step]], Any]:
-    """Register the compile function for a step definition type."""
+def register_step(kind: type[D]) -> Callable[[Callable[..., Step]], Any]:
+    """Register the compile function for a step definition type: ``fn(step, cc)``, or
+    ``fn(step, cc, downstream)`` for a step whose ``takes_rest`` is true."""
 
-    def decorate(fn: Callable[[D, CompileContext], Step]) -> Any:
+    def decorate(fn: Callable[..., Step]) -> Any:
         _COMPILERS[kind] = fn
         return fn
 
@@ -73,6 +74,14 @@ class CompileContext:
         self.route_id = model.route_id
         self.errors = errors
         self.path: list[str] = []
+        self.services: list[Service] = []
+
+    def add_service(self, service: Service) -> None:
+        """Register a stateful part of a step (a worker, a timeout checker) with the route: the
+        context starts it before the route's consumer and stops it once intake has drained,
+        before internal endpoints and producers stop (see :class:`eip.runtime.route.Service`).
+        """
+        self.services.append(service)
 
     @property
     def where(self) -> str:
@@ -87,6 +96,16 @@ class CompileContext:
         for number, step in enumerate(steps, 1):
             self.path.append(str(number))
             try:
+                if getattr(step, "takes_rest", False):
+                    # A gate such as the aggregator: the steps after it become its downstream,
+                    # and this pipeline ends at it.
+                    rest = steps[number:]
+                    self.path[-1] = f"{number} (downstream)"
+                    downstream = self.pipeline(rest, errors)
+                    self.path[-1] = str(number)
+                    compiled.append(self.step(step, downstream))
+                    labels.append(step.describe())
+                    break
                 compiled.append(self.step(step))
             finally:
                 self.path.pop()
@@ -96,11 +115,13 @@ class CompileContext:
         name = f"{self.route_id}:{self.where or 'route'}"
         return Pipeline(compiled, labels, errors or self.errors, name)
 
-    def step(self, step: StepDef) -> Step:
+    def step(self, step: StepDef, downstream: Pipeline | None = None) -> Step:
         compile_fn = _COMPILERS.get(type(step))
         if compile_fn is None:
             raise self.error(f"no compiler for step {step.describe()}")
         try:
+            if downstream is not None:
+                return compile_fn(step, self, downstream)
             return compile_fn(step, self)
         except RouteDefinitionError as exc:
             if exc.route_id is None:
@@ -126,7 +147,9 @@ def compile_route(context: Context, model: RouteModel) -> Route:
     cc = CompileContext(context, model, errors)
     errors.clauses = tuple(_clause(cc, clause) for clause in model.on_exceptions)
     pipeline = cc.pipeline(model.steps)
-    return Route(model, pipeline, errors)
+    route = Route(model, pipeline, errors)
+    route.services = cc.services
+    return route
 
 
 def _error_handling(context: Context, model: RouteModel) -> ErrorHandling:

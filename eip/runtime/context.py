@@ -24,7 +24,7 @@ from eip.dsl.compiler import compile_route
 from eip.dsl.model import EndpointRef, RouteModel
 from eip.errors import LifecycleError, RouteDefinitionError, redact_uri
 from eip.runtime.clock import Clock, SystemClock
-from eip.runtime.route import Route, RouteStatus
+from eip.runtime.route import Route, RouteStatus, Service
 from eip.tracing import Tracing
 
 if TYPE_CHECKING:
@@ -71,6 +71,7 @@ class Context:
         self._producers: dict[str, Producer] = {}
         self._started_producers: list[Producer] = []
         self._ready_producers: dict[EndpointRef, Producer] = {}
+        self._started_services: list[Service] = []
         self._models: list[RouteModel] = []
         self.routes: dict[str, Route] = {}
         self._start_order: list[str] = []
@@ -252,6 +253,12 @@ class Context:
                 await producer.start()
                 self._started_producers.append(producer)
             self.started = True
+            for route in routes:
+                for service in route.services:
+                    if any(service is started for started in self._started_services):
+                        continue  # one repository shared by several steps starts once
+                    await service.start()
+                    self._started_services.append(service)
             for route in sorted(routes, key=self._start_rank):
                 if route.model.auto_startup:
                     await self._start_route(route)
@@ -345,6 +352,16 @@ class Context:
             for route in order:
                 if route.consumer is not None:
                     await route.consumer.abort()
+        if self._started_services:
+            # Stateful steps finish their work (force-complete groups, drain wire taps), which
+            # may route more exchanges through internal endpoints: drain those too.
+            for service in reversed(self._started_services):
+                try:
+                    await service.stop()
+                except Exception:
+                    log.exception("stopping service %r failed", service)
+            self._started_services.clear()
+            await self._quiesce(deadline)
         for route in order:
             if route.consumer is not None and route.consumer.stops_after_drain:
                 await _stop_quietly(route)

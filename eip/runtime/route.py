@@ -6,7 +6,7 @@ import asyncio
 import enum
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from eip.message import Exchange
 from eip.processors.base import STOP
@@ -17,9 +17,22 @@ if TYPE_CHECKING:
     from eip.processors.error_handler import ErrorHandling
     from eip.processors.pipeline import Pipeline
 
-__all__ = ["Route", "RouteStatus"]
+__all__ = ["Route", "RouteStatus", "Service"]
 
 log = logging.getLogger("eip.route")
+
+
+class Service(Protocol):
+    """A stateful part of a compiled step (a worker task, a timeout checker, a store).
+
+    ``start`` runs before the route's consumer starts; ``stop`` runs once the context has
+    stopped intake and drained in-flight exchanges, and may still route exchanges (an
+    aggregator completing its open groups) before internal endpoints stop.
+    """
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
 
 
 class RouteStatus(enum.Enum):
@@ -44,6 +57,7 @@ class Route:
         self.pipeline = pipeline
         self.errors = errors
         self.consumer: Consumer | None = None
+        self.services: list[Service] = []
         self.status = RouteStatus.STOPPED
         self.inflight = 0
         self.exchanges_total = 0

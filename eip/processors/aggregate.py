@@ -1,0 +1,371 @@
+"""Aggregator: collect related exchanges into groups, and emit a group when it is complete.
+
+The aggregator is a gate: an incoming exchange is added to its group and ends there (its unit
+of work succeeds once the group is stored); the steps after ``aggregate(...)`` run for each
+*completed* group, as a new exchange.
+
+What makes it lose nothing (the points where Camel's aggregator is known to fail):
+
+- every change to a group goes to the :class:`~eip.stores.base.AggregationRepository` before
+  the input counts as done, with optimistic locking (a concurrent writer re-reads and retries);
+- the ids of the inputs in a group are stored with it, so an input redelivered after a crash
+  is recognised and not added twice;
+- a completed group stays in the repository until the downstream steps succeed (confirm); a
+  recovery task redelivers unconfirmed groups (marked ``eip.aggregated.redelivered``), and
+  after ``max_redeliveries`` sends them to ``dead_letter`` (or keeps retrying when there is no
+  dead letter endpoint: never dropped);
+- open groups and their inactivity timeouts survive a restart; on stop, open groups are
+  completed (``force_completion_on_stop``) or left in the repository for the next start.
+
+Completion triggers: ``size`` (fixed or an expression of the incoming exchange), ``timeout``
+(inactivity per key), ``interval`` (all groups, periodically), ``predicate`` (on the aggregated
+exchange; with ``eager_check`` on the incoming one), ``new_group`` (another key arrived), and
+``stop``. The trigger is in the ``eip.aggregated.completed_by`` property.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from eip import headers as H
+from eip.errors import ExchangeError
+from eip.message import Exchange
+from eip.processors.base import STOP, Step
+from eip.runtime.clock import Clock
+from eip.stores.base import (
+    AggregationRepository,
+    CompletedGroup,
+    ConcurrentUpdateError,
+    OpenGroup,
+    decode_state,
+    encode_state,
+)
+
+__all__ = ["Aggregator", "ClosedCorrelationKeyError", "InvalidCorrelationKeyError"]
+
+log = logging.getLogger("eip.aggregator")
+
+Strategy = Callable[[Exchange | None, Exchange], Exchange]
+
+
+class InvalidCorrelationKeyError(ExchangeError):
+    """The correlation expression gave no key (None or empty)."""
+
+
+class ClosedCorrelationKeyError(ExchangeError):
+    """An exchange arrived for a group that was completed and closed."""
+
+
+class Aggregator:
+    """The aggregate step and its background work (a route service)."""
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        clock: Clock,
+        correlation: Callable[[Exchange], Any],
+        strategy: Strategy,
+        downstream: Step,
+        repository: AggregationRepository,
+        completion_size: int | Callable[[Exchange], Any] | None = None,
+        completion_timeout: float | None = None,
+        completion_interval: float | None = None,
+        completion_predicate: Callable[[Exchange], Any] | None = None,
+        eager_check: bool = False,
+        complete_on_new_group: bool = False,
+        force_completion_on_stop: bool = True,
+        close_on_completion: bool = False,
+        discard_on_timeout: bool = False,
+        ignore_invalid_keys: bool = False,
+        input_id: Callable[[Exchange], Any] | None = None,
+        recovery_interval: float = 5.0,
+        max_redeliveries: int = 3,
+        dead_letter: Step | None = None,
+    ) -> None:
+        self.name = name
+        self.clock = clock
+        self.correlation = correlation
+        self.strategy = strategy
+        self.downstream = downstream
+        self.repository = repository
+        self.completion_size = completion_size
+        self.completion_timeout = completion_timeout
+        self.completion_interval = completion_interval
+        self.completion_predicate = completion_predicate
+        self.eager_check = eager_check
+        self.complete_on_new_group = complete_on_new_group
+        self.force_completion_on_stop = force_completion_on_stop
+        self.close_on_completion = close_on_completion
+        self.discard_on_timeout = discard_on_timeout
+        self.ignore_invalid_keys = ignore_invalid_keys
+        self.input_id = input_id
+        self.recovery_interval = recovery_interval
+        self.max_redeliveries = max_redeliveries
+        self.dead_letter = dead_letter
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._last_key: str | None = None
+        self._timeouts: collections.deque[tuple[float, str]] = collections.deque()
+        self._timeout_added = asyncio.Event()
+        self._emitting: set[str] = set()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # -- incoming exchanges ----------------------------------------------------------------
+    async def __call__(self, exchange: Exchange) -> Any:
+        raw_key = self.correlation(exchange)
+        if raw_key is None or raw_key == "":
+            if self.ignore_invalid_keys:
+                log.warning(
+                    "%s: exchange %s has no correlation key; ignored", self.name, exchange.id
+                )
+                return STOP
+            raise InvalidCorrelationKeyError(f"{self.name}: the correlation expression gave no key")
+        key = str(raw_key)
+        if self.close_on_completion and await self.repository.is_closed(key):
+            raise ClosedCorrelationKeyError(
+                f"{self.name}: correlation key {key!r} is closed (its group already completed)"
+            )
+        if self.complete_on_new_group and self._last_key is not None and key != self._last_key:
+            await self._complete_all("new_group", keep=key)
+        self._last_key = key
+        lock = self._locks.get(key)
+        if lock is None:
+            lock = self._locks[key] = asyncio.Lock()
+        async with lock:
+            completed = await self._add(key, exchange)
+        if completed is not None:
+            self._locks.pop(key, None)
+            if self.close_on_completion:
+                await self.repository.close_key(key)
+            await self._emit(completed)
+        return STOP
+
+    async def _add(self, key: str, exchange: Exchange) -> CompletedGroup | None:
+        input_id = self.input_id(exchange) if self.input_id is not None else None
+        eager = (
+            self.eager_check
+            and self.completion_predicate is not None
+            and bool(self.completion_predicate(exchange))
+        )
+        while True:
+            group = await self.repository.get(key)
+            if group is not None and input_id is not None and str(input_id) in group.input_ids:
+                log.info(
+                    "%s: input %s is already in group %r (redelivered)", self.name, input_id, key
+                )
+                return None
+            old = _restore(group.state) if group is not None else None
+            aggregated = self.strategy(old, exchange)
+            now = self.clock.time()
+            input_ids = list(group.input_ids) if group is not None else []
+            if input_id is not None:
+                input_ids.append(str(input_id))
+            updated = OpenGroup(
+                key=key,
+                state=encode_state((aggregated.body, aggregated.headers)),
+                size=(group.size if group is not None else 0) + 1,
+                input_ids=input_ids,
+                created=group.created if group is not None else now,
+                updated=now,
+                version=group.version if group is not None else 0,
+            )
+            trigger = "predicate" if eager else self._trigger(updated, exchange, aggregated)
+            try:
+                if trigger is None:
+                    await self.repository.put(updated)
+                    if self.completion_timeout is not None:
+                        self._timeouts.append((now + self.completion_timeout, key))
+                        self._timeout_added.set()
+                    return None
+                completed = _completed(updated, trigger, now)
+                await self.repository.complete(updated, completed)
+                return completed
+            except ConcurrentUpdateError:
+                continue  # another writer changed the group: re-read and aggregate again
+
+    def _trigger(self, group: OpenGroup, incoming: Exchange, aggregated: Exchange) -> str | None:
+        size = self.completion_size
+        if size is not None:
+            limit = size(incoming) if callable(size) else size
+            if limit is not None and group.size >= int(limit):
+                return "size"
+        if self.completion_predicate is not None and self.completion_predicate(aggregated):
+            return "predicate"
+        return None
+
+    # -- completed groups --------------------------------------------------------------------
+    async def _emit(self, completed: CompletedGroup, redelivered: bool = False) -> None:
+        """Run the downstream steps for a completed group; confirm it when they succeed."""
+        if completed.id in self._emitting:
+            return
+        self._emitting.add(completed.id)
+        try:
+            exchange = self._exchange(completed, redelivered)
+            try:
+                result = self.downstream(exchange)
+                if result is not None and result is not STOP:
+                    await result
+            except Exception as exc:
+                exchange.exception = exc
+            done = exchange.done()
+            if done is not None:
+                await done
+            if exchange.exception is None:
+                await self.repository.confirm(completed.id)
+            else:
+                log.error(
+                    "%s: downstream failed for group %r (%s); it stays unconfirmed and will be "
+                    "redelivered: %r",
+                    self.name,
+                    completed.key,
+                    completed.id,
+                    exchange.exception,
+                )
+        finally:
+            self._emitting.discard(completed.id)
+
+    def _exchange(self, completed: CompletedGroup, redelivered: bool) -> Exchange:
+        body, headers = decode_state(completed.state)
+        exchange = Exchange(body, headers)
+        exchange.properties.update(
+            {
+                H.AGGREGATED_KEY: completed.key,
+                H.AGGREGATED_SIZE: completed.size,
+                H.AGGREGATED_COMPLETED_BY: completed.trigger,
+                H.AGGREGATED_ID: completed.id,
+                H.AGGREGATED_REDELIVERED: redelivered,
+                H.AGGREGATED_REDELIVERY_COUNT: completed.redeliveries,
+            }
+        )
+        return exchange
+
+    async def _complete_key(self, key: str, trigger: str) -> None:
+        lock = self._locks.get(key) or self._locks.setdefault(key, asyncio.Lock())
+        async with lock:
+            group = await self.repository.get(key)
+            if group is None:
+                return
+            completed = _completed(group, trigger, self.clock.time())
+            try:
+                await self.repository.complete(group, completed)
+            except ConcurrentUpdateError:
+                return  # it changed or completed meanwhile; its new state decides
+        self._locks.pop(key, None)
+        if trigger == "timeout" and self.discard_on_timeout:
+            log.info("%s: group %r timed out and is discarded", self.name, key)
+            await self.repository.confirm(completed.id)
+            return
+        if self.close_on_completion:
+            await self.repository.close_key(key)
+        await self._emit(completed)
+
+    async def _complete_all(self, trigger: str, keep: str | None = None) -> None:
+        for group in await self.repository.open_groups():
+            if group.key != keep:
+                await self._complete_key(group.key, trigger)
+
+    # -- background work (a route service) ---------------------------------------------------
+    async def start(self) -> None:
+        if self.completion_timeout is not None:
+            for group in await self.repository.open_groups():
+                self._timeouts.append((group.updated + self.completion_timeout, group.key))
+            self._spawn(self._timeout_loop(), "timeouts")
+        if self.completion_interval is not None:
+            self._spawn(self._interval_loop(), "interval")
+        self._spawn(self._recovery_loop(), "recovery")
+
+    def _spawn(self, coroutine: Any, what: str) -> None:
+        self._tasks.append(asyncio.create_task(coroutine, name=f"{self.name}:{what}"))
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        if self.force_completion_on_stop:
+            await self._complete_all("stop")
+
+    async def _timeout_loop(self) -> None:
+        assert self.completion_timeout is not None
+        while True:
+            if not self._timeouts:
+                self._timeout_added.clear()
+                await self._timeout_added.wait()
+                continue
+            due, key = self._timeouts[0]
+            delay = due - self.clock.time()
+            if delay > 0:
+                await self.clock.sleep(delay)
+                continue
+            self._timeouts.popleft()
+            group = await self.repository.get(key)
+            if group is not None and group.updated + self.completion_timeout <= self.clock.time():
+                await self._guard(self._complete_key(key, "timeout"))
+
+    async def _interval_loop(self) -> None:
+        assert self.completion_interval is not None
+        while True:
+            await self.clock.sleep(self.completion_interval)
+            await self._guard(self._complete_all("interval"))
+
+    async def _recovery_loop(self) -> None:
+        while True:
+            await self._guard(self.recover())
+            await self.clock.sleep(self.recovery_interval)
+
+    async def recover(self) -> None:
+        """Redeliver completed groups whose downstream never confirmed them."""
+        for completed in await self.repository.unconfirmed():
+            if completed.id in self._emitting:
+                continue
+            count = await self.repository.mark_redelivered(completed.id)
+            completed.redeliveries = count
+            if count > self.max_redeliveries and self.dead_letter is not None:
+                await self._dead_letter(completed)
+                continue
+            log.warning(
+                "%s: redelivering group %r (%s), attempt %d",
+                self.name,
+                completed.key,
+                completed.id,
+                count,
+            )
+            await self._emit(completed, redelivered=True)
+
+    async def _dead_letter(self, completed: CompletedGroup) -> None:
+        assert self.dead_letter is not None
+        exchange = self._exchange(completed, redelivered=True)
+        result = self.dead_letter(exchange)
+        if result is not None and result is not STOP:
+            await result
+        await self.repository.confirm(completed.id)
+        log.error("%s: group %r moved to the dead letter endpoint", self.name, completed.key)
+
+    async def _guard(self, coroutine: Any) -> None:
+        try:
+            await coroutine
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("%s: background completion failed; will try again", self.name)
+
+
+def _restore(state: bytes) -> Exchange:
+    body, headers = decode_state(state)
+    return Exchange(body, headers)
+
+
+def _completed(group: OpenGroup, trigger: str, now: float) -> CompletedGroup:
+    return CompletedGroup(
+        id=uuid.uuid4().hex,
+        key=group.key,
+        state=group.state,
+        size=group.size,
+        trigger=trigger,
+        completed=now,
+    )

@@ -1,0 +1,101 @@
+"""Idempotent consumer: let each message id through once.
+
+Eager (the default): the id is *claimed* in the repository before the rest of the route runs,
+so two copies of a message processed at the same time (two consumers, two instances sharing a
+PostgreSQL or Redis repository) cannot both pass. When the exchange completes, the claim is
+confirmed on success, and removed on failure so that a retry can pass (Camel keeps the key
+cached after a failure; we do not). A claim is a lease in the repository: if the process dies
+before completing, the key is claimable again once the lease runs out, so a crash never turns
+the broker's redelivery into a silently skipped duplicate.
+
+Not eager: the route runs first and the id is added only when the exchange succeeded; two
+concurrent copies may then both pass.
+
+Duplicates are skipped (the exchange completes successfully, so its source acks it), or, with
+``skip_duplicates=False``, continue with the ``eip.duplicate`` property set to True.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from eip import headers as H
+from eip.errors import ExchangeError
+from eip.message import Exchange
+from eip.processors.base import STOP, Step
+from eip.stores.base import IdempotentRepository
+
+__all__ = ["NoMessageIdError", "idempotent_step"]
+
+
+class NoMessageIdError(ExchangeError):
+    """The message id expression gave no id (None or empty)."""
+
+
+def idempotent_step(
+    message_id: Callable[[Exchange], Any],
+    repository: IdempotentRepository,
+    *,
+    skip_duplicates: bool = True,
+    eager: bool = True,
+    remove_on_failure: bool = True,
+) -> Step:
+    add_nowait = getattr(repository, "add_nowait", None)
+
+    def key_of(exchange: Exchange) -> str:
+        value = message_id(exchange)
+        if value is None or value == "":
+            raise NoMessageIdError("idempotent consumer: the message id expression gave no id")
+        return str(value)
+
+    def duplicate(exchange: Exchange) -> Any:
+        exchange.properties[H.DUPLICATE] = True
+        return STOP if skip_duplicates else None
+
+    def claimed(exchange: Exchange, key: str) -> None:
+        async def confirm(_: Exchange) -> None:
+            await repository.confirm(key)
+
+        async def release(_: Exchange) -> None:
+            await repository.remove(key)
+
+        exchange.on_completion(
+            on_success=confirm, on_failure=release if remove_on_failure else None
+        )
+
+    if eager and add_nowait is not None:
+        # In-memory repository: no I/O, so no await on the per-message path.
+        def idempotent_memory(exchange: Exchange) -> Any:
+            key = key_of(exchange)
+            if not add_nowait(key):
+                return duplicate(exchange)
+            claimed(exchange, key)
+            return None
+
+        return idempotent_memory
+
+    if eager:
+
+        async def idempotent_eager(exchange: Exchange) -> Any:
+            key = key_of(exchange)
+            if not await repository.add(key):
+                return duplicate(exchange)
+            claimed(exchange, key)
+            return None
+
+        return idempotent_eager
+
+    async def idempotent_lazy(exchange: Exchange) -> Any:
+        key = key_of(exchange)
+        if await repository.contains(key):
+            return duplicate(exchange)
+
+        async def remember(_: Exchange) -> None:
+            if await repository.add(key):
+                await repository.confirm(key)
+
+        exchange.on_completion(on_success=remember)
+        return None
+
+    return idempotent_lazy

@@ -1,0 +1,205 @@
+"""Splitter: run a sub-pipeline for each part of a message, streaming.
+
+The split expression may return a list, any iterable (a generator over a file), or an async
+iterable; parts are pulled one at a time, so a huge input is never held whole (with a streaming
+source, see :mod:`eip.splitters`). Each part is a new exchange with a copy of the headers and
+properties plus ``eip.split.index``, ``eip.split.size`` and ``eip.split.complete``. For an
+iterator the size is not known in advance: it is set on the last part only (found by reading
+one part ahead), as in Camel's streaming mode.
+
+Each part's unit of work is completed when the part is done, so an idempotent consumer inside
+the split confirms or releases its key per part. A part that fails (after the route's error
+handling) stops the split at once with ``stop_on_exception``; otherwise the remaining parts
+still run and the first failure fails the exchange at the end (Camel's behaviour). Without an
+aggregation strategy the original message continues after the split; with one, the strategy
+folds the parts' results (``strategy(None, first)``, then ``strategy(so_far, next)``) and that
+becomes the message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from typing import Any
+
+from eip import headers as H
+from eip.message import Exchange
+from eip.processors.base import STOP, Step, is_async_callable
+
+__all__ = ["Splitter"]
+
+Strategy = Callable[[Exchange | None, Exchange], Exchange]
+
+
+class Splitter:
+    def __init__(
+        self,
+        expression: Callable[[Exchange], Any],
+        parts: Step,
+        *,
+        aggregate: Strategy | None = None,
+        parallel: bool = False,
+        max_parallel: int = 10,
+        stop_on_exception: bool = False,
+    ) -> None:
+        self.expression = expression
+        self.expression_is_async = is_async_callable(expression)
+        self.parts = parts
+        self.aggregate = aggregate
+        self.parallel = parallel
+        self.max_parallel = max_parallel
+        self.stop_on_exception = stop_on_exception
+
+    async def __call__(self, exchange: Exchange) -> Any:
+        source = self.expression(exchange)
+        if self.expression_is_async:
+            source = await source
+        size = len(source) if hasattr(source, "__len__") else None
+        if hasattr(source, "__aiter__"):
+            items: Iterator[tuple[Any, bool]] | AsyncIterator[tuple[Any, bool]] = _alookahead(
+                source
+            )
+        else:
+            items = _lookahead(source)
+        state = _SplitState(exchange, size, self.aggregate)
+        try:
+            if self.parallel:
+                await self._run_parallel(items, state)
+            else:
+                await self._run_sequential(items, state)
+        finally:
+            await _close(source)
+        if state.first_error is not None:
+            raise state.first_error
+        if state.result is not None:
+            exchange.message = state.result
+        return None
+
+    async def _run_sequential(self, items: Any, state: _SplitState) -> None:
+        if isinstance(items, Iterator):
+            for item, last in items:
+                if not await self._one(state.part(item, last), state):
+                    return
+        else:
+            async for item, last in items:
+                if not await self._one(state.part(item, last), state):
+                    return
+
+    async def _one(self, part: Exchange, state: _SplitState) -> bool:
+        """Process one part; False when the split must stop."""
+        try:
+            result = self.parts(part)
+            if result is not None and result is not STOP:
+                await result
+        except Exception as exc:
+            part.exception = exc
+        done = part.done()
+        if done is not None:
+            await done
+        return state.settle(part, self.stop_on_exception)
+
+    async def _run_parallel(self, items: Any, state: _SplitState) -> None:
+        running: set[asyncio.Task[bool]] = set()
+        stop = False
+
+        async def launch(part: Exchange) -> bool:
+            nonlocal stop
+            while len(running) >= self.max_parallel:
+                done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+                running.difference_update(done)
+                if not all(task.result() for task in done):
+                    stop = True
+                    return False
+            running.add(asyncio.create_task(self._one(part, state)))
+            return True
+
+        try:
+            if isinstance(items, Iterator):
+                for item, last in items:
+                    if stop or not await launch(state.part(item, last)):
+                        break
+            else:
+                async for item, last in items:
+                    if stop or not await launch(state.part(item, last)):
+                        break
+            if running:
+                if stop and self.stop_on_exception:
+                    for task in running:
+                        task.cancel()
+                await asyncio.gather(*running, return_exceptions=True)
+        finally:
+            for task in running:
+                task.cancel()
+
+
+class _SplitState:
+    """Per-split bookkeeping: part numbering, the folded result and the first failure."""
+
+    __slots__ = ("aggregate", "first_error", "index", "original", "result", "size")
+
+    def __init__(self, original: Exchange, size: int | None, aggregate: Strategy | None) -> None:
+        self.original = original
+        self.size = size
+        self.aggregate = aggregate
+        self.index = 0
+        self.result: Exchange | None = None
+        self.first_error: BaseException | None = None
+
+    def part(self, body: Any, last: bool) -> Exchange:
+        original = self.original
+        part = Exchange(body, dict(original.headers), original.pattern)
+        properties = dict(original.properties)
+        properties[H.SPLIT_INDEX] = self.index
+        size = self.size if self.size is not None else (self.index + 1 if last else None)
+        if size is not None:
+            properties[H.SPLIT_SIZE] = size
+        properties[H.SPLIT_COMPLETE] = last
+        part.properties = properties
+        part.route_id = original.route_id
+        part.trace_context = original.trace_context
+        self.index += 1
+        return part
+
+    def settle(self, part: Exchange, stop_on_exception: bool) -> bool:
+        if part.exception is not None:
+            if self.first_error is None:
+                self.first_error = part.exception
+            return not stop_on_exception
+        if self.aggregate is not None:
+            self.result = self.aggregate(self.result, part)
+        return True
+
+
+async def _close(source: Any) -> None:
+    """Close a generator we stopped early, so the file it reads is closed now, not at GC."""
+    close = getattr(source, "close", None)
+    if close is not None and not isinstance(source, list | tuple):
+        close()
+    aclose = getattr(source, "aclose", None)
+    if aclose is not None:
+        await aclose()
+
+
+def _lookahead(source: Iterable[Any]) -> Iterator[tuple[Any, bool]]:
+    """Yield ``(item, is_last)``, reading one item ahead so the last one is known."""
+    iterator = iter(source)
+    try:
+        current = next(iterator)
+    except StopIteration:
+        return
+    for following in iterator:
+        yield current, False
+        current = following
+    yield current, True
+
+
+async def _alookahead(source: Any) -> AsyncIterator[tuple[Any, bool]]:
+    iterator = source.__aiter__()
+    try:
+        current = await iterator.__anext__()
+    except StopAsyncIteration:
+        return
+    async for following in iterator:
+        yield current, False
+        current = following
+    yield current, True
