@@ -21,6 +21,9 @@ __all__ = ["AggregateDef", "IdempotentDef", "SplitDef", "StatefulSteps"]
 
 Strategy = Callable[[Any, Any], Any]
 
+#: By default the aggregator knows an input again by the transport's message id.
+_MESSAGE_ID = header(H.MESSAGE_ID)
+
 
 @dataclass(slots=True)
 class SplitDef(StepDef):
@@ -122,7 +125,7 @@ class StatefulSteps(StepsBase):
         close_on_completion: bool = False,
         discard_on_timeout: bool = False,
         ignore_invalid_keys: bool = False,
-        input_id: Callable[..., Any] | None = header(H.MESSAGE_ID),
+        input_id: Callable[..., Any] | None = _MESSAGE_ID,
         repository: AggregationRepository | None = None,
         recovery_interval: float = 5.0,
         max_redeliveries: int = 3,
