@@ -196,9 +196,7 @@ class _LeanSpans:
         self.end(span)
 
 
-def _span_init(
-    self: Any, name: str, context: Any, kind: Any, parent: Any, attributes: Any
-) -> None:
+def _span_init(self: Any, name: str, context: Any, kind: Any, parent: Any, attributes: Any) -> None:
     self._name = name
     self._context = context
     self._kind = kind
