@@ -42,8 +42,7 @@ from eip.stores.base import (
     CompletedGroup,
     ConcurrentUpdateError,
     OpenGroup,
-    decode_state,
-    encode_state,
+    StoreError,
 )
 
 __all__ = ["Aggregator", "ClosedCorrelationKeyError", "InvalidCorrelationKeyError"]
@@ -116,6 +115,94 @@ class Aggregator:
         self._tasks: list[asyncio.Task[None]] = []
 
     # -- incoming exchanges ----------------------------------------------------------------
+    @property
+    def step(self) -> Step:
+        """The compiled step: a plain function for an in-memory repository (no await unless a
+        group completes), the async path otherwise."""
+        fast = all(
+            hasattr(self.repository, name)
+            for name in (
+                "get_nowait",
+                "put_nowait",
+                "complete_nowait",
+                "is_closed_nowait",
+                "completed_input_nowait",
+            )
+        )
+        return self._call_sync if fast and not self.complete_on_new_group else self.__call__
+
+    def _call_sync(self, exchange: Exchange) -> Any:
+        repository: Any = self.repository
+        key = self._key(exchange)
+        if key is None:
+            return STOP
+        if self.close_on_completion and repository.is_closed_nowait(key):
+            raise ClosedCorrelationKeyError(
+                f"{self.name}: correlation key {key!r} is closed (its group already completed)"
+            )
+        lock = self._locks.get(key)
+        if lock is not None and lock.locked():
+            return self.__call__(exchange)  # a timeout or stop is completing this key now
+        group = repository.get_nowait(key)
+        input_id = self.input_id(exchange) if self.input_id is not None else None
+        if input_id is not None:
+            input_id = str(input_id)
+            if (
+                group is not None and input_id in group.input_ids
+            ) or repository.completed_input_nowait(input_id):
+                return STOP  # redelivered: it is already aggregated
+        eager = (
+            self.eager_check
+            and self.completion_predicate is not None
+            and bool(self.completion_predicate(exchange))
+        )
+        now = self.clock.time()
+        if group is None:
+            aggregated = self.strategy(None, exchange)
+            group = OpenGroup(
+                key=key,
+                state=(aggregated.body, aggregated.headers),
+                size=1,
+                input_ids=[input_id] if input_id is not None else [],
+                created=now,
+                updated=now,
+            )
+        else:
+            aggregated = self.strategy(_restore(group.state), exchange)
+            group.state = (aggregated.body, aggregated.headers)
+            group.size += 1
+            group.updated = now
+            if input_id is not None:
+                group.input_ids.append(input_id)
+        trigger = "predicate" if eager else self._trigger(group, exchange, aggregated)
+        if trigger is None:
+            repository.put_nowait(group)
+            if self.completion_timeout is not None:
+                self._timeouts.append((now + self.completion_timeout, key))
+                self._timeout_added.set()
+            return STOP
+        completed = _completed(group, trigger, now)
+        repository.complete_nowait(group, completed)
+        return self._completed_by_input(key, completed)
+
+    async def _completed_by_input(self, key: str, completed: CompletedGroup) -> Any:
+        self._locks.pop(key, None)
+        if self.close_on_completion:
+            await self.repository.close_key(key)
+        await self._emit(completed)
+        return STOP
+
+    def _key(self, exchange: Exchange) -> str | None:
+        raw_key = self.correlation(exchange)
+        if raw_key is None or raw_key == "":
+            if self.ignore_invalid_keys:
+                log.warning(
+                    "%s: exchange %s has no correlation key; ignored", self.name, exchange.id
+                )
+                return None
+            raise InvalidCorrelationKeyError(f"{self.name}: the correlation expression gave no key")
+        return str(raw_key)
+
     async def __call__(self, exchange: Exchange) -> Any:
         raw_key = self.correlation(exchange)
         if raw_key is None or raw_key == "":
@@ -139,10 +226,7 @@ class Aggregator:
         async with lock:
             completed = await self._add(key, exchange)
         if completed is not None:
-            self._locks.pop(key, None)
-            if self.close_on_completion:
-                await self.repository.close_key(key)
-            await self._emit(completed)
+            return await self._completed_by_input(key, completed)
         return STOP
 
     async def _add(self, key: str, exchange: Exchange) -> CompletedGroup | None:
@@ -167,7 +251,7 @@ class Aggregator:
                 input_ids.append(str(input_id))
             updated = OpenGroup(
                 key=key,
-                state=encode_state((aggregated.body, aggregated.headers)),
+                state=(aggregated.body, aggregated.headers),
                 size=(group.size if group is not None else 0) + 1,
                 input_ids=input_ids,
                 created=group.created if group is not None else now,
@@ -230,7 +314,7 @@ class Aggregator:
             self._emitting.discard(completed.id)
 
     def _exchange(self, completed: CompletedGroup, redelivered: bool) -> Exchange:
-        body, headers = decode_state(completed.state)
+        body, headers = completed.state
         exchange = Exchange(body, headers)
         exchange.properties.update(
             {
@@ -323,7 +407,10 @@ class Aggregator:
         for completed in await self.repository.unconfirmed():
             if completed.id in self._emitting:
                 continue
-            count = await self.repository.mark_redelivered(completed.id)
+            try:
+                count = await self.repository.mark_redelivered(completed.id)
+            except StoreError:
+                continue  # confirmed meanwhile (by us or another instance)
             completed.redeliveries = count
             if count > self.max_redeliveries and self.dead_letter is not None:
                 await self._dead_letter(completed)
@@ -355,8 +442,8 @@ class Aggregator:
             log.exception("%s: background completion failed; will try again", self.name)
 
 
-def _restore(state: bytes) -> Exchange:
-    body, headers = decode_state(state)
+def _restore(state: Any) -> Exchange:
+    body, headers = state
     return Exchange(body, headers)
 
 

@@ -81,13 +81,15 @@ class IdempotentRepository(Protocol):
 class OpenGroup(msgspec.Struct, kw_only=True):
     """An aggregation group that is still collecting.
 
-    ``state`` is the aggregated exchange as the strategy left it (serialized by the store's
-    codec); ``input_ids`` are the ids of the exchanges already in the group, so a redelivered
-    input is recognised and not added twice; ``version`` is the optimistic-lock counter.
+    ``state`` is the aggregated exchange as the strategy left it, as a ``(body, headers)``
+    tuple: the memory store keeps the object itself, persistent stores serialize it with
+    :func:`encode_state` when writing and :func:`decode_state` when reading; ``input_ids``
+    are the ids of the exchanges already in the group, so a redelivered input is recognised
+    and not added twice; ``version`` is the optimistic-lock counter.
     """
 
     key: str
-    state: bytes
+    state: Any
     size: int
     input_ids: list[str]
     created: float
@@ -100,7 +102,7 @@ class CompletedGroup(msgspec.Struct, kw_only=True):
 
     id: str
     key: str
-    state: bytes
+    state: Any
     size: int
     trigger: str
     completed: float
@@ -136,6 +138,12 @@ class AggregationRepository(Protocol):
 
     async def mark_redelivered(self, completed_id: str) -> int:
         """Count one more redelivery of a completed group; returns the new count."""
+
+    async def completed_input(self, input_id: str) -> bool:
+        """True if ``input_id`` is in a group that has completed. ``complete`` records a group's
+        input ids in the same transaction, so an input redelivered after its group completed
+        (a crash before its source was acknowledged) is not aggregated into a second group.
+        Stores keep these ids for ``input_retention`` seconds."""
 
     async def close_key(self, key: str) -> None:
         """Remember that ``key`` is closed (late arrivals are rejected)."""
