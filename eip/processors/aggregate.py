@@ -35,7 +35,7 @@ from typing import Any
 from eip import headers as H
 from eip.errors import ExchangeError
 from eip.message import Exchange
-from eip.processors.base import STOP, Step
+from eip.processors.base import STOP, Step, unwrap
 from eip.runtime.clock import Clock
 from eip.stores.base import (
     AggregationRepository,
@@ -89,7 +89,7 @@ class Aggregator:
     ) -> None:
         self.name = name
         self.clock = clock
-        self.correlation = correlation
+        self.correlation = unwrap(correlation)
         self.strategy = strategy
         self.downstream = downstream
         self.repository = repository
@@ -103,7 +103,7 @@ class Aggregator:
         self.close_on_completion = close_on_completion
         self.discard_on_timeout = discard_on_timeout
         self.ignore_invalid_keys = ignore_invalid_keys
-        self.input_id = input_id
+        self.input_id = unwrap(input_id)
         self.recovery_interval = recovery_interval
         self.max_redeliveries = max_redeliveries
         self.dead_letter = dead_letter

@@ -153,11 +153,10 @@ class MemoryAggregationRepository:
         group = self._open.get(key)
         return None if group is None else copy_group(group)
 
-    def put_nowait(self, group: OpenGroup) -> OpenGroup:
+    def put_nowait(self, group: OpenGroup) -> None:
+        """Store a copy of ``group`` with the next version (the async ``put`` returns it)."""
         self._check_version(group)
-        stored = copy_group(group, version=group.version + 1)
-        self._open[group.key] = stored
-        return copy_group(stored)
+        self._open[group.key] = copy_group(group, version=group.version + 1)
 
     def complete_nowait(self, group: OpenGroup, completed: CompletedGroup) -> None:
         self._check_version(group)
@@ -204,7 +203,8 @@ class MemoryAggregationRepository:
         return self.get_nowait(key)
 
     async def put(self, group: OpenGroup) -> OpenGroup:
-        return self.put_nowait(group)
+        self.put_nowait(group)
+        return copy_group(self._open[group.key])
 
     async def complete(self, group: OpenGroup, completed: CompletedGroup) -> None:
         self.complete_nowait(group, completed)

@@ -71,14 +71,19 @@ def test_aggregation_fast_path_keeps_the_state_object() -> None:
     repo = MemoryAggregationRepository()
     state = ({"lines": [1]}, {"h": "v"})
     group = OpenGroup(key="k", state=state, size=1, input_ids=["e1"], created=1.0, updated=1.0)
-    stored = repo.put_nowait(group)
+    repo.put_nowait(group)
+    stored = repo.get_nowait("k")
     read = repo.get_nowait("k")
     assert read is not None
     assert read.state is state  # kept, not serialized: a memory store's whole point
     read.input_ids.append("e2")  # the aggregator mutates what it read, then writes it back
     read.size += 1
     assert repo.get_nowait("k") == stored
-    assert repo.put_nowait(read).version == 2
+    repo.put_nowait(read)
+    after = repo.get_nowait("k")
+    assert after is not None
+    assert after.version == 2
+    assert after.input_ids == ["e1", "e2"]
     completed = CompletedGroup(id="c", key="k", state=state, size=2, trigger="size", completed=2.0)
     repo.complete_nowait(repo.get_nowait("k"), completed)  # type: ignore[arg-type]
     assert repo.get_nowait("k") is None
