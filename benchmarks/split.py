@@ -116,9 +116,7 @@ async def throughput(quick: bool) -> tuple[float, float]:
         rounds=3 if quick else 5,
     )
     await context.stop()
-    rows_table = [
-        [m.name, f"{m.median:,.0f}", f"{m.us_per_unit:.2f}"] for m in results.values()
-    ]
+    rows_table = [[m.name, f"{m.median:,.0f}", f"{m.us_per_unit:.2f}"] for m in results.values()]
     print(f"split: {rows:,} CSV rows per round, batches of {BATCH}, medians")
     print(table(["variant", "rows/s", "µs/row"], rows_table))
     return results["eip split + aggregate"].median, results["hand-written loop"].median
@@ -183,7 +181,8 @@ def run(quick: bool) -> None:
     print(
         f"\nsplit of a {memory['file_mb']:.0f} MB, {rows:,}-row CSV file: "
         f"{memory['rows']:,.0f} rows in {memory['seconds']:.1f} s "
-        f"({memory['rows'] / memory['seconds']:,.0f} rows/s), peak RSS {memory['peak_rss_mb']:.1f} MB"
+        f"({memory['rows'] / memory['seconds']:,.0f} rows/s), "
+        f"peak RSS {memory['peak_rss_mb']:.1f} MB"
     )
     print()
     print(result_line("split-aggregate-vs-handwritten", eip_rate, baseline_rate))

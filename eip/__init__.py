@@ -18,30 +18,40 @@ from eip.dsl.builder import (
     dead_letter_channel,
     default_error_handler,
     otherwise,
+    pipeline,
     when,
 )
 from eip.errors import (
+    CircuitOpenError,
+    ClosedCorrelationKeyError,
     DataFormatError,
     EipError,
     EndpointError,
     ExchangeError,
     ExchangeTimeoutError,
+    InvalidCorrelationKeyError,
     LifecycleError,
     MappingError,
     MarshalError,
     NoConsumerError,
+    NoMessageIdError,
+    ResolveEndpointError,
     RouteDefinitionError,
+    ThrottledError,
     UnmarshalError,
 )
 from eip.expressions import Expression, body, constant, exchange_property, header
 from eip.message import Exchange, ExchangePattern, Message
 from eip.processors.error_handler import RedeliveryPolicy
+from eip.processors.strategies import collect_bodies, concat, merge_dicts, use_latest, use_original
 from eip.runtime.context import Context
 from eip.runtime.template import ProducerTemplate
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "CircuitOpenError",
+    "ClosedCorrelationKeyError",
     "Context",
     "DataFormatError",
     "EipError",
@@ -51,17 +61,23 @@ __all__ = [
     "ExchangePattern",
     "ExchangeTimeoutError",
     "Expression",
+    "InvalidCorrelationKeyError",
     "LifecycleError",
     "MappingError",
     "MarshalError",
     "Message",
     "NoConsumerError",
+    "NoMessageIdError",
     "ProducerTemplate",
     "RedeliveryPolicy",
+    "ResolveEndpointError",
     "RouteBuilder",
     "RouteDefinitionError",
+    "ThrottledError",
     "UnmarshalError",
     "body",
+    "collect_bodies",
+    "concat",
     "constant",
     "cron",
     "dead_letter_channel",
@@ -71,9 +87,13 @@ __all__ = [
     "file",
     "header",
     "log_endpoint",
+    "merge_dicts",
     "mock",
     "otherwise",
+    "pipeline",
     "seda",
     "timer",
+    "use_latest",
+    "use_original",
     "when",
 ]

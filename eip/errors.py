@@ -15,6 +15,12 @@
         ├── MappingError             the field mapper met an unknown field or a bad value
         ├── NoConsumerError          ``direct:`` send with no route consuming that name
         ├── ExchangeTimeoutError     a request-reply or bounded wait ran out of time
+        ├── NoMessageIdError         the idempotent consumer's id expression gave no id
+        ├── InvalidCorrelationKeyError  the aggregator's correlation expression gave no key
+        ├── ClosedCorrelationKeyError   an exchange arrived for a closed aggregation group
+        ├── ResolveEndpointError     a recipient list named an invalid endpoint
+        ├── ThrottledError           the throttler rejected an exchange (reject mode)
+        ├── CircuitOpenError         a circuit breaker is open and has no fallback
         └── EndpointError            a transport failed; third-party faults are mapped here
                                      at the component boundary with ``raise ... from exc``
 
@@ -26,16 +32,22 @@ from __future__ import annotations
 import re
 
 __all__ = [
+    "CircuitOpenError",
+    "ClosedCorrelationKeyError",
     "DataFormatError",
     "EipError",
     "EndpointError",
     "ExchangeError",
     "ExchangeTimeoutError",
+    "InvalidCorrelationKeyError",
     "LifecycleError",
     "MappingError",
     "MarshalError",
     "NoConsumerError",
+    "NoMessageIdError",
+    "ResolveEndpointError",
     "RouteDefinitionError",
+    "ThrottledError",
     "UnmarshalError",
     "redact_uri",
 ]
@@ -163,3 +175,27 @@ class ExchangeTimeoutError(ExchangeError):
 
 class EndpointError(ExchangeError):
     """A transport failed; the third-party cause is chained as ``__cause__``."""
+
+
+class NoMessageIdError(ExchangeError):
+    """The message id expression gave no id (None or empty)."""
+
+
+class InvalidCorrelationKeyError(ExchangeError):
+    """The correlation expression gave no key (None or empty)."""
+
+
+class ClosedCorrelationKeyError(ExchangeError):
+    """An exchange arrived for a group that was completed and closed."""
+
+
+class ResolveEndpointError(ExchangeError):
+    """A recipient list named something that is not a valid endpoint."""
+
+
+class ThrottledError(ExchangeError):
+    """The throttler rejected an exchange: its limit was reached (``reject=True``)."""
+
+
+class CircuitOpenError(ExchangeError):
+    """The circuit breaker is open (or its half-open probes are taken) and has no fallback."""

@@ -189,6 +189,7 @@ class Exchange(Message):
         twin.properties = dict(self.properties)
         twin.route_id = self.route_id
         twin.trace_context = self.trace_context
+        twin.original = self.original
         return twin
 
     def snapshot(self) -> Message:

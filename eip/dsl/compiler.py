@@ -91,6 +91,17 @@ class CompileContext:
         return RouteDefinitionError(message, route_id=self.route_id, step=self.where, **kwargs)
 
     def pipeline(self, steps: list[StepDef], errors: ErrorHandling | None = None) -> Pipeline:
+        """Compile ``steps``; with ``errors``, they and everything nested in them use that error
+        handling instead of the route's (an ``on_exception`` clause's steps, say)."""
+        previous = self.errors
+        if errors is not None:
+            self.errors = errors
+        try:
+            return self._pipeline(steps)
+        finally:
+            self.errors = previous
+
+    def _pipeline(self, steps: list[StepDef]) -> Pipeline:
         compiled: list[Step] = []
         labels: list[str] = []
         for number, step in enumerate(steps, 1):
@@ -99,9 +110,8 @@ class CompileContext:
                 if getattr(step, "takes_rest", False):
                     # A gate such as the aggregator: the steps after it become its downstream,
                     # and this pipeline ends at it.
-                    rest = steps[number:]
                     self.path[-1] = f"{number} (downstream)"
-                    downstream = self.pipeline(rest, errors)
+                    downstream = self._pipeline(steps[number:])
                     self.path[-1] = str(number)
                     compiled.append(self.step(step, downstream))
                     labels.append(step.describe())
@@ -113,7 +123,7 @@ class CompileContext:
                 endpoint_text(step.endpoint) if isinstance(step, ToDef) else step.describe()
             )
         name = f"{self.route_id}:{self.where or 'route'}"
-        return Pipeline(compiled, labels, errors or self.errors, name)
+        return Pipeline(compiled, labels, self.errors, name)
 
     def step(self, step: StepDef, downstream: Pipeline | None = None) -> Step:
         compile_fn = _COMPILERS.get(type(step))

@@ -237,7 +237,7 @@ def _register() -> None:
             **options,
         )
         cc.add_service(aggregator)
-        return aggregator.__call__
+        return aggregator.step
 
     @register_step(IdempotentDef)
     def _compile_idempotent(step: IdempotentDef, cc: CompileContext) -> Step:

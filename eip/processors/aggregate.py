@@ -33,7 +33,7 @@ from collections.abc import Callable
 from typing import Any
 
 from eip import headers as H
-from eip.errors import ExchangeError
+from eip.errors import ClosedCorrelationKeyError, InvalidCorrelationKeyError
 from eip.message import Exchange
 from eip.processors.base import STOP, Step, unwrap
 from eip.runtime.clock import Clock
@@ -50,14 +50,6 @@ __all__ = ["Aggregator", "ClosedCorrelationKeyError", "InvalidCorrelationKeyErro
 log = logging.getLogger("eip.aggregator")
 
 Strategy = Callable[[Exchange | None, Exchange], Exchange]
-
-
-class InvalidCorrelationKeyError(ExchangeError):
-    """The correlation expression gave no key (None or empty)."""
-
-
-class ClosedCorrelationKeyError(ExchangeError):
-    """An exchange arrived for a group that was completed and closed."""
 
 
 class Aggregator:
@@ -238,10 +230,11 @@ class Aggregator:
         )
         while True:
             group = await self.repository.get(key)
-            if group is not None and input_id is not None and str(input_id) in group.input_ids:
-                log.info(
-                    "%s: input %s is already in group %r (redelivered)", self.name, input_id, key
-                )
+            if input_id is not None and (
+                (group is not None and str(input_id) in group.input_ids)
+                or await self.repository.completed_input(str(input_id))
+            ):
+                log.info("%s: input %s is already aggregated (redelivered)", self.name, input_id)
                 return None
             old = _restore(group.state) if group is not None else None
             aggregated = self.strategy(old, exchange)

@@ -21,16 +21,12 @@ from collections.abc import Callable
 from typing import Any
 
 from eip import headers as H
-from eip.errors import ExchangeError
+from eip.errors import NoMessageIdError
 from eip.message import Exchange
 from eip.processors.base import STOP, Step
 from eip.stores.base import IdempotentRepository
 
 __all__ = ["NoMessageIdError", "idempotent_step"]
-
-
-class NoMessageIdError(ExchangeError):
-    """The message id expression gave no id (None or empty)."""
 
 
 def idempotent_step(

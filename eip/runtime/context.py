@@ -72,6 +72,7 @@ class Context:
         self._started_producers: list[Producer] = []
         self._ready_producers: dict[EndpointRef, Producer] = {}
         self._started_services: list[Service] = []
+        self._started_components: set[str] = set()
         self._models: list[RouteModel] = []
         self.routes: dict[str, Route] = {}
         self._start_order: list[str] = []
@@ -248,7 +249,7 @@ class Context:
                     route.dispatch = self.tracing.traced_dispatch(route)
                 self.routes[route.id] = route
             for component in list(self._components.values()):
-                await component.start()
+                await self._start_component(component)
             for producer in list(self._producers.values()):
                 await producer.start()
                 self._started_producers.append(producer)
@@ -279,7 +280,11 @@ class Context:
 
     async def _start_component_of(self, ref: EndpointRef) -> None:
         component, _ = self.resolve_endpoint(ref)
-        if not self.started:
+        await self._start_component(component)
+
+    async def _start_component(self, component: Component) -> None:
+        if component.scheme not in self._started_components:
+            self._started_components.add(component.scheme)
             await component.start()
 
     async def _start_route(self, route: Route) -> None:
@@ -376,10 +381,13 @@ class Context:
         self._started_producers.clear()
         self._ready_producers.clear()
         for component in reversed(list(self._components.values())):
+            if component.scheme not in self._started_components:
+                continue
             try:
                 await component.stop()
             except Exception:
                 log.exception("stopping component %s failed", component.scheme)
+        self._started_components.clear()
         self.started = False
         self._stopping = False
         log.info("context %s stopped", self.name)
