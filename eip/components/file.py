@@ -15,6 +15,8 @@ Consumer decisions:
   globs (``*.csv,*.txt``).
 - ``noop=true`` leaves files in place and remembers name, mtime and size in memory, so a file is
   processed once per process unless it changes (a failed one too: it is retried once changed).
+- ``stream=true`` does not read the file: the body is its ``pathlib.Path``, for a splitter
+  (:mod:`eip.splitters`) to stream a file larger than memory. ``charset`` does not apply then.
 - Polling waits on the context clock. Stopping never interrupts a file: the current one is
   finished and moved (within the context's ``shutdown_timeout``), the rest wait for next time.
 
@@ -72,6 +74,7 @@ class FileSpec(EndpointSpec, frozen=True):
     min_age: float = 0.0
     max_per_poll: int = 100
     charset: str = ""
+    stream: bool = False
     sort: str = "name"
     # producer
     file_name: str = ""
@@ -280,14 +283,25 @@ class FileConsumer(Consumer):
 
     async def _take(self, cand: _Candidate) -> None:
         try:
-            data, st = await asyncio.to_thread(_read, cand.path)
+            if self.spec.stream:
+                st = await asyncio.to_thread(os.stat, cand.path)
+                data = b""
+            else:
+                data, st = await asyncio.to_thread(_read, cand.path)
         except OSError as exc:
             log.warning("file: could not read %s, skipped: %s", cand.path, exc)
             return
-        log.info("file: took %s (%d bytes)", cand.path, len(data))
+        log.info("file: took %s (%d bytes)", cand.path, st.st_size)
         key = (st.st_mtime_ns, st.st_size)
-        headers = {FILE_NAME: cand.name, FILE_PATH: str(cand.path), FILE_SIZE: len(data)}
+        headers = {FILE_NAME: cand.name, FILE_PATH: str(cand.path), FILE_SIZE: st.st_size}
         headers[FILE_MODIFIED] = st.st_mtime
+        if self.spec.stream:
+            # The body is the path: a splitter streams the file instead of holding it whole.
+            exchange = Exchange(cand.path, headers)
+            settle = functools.partial(self._settle, cand, key)
+            exchange.on_completion(on_success=settle, on_failure=settle)
+            await process_exchange(self.route, exchange)
+            return
         try:
             body: bytes | str = data.decode(self.spec.charset) if self.spec.charset else data
         except UnicodeDecodeError as exc:  # the exchange fails before it is routed

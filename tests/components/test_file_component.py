@@ -555,3 +555,34 @@ def test_typed_spec_round_trips_through_its_uri() -> None:
     assert isinstance(spec, FileSpec)
     assert spec.uri.startswith("file:data/inbox?")
     assert parse_uri(spec.uri, FileSpec) == spec
+
+
+async def test_stream_hands_over_the_path_for_splitting(eip_context, tmp_path):
+    from eip.splitters import lines
+
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    (inbox / "big.txt").write_text("a\nb\nc\n")
+
+    class R(RouteBuilder):
+        def configure(self) -> None:
+            (
+                self.from_(f"file:{inbox}?stream=true")
+                .route_id("r")
+                .to("mock:whole")
+                .split(lines())
+                .to("mock:line")
+            )
+
+    eip_context.add_routes(R())
+    await eip_context.start()
+    await eip_context.mock("line").wait_for(3, timeout=5)
+    whole = eip_context.mock("whole").received[0]
+    assert whole.body == inbox / "big.txt"
+    assert whole.headers["eip.file.size"] == 6
+    assert eip_context.mock("line").received_bodies == ["a", "b", "c"]
+    for _ in range(200):
+        if (inbox / ".done" / "big.txt").exists():
+            break
+        await asyncio.sleep(0.01)
+    assert (inbox / ".done" / "big.txt").exists()

@@ -106,6 +106,10 @@ class IdempotentBackend:
         self._repos.append(repo)
         return repo
 
+    def build(self, namespace: str = "main") -> IdempotentRepository:
+        """A repository that is not started (a context starts and stops it)."""
+        return build_idempotent(self.kind, self.options(namespace), self.clock)
+
     async def advance(self, seconds: float) -> None:
         if self.clock is not None:
             await self.clock.advance(seconds)
@@ -132,6 +136,13 @@ class AggregationBackend:
         self._repos: list[AggregationRepository] = []
 
     async def make(self, name: str = "default") -> AggregationRepository:
+        repo = self.build(name)
+        await repo.start()
+        self._repos.append(repo)
+        return repo
+
+    def build(self, name: str = "default") -> AggregationRepository:
+        """A repository that is not started (a context starts and stops it)."""
         repo: AggregationRepository
         if self.kind == "memory":
             repo = MemoryAggregationRepository(clock=self.clock)
@@ -141,13 +152,11 @@ class AggregationBackend:
             repo = PostgresAggregationRepository(
                 PG_DSN, name, table_prefix=self._prefix, clock=self.clock
             )
-        await repo.start()
-        self._repos.append(repo)
         return repo
 
     async def cleanup(self) -> None:
         for repo in self._repos:
             await repo.stop()
         if self.kind == "postgres":
-            suffixes = ("open", "completed", "closed")
+            suffixes = ("open", "completed", "closed", "inputs")
             await drop_pg_tables([f"{self._prefix}_{suffix}" for suffix in suffixes])
