@@ -45,7 +45,7 @@ def make_csv(rows: int) -> str:
     for n in range(rows):
         out.write(
             f"{100000 + n},First{n},Last{n},User.{n}@Example.com,DE,{n % 9973}.50,"
-            f"{'SMB' if n % 3 else 'Enterprise'},2024-01-{n % 28 + 1:02d},note {n}\n"
+            f"{'SMB' if n % 3 else 'Enterprise'},2024-01-{n % 28 + 1:02d},imported note {n}\n"
         )
     return out.getvalue()
 

@@ -62,7 +62,9 @@ async def test_idempotent_state_survives_a_new_context(idem: IdempotentBackend) 
     for round_number, expected in enumerate([[1, 2], [3]]):
         repo = idem.build()
         context = Context()
-        context.add_routes(route(lambda r: r.idempotent_consumer(body(), repo).to("mock:out")))
+        context.add_routes(
+            route(lambda r, repo=repo: r.idempotent_consumer(body(), repo).to("mock:out"))
+        )
         async with context:
             await send(context, [1, 2, 3] if round_number else [1, 2])
             if idem.kind == "memory":
@@ -124,10 +126,8 @@ async def test_open_groups_and_timeouts_survive_a_restart(agg: AggregationBacken
         await agg.clock.advance(10)
     assert first.mock("out").count == 0  # left open in the store, not completed on stop
 
-    if agg.kind == "memory":
-        second_repo = repo  # the same process: the memory store survives a context restart
-    else:
-        second_repo = agg.build()
+    # The memory store lives in the process: it survives a context restart, not a new process.
+    second_repo = repo if agg.kind == "memory" else agg.build()
     second = Context(clock=agg.clock)
     second.add_routes(configure(second_repo))
     async with second:
