@@ -40,8 +40,17 @@ def test_run_processes_the_sample_and_stops_on_sigterm(tmp_path: Path) -> None:
     try:
         erp_file = tmp_path / "erp" / "inbox" / "erp-customers-crm_customers.json"
         done = tmp_path / "crm" / "export" / ".done" / "crm_customers.csv"
+        # the other examples' outputs: lead feed, customer view, ERP nightly export
+        outputs = [
+            erp_file,
+            done,
+            tmp_path / "crm" / "leads" / "incoming" / ".done" / "leads-20240502-0900.ndjson",
+            tmp_path / "views" / "customer-1001.json",
+            tmp_path / "views" / "customer-1002.json",
+            tmp_path / "erp" / "batches" / "erp_accounts_20240502.manifest.json",
+        ]
         deadline = time.monotonic() + 30
-        while not (erp_file.exists() and done.exists()):
+        while not all(path.exists() for path in outputs):
             assert process.poll() is None, process.stdout.read() if process.stdout else ""
             assert time.monotonic() < deadline, "the sample was not processed in 30 s"
             time.sleep(0.05)
@@ -53,6 +62,14 @@ def test_run_processes_the_sample_and_stops_on_sigterm(tmp_path: Path) -> None:
     assert process.returncode == 0, output
     assert "route crm-customer-import started" in output
     assert "imported crm_customers.csv: 4 accepted, 3 rejected, 1 duplicate(s) skipped" in output
+    assert (
+        "lead file leads-20240502-0900.ndjson: 2 accepted, 1 duplicate(s) skipped, "
+        "1 from other sources, 2 rejected" in output
+    )
+    assert "customer view 1001 written" in output
+    assert "erp export erp_accounts_20240502: 12 row(s) in 1 batch(es)" in output
+    accepted = sorted(p.name for p in (tmp_path / "crm" / "leads" / "accepted").iterdir())
+    assert len(accepted) == 5
     assert "shutting down" in output
     assert "context eip stopped" in output
     assert "Traceback" not in output
@@ -64,12 +81,15 @@ def test_routes_lists_steps() -> None:
     assert "crm-customer-import  from file:" in result.stdout
     assert "unmarshal(csv)" in result.stdout
     assert "crm-demo-seed  from timer:crm-demo-seed?repeat_count=1" in result.stdout
+    assert "crm-lead-feed  from file:" in result.stdout
+    assert "aggregate(header('customer_id'), completion_timeout=3600.0" in result.stdout
+    assert "split(groups(500, csv_rows(ErpAccountRow)))" in result.stdout
 
 
 def test_check_ok() -> None:
     result = run_cli("check", "routes/")
     assert result.returncode == 0, result.stderr
-    assert "ok: 4 route(s) valid" in result.stdout
+    assert "ok: 12 route(s) valid" in result.stdout
 
 
 def test_check_reports_bad_route_in_one_line(tmp_path: Path) -> None:
