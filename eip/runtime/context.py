@@ -45,6 +45,7 @@ BUILTIN_COMPONENTS = {
     "timer": "eip.components.timer:TimerComponent",
     "cron": "eip.components.timer:CronComponent",
     "file": "eip.components.file:FileComponent",
+    "rabbitmq": "eip.components.rabbitmq:RabbitMQComponent",
 }
 
 

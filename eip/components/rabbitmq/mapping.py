@@ -1,0 +1,105 @@
+"""AMQP properties <-> exchange headers.
+
+Consuming: the message's application headers become exchange headers as they are; the basic
+properties that are set become ``rabbitmq.<property>`` headers (``rabbitmq.message_id``,
+``rabbitmq.correlation_id``, ``rabbitmq.content_type``, ``rabbitmq.timestamp``,
+``rabbitmq.reply_to``, ...), plus ``rabbitmq.exchange``, ``rabbitmq.routing_key`` and
+``rabbitmq.redelivered``; the message id is also ``eip.message.id`` (the aggregator's default
+input id). ``traceparent``/``tracestate`` become the exchange's trace context.
+
+Publishing: ``rabbitmq.<property>`` headers become the properties again (so a message id and a
+correlation id survive a route from one queue to another); every other header that is not an
+``eip.*`` or ``rabbitmq.*`` one becomes an application header (values AMQP cannot carry are
+sent as their ``str``). Not forwarded: ``rabbitmq.reply_to`` (the consumer answers requests
+itself, and a forwarded reply address would send someone else's answer astray), and the
+per-delivery headers (exchange, routing key, redelivered, delivery count).
+"""
+
+from __future__ import annotations
+
+import datetime
+import decimal
+from typing import Any
+
+from eip import headers as H
+from eip.components.rabbitmq._amqp import Delivery, Properties
+from eip.message import Exchange
+from eip.tracing import extract, inject
+
+__all__ = ["exchange_from_delivery", "properties_for"]
+
+PREFIX = "rabbitmq."
+EXCHANGE = "rabbitmq.exchange"
+ROUTING_KEY = "rabbitmq.routing_key"
+REDELIVERED = "rabbitmq.redelivered"
+DELIVERY_COUNT = "x-delivery-count"
+
+_FORWARDED = (
+    "message_id",
+    "correlation_id",
+    "content_type",
+    "content_encoding",
+    "type",
+    "app_id",
+    "timestamp",
+    "priority",
+    "expiration",
+    "user_id",
+)
+_FORWARDED_HEADERS = {f"{PREFIX}{name}": name for name in _FORWARDED}
+_ALL_PROPERTIES = (*_FORWARDED, "reply_to", "delivery_mode", "cluster_id")
+_TRACE = ("traceparent", "tracestate")
+_PLAIN = (str, int, float, bool, bytes, type(None), datetime.datetime, decimal.Decimal)
+
+
+def exchange_from_delivery(delivery: Delivery, tracing: bool) -> Exchange:
+    properties = delivery.properties
+    amqp_headers = properties.headers
+    headers: dict[str, Any] = dict(amqp_headers) if amqp_headers else {}
+    for name in _ALL_PROPERTIES:
+        value = getattr(properties, name)
+        if value is not None:
+            headers[PREFIX + name] = value
+    headers[EXCHANGE] = delivery.exchange
+    headers[ROUTING_KEY] = delivery.routing_key
+    headers[REDELIVERED] = delivery.redelivered
+    if properties.message_id is not None:
+        headers[H.MESSAGE_ID] = properties.message_id
+    exchange = Exchange(delivery.body, headers)
+    if amqp_headers and "traceparent" in amqp_headers:
+        if tracing:
+            exchange.trace_context = extract(amqp_headers)
+        for name in _TRACE:
+            headers.pop(name, None)
+    return exchange
+
+
+def properties_for(exchange: Exchange, *, persistent: bool, tracing: bool) -> Properties:
+    """AMQP properties for publishing ``exchange`` (see the module docstring)."""
+    properties = Properties(delivery_mode=2 if persistent else 1)
+    application: dict[str, Any] = {}
+    for name, value in exchange.headers.items():
+        target = _FORWARDED_HEADERS.get(name)
+        if target is not None:
+            setattr(properties, target, value)
+        elif not name.startswith(PREFIX) and not name.startswith("eip.") and name != DELIVERY_COUNT:
+            application[name] = _amqp_value(value)
+    if properties.message_id is None:
+        message_id = exchange.headers.get(H.MESSAGE_ID)
+        if message_id is not None:
+            properties.message_id = str(message_id)
+    if tracing and exchange.trace_context is not None:
+        inject(exchange, application)
+    if application:
+        properties.headers = application
+    return properties
+
+
+def _amqp_value(value: Any) -> Any:
+    if isinstance(value, _PLAIN):
+        return value
+    if isinstance(value, dict):
+        return {str(k): _amqp_value(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_amqp_value(v) for v in value]
+    return str(value)
