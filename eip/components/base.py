@@ -152,7 +152,20 @@ def parse_uri(uri: str, spec_type: type[EndpointSpec]) -> EndpointSpec:
         )
     if path:
         options[spec_type.path_field] = urllib.parse.unquote(path)
+    for name in _list_fields(spec_type):
+        listed = options.get(name)
+        if isinstance(listed, str):  # lists are comma-separated in URIs: binding_keys=a.*,b.#
+            options[name] = [item for item in listed.split(",") if item]
     return build_spec(spec_type, options, redact_uri(uri))
+
+
+@functools.cache
+def _list_fields(spec_type: type[EndpointSpec]) -> tuple[str, ...]:
+    return tuple(
+        f.name
+        for f in msgspec.structs.fields(spec_type)
+        if getattr(f.type, "__origin__", None) in (list, tuple)
+    )
 
 
 def build_spec(spec_type: type[EndpointSpec], options: dict[str, Any], where: str) -> EndpointSpec:

@@ -122,7 +122,8 @@ class RabbitMQProducer(Producer):
                 await asyncio.sleep(0.01)
         except TimeoutError:
             raise EndpointError(
-                f"RabbitMQ is unreachable ({self.link.state.value}) for {self.spec.publish_timeout}s",
+                f"RabbitMQ is unreachable ({self.link.state.value}) "
+                f"for {self.spec.publish_timeout}s",
                 endpoint=self._where,
             ) from None
         result = self.process(exchange)

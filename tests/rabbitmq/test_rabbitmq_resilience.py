@@ -1,0 +1,180 @@
+"""At-least-once under SIGKILL and under connections closed by the broker."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from eip import Context, RouteBuilder
+from eip.components.rabbitmq._amqp import Channel, Properties, connect
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+URL = "amqp://guest:guest@127.0.0.1:5672/"
+
+
+async def fill(channel: Channel, queue: str, count: int) -> None:
+    await channel.queue_declare(queue)
+    seq = 0
+    for n in range(count):
+        seq = channel.publish(b"%d" % n, "", queue, Properties(delivery_mode=2, message_id=f"m{n}"))
+        if n % 1000 == 999:
+            await channel.wait_confirm(seq)
+    await channel.wait_confirm(seq)
+
+
+async def depth(channel: Channel, queue: str) -> int:
+    return (await channel.queue_declare(queue, passive=True))[1]
+
+
+async def drain_ids(channel: Channel, queue: str, expected: int, timeout: float = 60) -> list[str]:
+    """Every message id in ``queue`` (consumed and acked), once ``expected`` unique ones came."""
+    ids: list[str] = []
+    seen: set[str] = set()
+    enough = asyncio.Event()
+
+    def take(deliveries: list[Any]) -> None:
+        for delivery in deliveries:
+            ids.append(delivery.properties.message_id)
+            seen.add(delivery.properties.message_id)
+        if len(seen) >= expected:
+            enough.set()
+
+    tag = await channel.basic_consume(queue, take, no_ack=True)
+    await asyncio.wait_for(enough.wait(), timeout)
+    await asyncio.sleep(0.3)  # a duplicate may still be on its way
+    await channel.basic_cancel(tag)
+    return ids
+
+
+async def test_sigkill_mid_stream_loses_nothing(tmp_path: Path) -> None:
+    count = 10_000
+    source, target = (
+        f"eip.test.kill.a.{uuid.uuid4().hex[:8]}",
+        f"eip.test.kill.b.{uuid.uuid4().hex[:8]}",
+    )
+    connection = await connect(URL)
+    channel = await connection.channel(publisher_confirms=True)
+    try:
+        await channel.queue_declare(target)
+        await fill(channel, source, count)
+
+        def start() -> subprocess.Popen[bytes]:
+            ready = tmp_path / f"ready-{uuid.uuid4().hex}"
+            child = subprocess.Popen(
+                [sys.executable, "-m", "tests.rabbitmq.relay_child", source, target, str(ready)],
+                cwd=ROOT,
+                env={**os.environ, "PYTHONPATH": str(ROOT)},
+                stderr=subprocess.DEVNULL,
+            )
+            deadline = time.monotonic() + 20
+            while not ready.exists():
+                assert child.poll() is None, "the relay child died at start"
+                assert time.monotonic() < deadline
+                time.sleep(0.02)
+            return child
+
+        first = start()
+        while await depth(channel, target) < 3_000:
+            assert first.poll() is None
+            await asyncio.sleep(0.01)
+        first.send_signal(signal.SIGKILL)
+        first.wait(10)
+        relayed_before = await depth(channel, target)
+        assert relayed_before < count, "the kill must happen mid-stream"
+
+        second = start()
+        try:
+            ids = await drain_ids(channel, target, count)
+            for _ in range(200):  # every source message acked once its copy is confirmed
+                if await depth(channel, source) == 0:
+                    break
+                await asyncio.sleep(0.05)
+            assert await depth(channel, source) == 0
+        finally:
+            second.send_signal(signal.SIGTERM)
+            assert second.wait(20) == 0
+        missing = {f"m{n}" for n in range(count)} - set(ids)
+        assert not missing, f"lost {len(missing)} messages"
+        duplicates = len(ids) - len(set(ids))
+        print(
+            f"\nSIGKILL after ~{relayed_before} relayed: {len(ids)} delivered, 0 lost, "
+            f"{duplicates} duplicate(s)"
+        )
+    finally:
+        cleanup = await connection.channel()
+        await cleanup.queue_delete(source)
+        await cleanup.queue_delete(target)
+        await connection.close()
+
+
+async def test_broker_closes_connections_engine_recovers() -> None:
+    count = 5_000
+    source, target = (
+        f"eip.test.drop.a.{uuid.uuid4().hex[:8]}",
+        f"eip.test.drop.b.{uuid.uuid4().hex[:8]}",
+    )
+
+    class Relay(RouteBuilder):
+        def configure(self) -> None:
+            (
+                self.from_(f"rabbitmq:?queue={source}&prefetch=200&concurrency=50")
+                .route_id("relay")
+                .to(f"rabbitmq:?routing_key={target}")
+            )
+
+    context = Context(shutdown_timeout=10)
+    context.add_routes(Relay())
+    await context.start()
+    assert context.ready
+    filler = await connect(URL)
+    try:
+        channel = await filler.channel(publisher_confirms=True)
+        await channel.queue_declare(target)
+        await fill(channel, source, count)
+        await asyncio.sleep(0.05)  # traffic flows
+        readiness: list[bool] = []
+        sampling = True
+
+        async def sample() -> None:
+            while sampling:
+                readiness.append(context.ready)
+                await asyncio.sleep(0.001)
+
+        sampler = asyncio.create_task(sample())
+        result = await asyncio.to_thread(
+            subprocess.run,
+            ["rabbitmqctl", "close_all_connections", "eip resilience test"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr
+        await asyncio.sleep(0.5)
+        sampling = False
+        await sampler
+        assert False in readiness, "readiness never showed the outage"
+        for _ in range(1000):
+            if context.ready:
+                break
+            await asyncio.sleep(0.02)
+        assert context.ready, "the engine did not reconnect"
+        checker = await connect(URL)
+        check = await checker.channel()
+        ids = await drain_ids(check, target, count)
+        assert {f"m{n}" for n in range(count)} <= set(ids)
+        link = next(iter(context.component("rabbitmq").links.values()))  # type: ignore[attr-defined]
+        assert link.reconnects >= 1
+        await check.queue_delete(source)
+        await check.queue_delete(target)
+        await checker.close()
+    finally:
+        await context.stop()
+        if filler.is_open:
+            await filler.close()
