@@ -57,6 +57,10 @@ _ROOT = otel_context.Context()
 def _parent_context(parent: Any) -> otel_context.Context:
     if parent is None:
         return _ROOT
+    if not isinstance(parent, trace.Span):
+        # eip's lean spans are SDK ReadableSpans, not API Spans: the API (propagators,
+        # samplers) only sees spans through get_current_span, which wants a Span.
+        parent = trace.NonRecordingSpan(parent.get_span_context())
     return trace.set_span_in_context(parent, _ROOT)
 
 

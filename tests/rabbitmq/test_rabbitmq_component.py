@@ -346,3 +346,36 @@ async def test_unreachable_broker_fails_start_clearly() -> None:
     text = str(info.value)
     assert "cannot connect to RabbitMQ at amqp://guest:***@127.0.0.1:1/" in text
     assert "secret" not in text
+
+
+async def test_trace_spans_producer_broker_consumer(broker: Any) -> None:
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    _, _, queues, _ = broker
+    queue = unique("traced")
+    queues.append(queue)
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    context = Context(tracer_provider=provider)
+    context.add_routes(
+        routes(
+            lambda b: (
+                b.from_("direct:start").route_id("front").to(f"rabbitmq:?routing_key={queue}"),
+                b.from_(f"rabbitmq:?queue={queue}").route_id("back").to("mock:end"),
+            )
+        )
+    )
+    async with context:
+        await context.template().send("direct:start", b"traced")
+        await context.mock("end").wait_for(1)
+    spans = {span.name: span for span in exporter.get_finished_spans()}
+    send = spans["send rabbitmq:"]  # the default exchange
+    back = spans["back"]
+    assert back.context.trace_id == spans["front"].context.trace_id
+    assert back.parent is not None
+    assert back.parent.span_id == send.context.span_id
+    assert back.parent.is_remote
+    assert "traceparent" not in context.mock("end").received[0].headers
