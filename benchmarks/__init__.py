@@ -47,6 +47,11 @@ BENCHMARKS: dict[str, Benchmark] = {
         "CSV split + map + re-batch (aggregator) vs a hand-written loop; peak RSS of a "
         "1M-row (~100 MB) CSV split",
     ),
+    "idempotent": Benchmark(
+        "benchmarks.idempotent",
+        "idempotent consumer checks/s on memory, SQLite, PostgreSQL and Redis vs the same "
+        "repository calls by hand",
+    ),
 }
 
 

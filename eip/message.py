@@ -78,17 +78,36 @@ class UnitOfWork:
         self._on_success.extend(other._on_success)
         self._on_failure.extend(other._on_failure)
 
-    async def run(self, exchange: Exchange, failed: bool) -> None:
+    def run(self, exchange: Exchange, failed: bool) -> Awaitable[None] | None:
         """Run the callbacks in reverse order of registration (last in, first completed).
 
-        A failing callback is logged and does not stop the others: one broken callback must
-        not leave an ack or a key release undone.
+        Plain callbacks run right here; only when one returns an awaitable does the rest run
+        in a coroutine, so an exchange with sync callbacks completes without an await. A failing
+        callback is logged and does not stop the others: one broken callback must not leave an
+        ack or a key release undone.
         """
         if self.completed:
-            return
+            return None
         self.completed = True
-        callbacks = self._on_failure if failed else self._on_success
-        for callback in reversed(callbacks):
+        callbacks = list(reversed(self._on_failure if failed else self._on_success))
+        for index, callback in enumerate(callbacks):
+            try:
+                result = callback(exchange)
+            except Exception:
+                log.exception("on-completion callback %r failed for %s", callback, exchange.id)
+                continue
+            if inspect.isawaitable(result):
+                return self._finish(exchange, result, callbacks[index + 1 :])
+        return None
+
+    async def _finish(
+        self, exchange: Exchange, pending: Awaitable[None], rest: list[Callback]
+    ) -> None:
+        try:
+            await pending
+        except Exception:
+            log.exception("an on-completion callback failed for %s", exchange.id)
+        for callback in rest:
             try:
                 result = callback(exchange)
                 if inspect.isawaitable(result):

@@ -61,12 +61,19 @@ def idempotent_step(
         )
 
     if eager and add_nowait is not None:
-        # In-memory repository: no I/O, so no await on the per-message path.
+        # In-memory repository: no I/O, so no await on the per-message path, and completion
+        # callbacks that are plain calls.
+        confirm_nowait = repository.confirm_nowait  # type: ignore[attr-defined]
+        remove_nowait = repository.remove_nowait  # type: ignore[attr-defined]
+
         def idempotent_memory(exchange: Exchange) -> Any:
             key = key_of(exchange)
             if not add_nowait(key):
                 return duplicate(exchange)
-            claimed(exchange, key)
+            exchange.on_completion(
+                on_success=lambda _: confirm_nowait(key),
+                on_failure=(lambda _: remove_nowait(key)) if remove_on_failure else None,
+            )
             return None
 
         return idempotent_memory
