@@ -49,8 +49,11 @@ def test_run_processes_the_sample_and_stops_on_sigterm(tmp_path: Path) -> None:
             tmp_path / "views" / "customer-1002.json",
             tmp_path / "erp" / "batches" / "erp_accounts_20240502.manifest.json",
         ]
+        upserts = tmp_path / "erp" / "upserts"  # the RabbitMQ example (a demo event relayed)
         deadline = time.monotonic() + 30
-        while not all(path.exists() for path in outputs):
+        while not (
+            all(path.exists() for path in outputs) and upserts.exists() and any(upserts.iterdir())
+        ):
             assert process.poll() is None, process.stdout.read() if process.stdout else ""
             assert time.monotonic() < deadline, "the sample was not processed in 30 s"
             time.sleep(0.05)
@@ -70,6 +73,7 @@ def test_run_processes_the_sample_and_stops_on_sigterm(tmp_path: Path) -> None:
     assert "erp export erp_accounts_20240502: 12 row(s) in 1 batch(es)" in output
     accepted = sorted(p.name for p in (tmp_path / "crm" / "leads" / "accepted").iterdir())
     assert len(accepted) == 5
+    assert "ERP received upsert" in output  # the RabbitMQ example relayed a demo event
     assert "shutting down" in output
     assert "context eip stopped" in output
     assert "Traceback" not in output
@@ -89,7 +93,7 @@ def test_routes_lists_steps() -> None:
 def test_check_ok() -> None:
     result = run_cli("check", "routes/")
     assert result.returncode == 0, result.stderr
-    assert "ok: 12 route(s) valid" in result.stdout
+    assert "ok: 16 route(s) valid" in result.stdout
 
 
 def test_check_reports_bad_route_in_one_line(tmp_path: Path) -> None:
