@@ -42,6 +42,11 @@ BENCHMARKS: dict[str, Benchmark] = {
         "in-process route (unmarshal, filter, transform, choice(3), marshal) vs a hand-written "
         "loop; the same route with the OpenTelemetry SDK on vs off",
     ),
+    "rabbitmq": Benchmark(
+        "benchmarks.rabbitmq",
+        "RabbitMQ A -> work -> B (confirmed) -> ack A: eip vs best hand-written aio-pika vs "
+        "FastStream",
+    ),
     "split": Benchmark(
         "benchmarks.split",
         "CSV split + map + re-batch (aggregator) vs a hand-written loop; peak RSS of a "

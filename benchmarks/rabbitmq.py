@@ -1,0 +1,116 @@
+"""RabbitMQ end to end, at-least-once: eip against hand-written aio-pika and FastStream.
+
+Every variant does the same work on the same broker, interleaved round by round: consume N
+messages (~330 B of CRM customer JSON) from queue A, decode into the ``Customer`` Struct, map
+to ``ErpCustomer``, encode, publish to queue B **persistent, with publisher confirms**, and ack
+A only once that publish is confirmed. Queue A is filled before the clock starts; the run ends
+when B holds N messages. Fresh queues each round.
+
+- **eip**: ``from_("rabbitmq:?queue=A&prefetch=1000&concurrency=500").unmarshal(json(Customer))
+  .transform(to_erp).marshal(json()).to("rabbitmq:?routing_key=B")``;
+- **aio-pika (a)**: the best hand-written aio-pika relay (batches of 500, pipelined confirms,
+  one multiple-ack per batch; see ``benchmarks/_rabbitmq_baselines.py``);
+- **FastStream (b)**: FastStream 0.7 with its best settings (prefetch 100, msgspec decoder,
+  confirms on, ack after the handler);
+- informational: the naive aio-pika callback consumer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import msgspec
+
+from benchmarks import _rabbitmq_baselines as B
+from benchmarks._crm import Customer, make_messages, to_erp
+from benchmarks._report import Variant, interleave, result_line, table
+from eip import Context, RouteBuilder
+from eip.dataformats import json
+
+__all__ = ["eip_relay", "run"]
+
+URL = "amqp://guest:guest@127.0.0.1:5672/"
+
+
+class Relay(RouteBuilder):
+    def __init__(self, source: str, target: str) -> None:
+        super().__init__()
+        self.source, self.target = source, target
+
+    def configure(self) -> None:
+        (
+            self.from_(f"rabbitmq:?queue={self.source}&prefetch=1000&concurrency=500")
+            .route_id("relay")
+            .unmarshal(json(Customer))
+            .transform(lambda ex: to_erp(ex.body))
+            .marshal(json())
+            .to(f"rabbitmq:?routing_key={self.target}")
+        )
+
+
+async def eip_relay(url: str, a: str, b: str, n: int) -> float:
+    context = Context(shutdown_timeout=30)
+    context.add_routes(Relay(a, b))
+    began = time.perf_counter()
+    await context.start()
+    await _wait(url, b, n)
+    elapsed = time.perf_counter() - began
+    await context.stop()
+    return elapsed
+
+
+async def _wait(url: str, queue: str, n: int) -> None:
+    """Poll B's depth (cheap: one passive declare per 50 ms) until it holds ``n`` messages."""
+    for _ in range(int(B.DEFAULT_TIMEOUT / B.POLL_INTERVAL)):
+        if (await B.queue_state(url, queue)).messages >= n:
+            return
+        await asyncio.sleep(B.POLL_INTERVAL)
+    raise TimeoutError(f"{queue} did not reach {n} messages")
+
+
+def _variant(name: str, relay: Any, messages: list[bytes], **options: Any) -> Variant:
+    n = len(messages)
+
+    async def one_round() -> float:
+        a, b = B.unique_queue_names(2)
+        await B.declare_queues(URL, a, b)
+        try:
+            await B.fill_queue(URL, a, messages)
+            seconds: float = await relay(URL, a, b, n, **options)
+            state = await B.queue_state(URL, a)
+            assert state.messages == 0, f"{name}: {state.messages} left in A"
+            assert (await B.queue_state(URL, b)).messages >= n
+            return seconds
+        finally:
+            await B.delete_queues(URL, a, b)
+
+    return Variant(name, one_round, n)
+
+
+async def measure(quick: bool) -> dict[str, Any]:
+    n = 10_000 if quick else 50_000
+    messages = make_messages(n)
+    assert all(isinstance(msgspec.json.decode(m, type=Customer), Customer) for m in messages[:10])
+    variants = [
+        _variant("eip", eip_relay, messages),
+        _variant("aio-pika best (a)", B.aio_pika_best, messages, persistent=True),
+        _variant("FastStream best (b)", B.faststream_best, messages, persistent=True),
+        _variant("aio-pika naive", B.aio_pika_naive, messages, persistent=True),
+    ]
+    return await interleave(variants, rounds=2 if quick else 3, warmup=False)
+
+
+def run(quick: bool) -> None:
+    results = asyncio.run(measure(quick))
+    eip = results["eip"].median
+    rows = [
+        [m.name, f"{m.median:,.0f}", f"{m.low:,.0f}..{m.high:,.0f}", f"{eip / m.median:.2f}"]
+        for m in results.values()
+    ]
+    print("rabbitmq: consume A -> decode/map/encode -> publish B (persistent, confirmed) -> ack A")
+    print(table(["variant", "msgs/s", "range", "eip / this"], rows))
+    print()
+    print(result_line("rabbitmq-vs-aio-pika", eip, results["aio-pika best (a)"].median))
+    print(result_line("rabbitmq-vs-faststream", eip, results["FastStream best (b)"].median))
