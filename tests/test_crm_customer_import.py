@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import csv as stdlib_csv
 import datetime as dt
 from pathlib import Path
@@ -14,14 +13,7 @@ from eip import Context
 from eip.testing import ManualClock, advice
 from routes.crm_customer_import import SAMPLE, CrmCustomerImport, DemoSeed
 from routes.crm_models import ErpCustomer
-
-
-async def wait_for_file(path: Path, timeout: float = 5.0) -> None:
-    for _ in range(int(timeout / 0.01)):
-        if await asyncio.to_thread(path.exists):
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"{path} did not appear")
+from tests.crm_support import wait_for_file
 
 
 async def test_sample_export_is_imported(eip_context: Context, tmp_path: Path) -> None:

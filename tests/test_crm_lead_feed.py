@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import logging
-from collections.abc import Callable
 from pathlib import Path
 
 import msgspec
@@ -21,29 +19,10 @@ from routes.crm_lead_feed import (
     LeadFeedDemoSeed,
     RejectedLead,
 )
+from tests.crm_support import poll_until, wait_for_file
 
 FIRST = "leads-20240502-0800.ndjson"
 SECOND = "leads-20240502-0900.ndjson"
-
-
-async def wait_for_file(path: Path, timeout: float = 5.0) -> None:
-    for _ in range(int(timeout / 0.01)):
-        if await asyncio.to_thread(path.exists):
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"{path} did not appear")
-
-
-async def poll_until(clock: ManualClock, done: Callable[[], bool], timeout: float = 5.0) -> None:
-    """Move the clock on a second at a time (a poll of the file consumers) until ``done()``.
-    One ``advance(1)`` is not enough: a consumer still busy with its previous poll is not
-    sleeping on the clock yet, and would miss it."""
-    for _ in range(int(timeout / 0.01)):
-        if await asyncio.to_thread(done):
-            return
-        await clock.advance(1)
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"{done} did not come true")
 
 
 def lead_line(lead_id: str, email: str = "x@example.com", source: str = "web promotion") -> str:
