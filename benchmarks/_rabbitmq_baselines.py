@@ -216,7 +216,8 @@ async def aio_pika_naive(
     ``exchange.publish`` (the confirm) and then ``message.ack()``. Channel with publisher
     confirms, ``prefetch`` unacked deliveries, one channel for consuming and publishing.
 
-    Measured ~3,900 msgs/s here (2026-11, median of 3 x 50k, prefetch 100).
+    Measured 2,579 msgs/s (median of 3 interleaved runs of 50k, prefetch 100, 2026-11-23, on 2
+    cores shared with other jobs) against 3,192 for :func:`aio_pika_best` in the same runs.
     """
     work = _work()
     mode = _delivery_mode(persistent)
@@ -275,13 +276,30 @@ async def aio_pika_best(
     before the next one is published. ``publish_channel`` publishes on a second channel instead
     of the consuming one.
 
-    Variants tried (2026-11, 2 cores, medians of 3 x 50k msgs, interleaved; figures in msgs/s):
+    Variants tried on 2026-11-23 (aio-pika 10.2.1, 2 cores shared with other jobs, so absolute
+    figures are ~30% below ``/work/shared/BENCHMARKS.md``'s): medians of 3 interleaved runs of
+    50k messages, in msgs/s, with the client's CPU per message; a range spans separate
+    sessions. The defaults are the first row;
+    no variant beat it by more than the run-to-run spread (~15%), and it costs the least CPU.
 
-    =================================================  =========
-    variant                                            msgs/s
-    =================================================  =========
-    FILLED IN BELOW
-    =================================================  =========
+    ===================================================  ===========  ===============
+    variant (batch, prefetch, window)                    msgs/s       client µs/msg
+    ===================================================  ===========  ===============
+    500, 1000, 1: gather a batch, then ack it (default)  3,192-3,521  229-270
+    500, 1000, 1, publishing on a second channel         3,377-3,442  250-276
+    250, 1000, 2                                         3,299        287
+    100, 500, 4                                          3,016-3,508  252-313
+    100, 500, 4, second channel                          3,170        294
+    200, 1000, 4, second channel                         3,149        301
+    100, 1000, 8, second channel                         3,003        315
+    naive callback (:func:`aio_pika_naive`), same runs   2,338-2,579  267-328
+    ===================================================  ===========  ===============
+
+    aio-pika's own costs dominate whatever the batching: a task per delivery (aiormq) plus one
+    per callback (aio-pika), an ``aio_pika.Message`` (~40 ``__setattr__`` calls) and a lock,
+    a drain future and a ``socket.send`` per publish. aiormq's ``basic_publish(wait=False)``
+    through ``channel.get_underlay_channel()`` would skip the drain wait, but that is aiormq,
+    not aio-pika's publishing API, so it is not used here (only in :func:`fill_queue`).
     """
     work = _work()
     mode = _delivery_mode(persistent)
@@ -362,16 +380,41 @@ async def faststream_best(
 
     - A ``RabbitBroker`` started without an app (``await broker.start()``), with
       ``default_channel=Channel(prefetch_count=prefetch)``: FastStream's default sets no
-      prefetch, and the whole queue would arrive at once. Its channels have publisher confirms
-      on (``Channel.publisher_confirms`` defaults to True), so ``await broker.publish(...)``
-      returns only once the broker confirmed the message.
-    - The subscriber's default ack policy (``AckPolicy.REJECT_ON_ERROR``) acks after the handler
-      returns, so the ack comes after the confirmed publish (at-least-once).
-    - A custom ``decoder`` that decodes the raw body with msgspec into ``Customer``, and
-      ``apply_types=False`` (no FastDepends/pydantic validation of the argument); ``logger=None``
-      (no access log line per message).
+      prefetch, and the whole queue would arrive at once, a task per message. The subscriber
+      and the publisher share that channel, which has publisher confirms on
+      (``Channel.publisher_confirms`` defaults to True), so a publish returns only once the
+      broker confirmed it.
+    - The handler returns the encoded ``ErpCustomer`` and ``@broker.publisher(b)`` publishes it.
+      FastStream publishes a handler's result inside the subscriber's acknowledgement scope, and
+      the default ack policy (``AckPolicy.REJECT_ON_ERROR``) acks when that scope exits without
+      an error: "when your function executes correctly, including sending all responses, a
+      message will be acknowledged" (FastStream's docs, Rabbit > Acknowledgement; read in
+      ``faststream/_internal/endpoint/subscriber/usecase.py`` and
+      ``middlewares/acknowledgement/middleware.py`` of 0.7.8). So the ack follows the confirm.
+    - A custom ``decoder`` that decodes the raw body with msgspec straight into ``Customer``
+      (FastStream's default decoder would ``json.loads`` it into a dict), ``apply_types=False``
+      (no FastDepends/pydantic pass over the argument), and ``logger=None`` (no access-log
+      lines per message).
 
-    FILLED IN BELOW
+    Tried on 2026-11-23 (FastStream 0.7.8, 2 cores shared with other jobs, the same runs as
+    :func:`aio_pika_best`'s figures): medians of 3 interleaved runs of 50k messages unless
+    marked 20k, in msgs/s, with the client's CPU per message; a range spans separate sessions.
+    The 20k rows published with ``await broker.publish(...)`` in the handler.
+
+    =========================================================  ===========  ===============
+    variant                                                    msgs/s       client µs/msg
+    =========================================================  ===========  ===============
+    prefetch 100, ``@broker.publisher`` + return (default)     1,106-1,315  574-883
+    prefetch 500, same                                         894-1,253    666-1,063
+    prefetch 100, ``await broker.publish(...)`` in the handler 1,008        926
+    (20k) prefetch 50 / 100 / 200 / 500 / 1000                 1,025 / 821-1,188 / 861 /
+                                                               667-858 / 700
+    (20k) prefetch 100, ``apply_types=True``, ``body: bytes``  890          791
+    (20k) prefetch 100, FastStream's default access logging    742          944
+    =========================================================  ===========  ===============
+
+    Prefetch above ~100 only adds client CPU per message (probably more concurrent handler
+    tasks queueing on aiormq's channel lock), so 100 stays the default.
     """
     encode = msgspec.json.Encoder().encode
     decode = msgspec.json.Decoder(Customer).decode

@@ -147,23 +147,39 @@ class RabbitMQConsumer(Consumer):
             channel, delivery = buffer.popleft()
             if channel is not self.channel:
                 continue  # from a channel that died: the broker redelivers it
-            if self._poisoned(channel, delivery):
-                continue
-            exchange = exchange_from_delivery(delivery, self.component.context.tracing.enabled)
-            if delivery.properties.reply_to:
-                exchange.pattern = ExchangePattern.IN_OUT
-            self.consumed += 1
-            pending = self._dispatch(exchange)
-            if pending is None:
-                self._settle(channel, delivery, exchange)
-            elif self.spec.concurrency <= 1:
-                await pending
-                self._settle(channel, delivery, exchange)
-            else:
-                await self._slots.acquire()
-                task = asyncio.create_task(self._run(pending, channel, delivery, exchange))
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
+            try:
+                await self._handle(channel, delivery)
+            except Exception:
+                # A fault of the engine itself, not of the route (those are settled): the
+                # worker must survive it, and the message must not stay unacked for ever.
+                log.exception(
+                    "rabbitmq consumer of route %s: internal error on delivery %d; rejected",
+                    self.route.id,
+                    delivery.delivery_tag,
+                )
+                if channel is self.channel and channel.is_open:
+                    self._state[delivery.delivery_tag] = 2
+                    channel.reject(delivery.delivery_tag, requeue=False)
+                    self._advance(channel)
+
+    async def _handle(self, channel: Channel, delivery: Delivery) -> None:
+        if self._poisoned(channel, delivery):
+            return
+        exchange = exchange_from_delivery(delivery, self.component.context.tracing.enabled)
+        if delivery.properties.reply_to:
+            exchange.pattern = ExchangePattern.IN_OUT
+        self.consumed += 1
+        pending = self._dispatch(exchange)
+        if pending is None:
+            self._settle(channel, delivery, exchange)
+        elif self.spec.concurrency <= 1:
+            await pending
+            self._settle(channel, delivery, exchange)
+        else:
+            await self._slots.acquire()
+            task = asyncio.create_task(self._run(pending, channel, delivery, exchange))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
     def _dispatch(self, exchange: Exchange) -> Any:
         """Route the exchange; None when it completed synchronously, else an awaitable."""
