@@ -35,6 +35,7 @@ from typing import Any
 from eip import headers as H
 from eip.errors import ClosedCorrelationKeyError, InvalidCorrelationKeyError
 from eip.message import Exchange
+from eip.processors.aggregate_service import AggregatorService
 from eip.processors.base import STOP, Step, unwrap
 from eip.runtime.clock import Clock
 from eip.stores.base import (
@@ -42,7 +43,6 @@ from eip.stores.base import (
     CompletedGroup,
     ConcurrentUpdateError,
     OpenGroup,
-    StoreError,
 )
 
 __all__ = ["Aggregator", "ClosedCorrelationKeyError", "InvalidCorrelationKeyError"]
@@ -52,8 +52,9 @@ log = logging.getLogger("eip.aggregator")
 Strategy = Callable[[Exchange | None, Exchange], Exchange]
 
 
-class Aggregator:
-    """The aggregate step and its background work (a route service)."""
+class Aggregator(AggregatorService):
+    """The aggregate step; its background work (a route service) is in
+    :class:`~eip.processors.aggregate_service.AggregatorService`."""
 
     def __init__(
         self,
@@ -345,94 +346,6 @@ class Aggregator:
         for group in await self.repository.open_groups():
             if group.key != keep:
                 await self._complete_key(group.key, trigger)
-
-    # -- background work (a route service) ---------------------------------------------------
-    async def start(self) -> None:
-        if self.completion_timeout is not None:
-            for group in await self.repository.open_groups():
-                self._timeouts.append((group.updated + self.completion_timeout, group.key))
-            self._spawn(self._timeout_loop(), "timeouts")
-        if self.completion_interval is not None:
-            self._spawn(self._interval_loop(), "interval")
-        self._spawn(self._recovery_loop(), "recovery")
-
-    def _spawn(self, coroutine: Any, what: str) -> None:
-        self._tasks.append(asyncio.create_task(coroutine, name=f"{self.name}:{what}"))
-
-    async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        self._tasks.clear()
-        if self.force_completion_on_stop:
-            await self._complete_all("stop")
-
-    async def _timeout_loop(self) -> None:
-        assert self.completion_timeout is not None
-        while True:
-            if not self._timeouts:
-                self._timeout_added.clear()
-                await self._timeout_added.wait()
-                continue
-            due, key = self._timeouts[0]
-            delay = due - self.clock.time()
-            if delay > 0:
-                await self.clock.sleep(delay)
-                continue
-            self._timeouts.popleft()
-            group = await self.repository.get(key)
-            if group is not None and group.updated + self.completion_timeout <= self.clock.time():
-                await self._guard(self._complete_key(key, "timeout"))
-
-    async def _interval_loop(self) -> None:
-        assert self.completion_interval is not None
-        while True:
-            await self.clock.sleep(self.completion_interval)
-            await self._guard(self._complete_all("interval"))
-
-    async def _recovery_loop(self) -> None:
-        while True:
-            await self._guard(self.recover())
-            await self.clock.sleep(self.recovery_interval)
-
-    async def recover(self) -> None:
-        """Redeliver completed groups whose downstream never confirmed them."""
-        for completed in await self.repository.unconfirmed():
-            if completed.id in self._emitting:
-                continue
-            try:
-                count = await self.repository.mark_redelivered(completed.id)
-            except StoreError:
-                continue  # confirmed meanwhile (by us or another instance)
-            completed.redeliveries = count
-            if count > self.max_redeliveries and self.dead_letter is not None:
-                await self._dead_letter(completed)
-                continue
-            log.warning(
-                "%s: redelivering group %r (%s), attempt %d",
-                self.name,
-                completed.key,
-                completed.id,
-                count,
-            )
-            await self._emit(completed, redelivered=True)
-
-    async def _dead_letter(self, completed: CompletedGroup) -> None:
-        assert self.dead_letter is not None
-        exchange = self._exchange(completed, redelivered=True)
-        result = self.dead_letter(exchange)
-        if result is not None and result is not STOP:
-            await result
-        await self.repository.confirm(completed.id)
-        log.error("%s: group %r moved to the dead letter endpoint", self.name, completed.key)
-
-    async def _guard(self, coroutine: Any) -> None:
-        try:
-            await coroutine
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("%s: background completion failed; will try again", self.name)
 
 
 def _restore(state: Any) -> Exchange:
