@@ -36,7 +36,7 @@ from eip import headers as H
 from eip.errors import ClosedCorrelationKeyError, InvalidCorrelationKeyError
 from eip.message import Exchange
 from eip.processors.aggregate_service import AggregatorService
-from eip.processors.base import STOP, Step, unwrap
+from eip.processors.base import STOP, Step, run_to_completion, unwrap
 from eip.runtime.clock import Clock
 from eip.stores.base import (
     AggregationRepository,
@@ -284,15 +284,7 @@ class Aggregator(AggregatorService):
         self._emitting.add(completed.id)
         try:
             exchange = self._exchange(completed, redelivered)
-            try:
-                result = self.downstream(exchange)
-                if result is not None and result is not STOP:
-                    await result
-            except Exception as exc:
-                exchange.exception = exc
-            done = exchange.done()
-            if done is not None:
-                await done
+            await run_to_completion(self.downstream, exchange)
             if exchange.exception is None:
                 await self.repository.confirm(completed.id)
             else:

@@ -19,7 +19,7 @@ from typing import Any, Final
 
 from eip.message import Exchange
 
-__all__ = ["STOP", "Step", "is_async_callable", "processor_function"]
+__all__ = ["STOP", "Inline", "Step", "is_async_callable", "processor_function", "run_to_completion"]
 
 
 class _Stop:
@@ -62,6 +62,21 @@ def describe_callable(fn: Any) -> str:
     if name is None:
         return type(fn).__name__
     return str(name)
+
+
+async def run_to_completion(step: Step, exchange: Exchange) -> None:
+    """Run ``step`` on an exchange this code created (a split part, a completed group),
+    awaiting it if it suspends; a failure is recorded on the exchange, not raised; then its
+    unit of work completes. The caller reads ``exchange.exception``."""
+    try:
+        result = step(exchange)
+        if result is not None and result is not STOP:
+            await result
+    except Exception as exc:
+        exchange.exception = exc
+    done = exchange.done()
+    if done is not None:
+        await done
 
 
 class Inline:

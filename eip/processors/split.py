@@ -24,7 +24,7 @@ from typing import Any
 
 from eip import headers as H
 from eip.message import Exchange
-from eip.processors.base import STOP, Step, is_async_callable
+from eip.processors.base import Step, is_async_callable, run_to_completion
 
 __all__ = ["Splitter"]
 
@@ -87,15 +87,7 @@ class Splitter:
 
     async def _one(self, part: Exchange, state: _SplitState) -> bool:
         """Process one part; False when the split must stop."""
-        try:
-            result = self.parts(part)
-            if result is not None and result is not STOP:
-                await result
-        except Exception as exc:
-            part.exception = exc
-        done = part.done()
-        if done is not None:
-            await done
+        await run_to_completion(self.parts, part)
         return state.settle(part, self.stop_on_exception)
 
     async def _run_parallel(self, items: Any, state: _SplitState) -> None:
