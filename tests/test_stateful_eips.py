@@ -9,18 +9,11 @@ from typing import Any
 
 import pytest
 
-from eip import Context, Exchange, RouteBuilder, RouteDefinitionError, body, header
+from eip import Context, Exchange, RouteBuilder, RouteDefinitionError, body, collect_bodies, header
 from eip import headers as H
 from eip.dsl.builder import pipeline
 from eip.splitters import csv_rows, groups, json_items, json_lines, lines, xml_elements
 from eip.testing import ManualClock
-
-
-def collect(old: Exchange | None, new: Exchange) -> Exchange:
-    if old is None:
-        return Exchange([new.body], dict(new.headers))
-    old.body.append(new.body)
-    return old
 
 
 def route(configure: Any) -> RouteBuilder:
@@ -247,7 +240,7 @@ async def test_xml_splitter_rejects_entities(eip_context: Context) -> None:
 # -- aggregator --------------------------------------------------------------------------------
 async def test_aggregate_by_size(eip_context: Context) -> None:
     eip_context.add_routes(
-        route(lambda r: r.aggregate(header("k"), collect, completion_size=3).to("mock:out"))
+        route(lambda r: r.aggregate(header("k"), collect_bodies, completion_size=3).to("mock:out"))
     )
     await eip_context.start()
     for n, key in enumerate("aababb"):
@@ -262,7 +255,7 @@ async def test_aggregate_until_end_marker(eip_context: Context) -> None:
     eip_context.add_routes(
         route(
             lambda r: r.aggregate(
-                header("k"), collect, completion_predicate=body() == "END", eager_check=True
+                header("k"), collect_bodies, completion_predicate=body() == "END", eager_check=True
             ).to("mock:out")
         )
     )
@@ -275,7 +268,7 @@ async def test_aggregate_until_end_marker(eip_context: Context) -> None:
 async def test_aggregate_on_new_group(eip_context: Context) -> None:
     eip_context.add_routes(
         route(
-            lambda r: r.aggregate(header("order"), collect, complete_on_new_group=True).to(
+            lambda r: r.aggregate(header("order"), collect_bodies, complete_on_new_group=True).to(
                 "mock:out"
             )
         )
@@ -290,7 +283,7 @@ async def test_aggregate_on_new_group(eip_context: Context) -> None:
 
 async def test_force_completion_on_stop(eip_context: Context) -> None:
     eip_context.add_routes(
-        route(lambda r: r.aggregate(header("k"), collect, completion_size=10).to("mock:out"))
+        route(lambda r: r.aggregate(header("k"), collect_bodies, completion_size=10).to("mock:out"))
     )
     await eip_context.start()
     await send_all(eip_context, [1, 2], k="a")
@@ -308,11 +301,15 @@ async def test_aggregate_inactivity_timeout_and_interval(
     eip_context.add_routes(
         route_with_id(
             "timeout",
-            lambda r: r.aggregate(header("k"), collect, completion_timeout=10).to("mock:timeout"),
+            lambda r: r.aggregate(header("k"), collect_bodies, completion_timeout=10).to(
+                "mock:timeout"
+            ),
         ),
         route_with_id(
             "interval",
-            lambda r: r.aggregate(header("k"), collect, completion_interval=60).to("mock:interval"),
+            lambda r: r.aggregate(header("k"), collect_bodies, completion_interval=60).to(
+                "mock:interval"
+            ),
         ),
     )
     await eip_context.start()
@@ -335,13 +332,13 @@ async def test_aggregate_close_key_and_invalid_keys(eip_context: Context) -> Non
         route_with_id(
             "closing",
             lambda r: r.aggregate(
-                header("k"), collect, completion_size=1, close_on_completion=True
+                header("k"), collect_bodies, completion_size=1, close_on_completion=True
             ).to("mock:closed"),
         ),
         route_with_id(
             "ignoring",
             lambda r: r.aggregate(
-                header("k"), collect, completion_size=1, ignore_invalid_keys=True
+                header("k"), collect_bodies, completion_size=1, ignore_invalid_keys=True
             ).to("mock:ignored"),
         ),
     )
@@ -364,7 +361,7 @@ async def test_failed_downstream_is_redelivered_then_dead_lettered(
         route(
             lambda r: r.aggregate(
                 header("k"),
-                collect,
+                collect_bodies,
                 completion_size=2,
                 recovery_interval=5,
                 max_redeliveries=2,
@@ -387,7 +384,7 @@ async def test_failed_downstream_is_redelivered_then_dead_lettered(
 
 async def test_redelivered_input_is_not_aggregated_twice(eip_context: Context) -> None:
     eip_context.add_routes(
-        route(lambda r: r.aggregate(header("k"), collect, completion_size=3).to("mock:out"))
+        route(lambda r: r.aggregate(header("k"), collect_bodies, completion_size=3).to("mock:out"))
     )
     await eip_context.start()
     template = eip_context.template()
@@ -398,6 +395,6 @@ async def test_redelivered_input_is_not_aggregated_twice(eip_context: Context) -
 
 async def test_aggregate_needs_a_completion_condition() -> None:
     context = Context()
-    context.add_routes(route(lambda r: r.aggregate(header("k"), collect).to("mock:out")))
+    context.add_routes(route(lambda r: r.aggregate(header("k"), collect_bodies).to("mock:out")))
     with pytest.raises(RouteDefinitionError, match="needs a completion condition"):
         await context.start()

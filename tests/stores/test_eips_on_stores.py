@@ -6,16 +6,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from eip import Context, Exchange, RouteBuilder, body, header
+from eip import Context, RouteBuilder, body, collect_bodies, header
 from eip import headers as H
 from tests.stores.backends import AggregationBackend, IdempotentBackend
-
-
-def collect(old: Exchange | None, new: Exchange) -> Exchange:
-    if old is None:
-        return Exchange([new.body], dict(new.headers))
-    old.body.append(new.body)
-    return old
 
 
 def route(configure: Any) -> RouteBuilder:
@@ -78,17 +71,17 @@ async def test_aggregator_triggers(agg: AggregationBackend) -> None:
     class Routes(RouteBuilder):
         def configure(self) -> None:
             self.from_("direct:size").route_id("size").aggregate(
-                header("k"), collect, completion_size=3, repository=size_repo
+                header("k"), collect_bodies, completion_size=3, repository=size_repo
             ).to("mock:size")
             self.from_("direct:end").route_id("end").aggregate(
                 header("k"),
-                collect,
+                collect_bodies,
                 completion_predicate=body() == "END",
                 eager_check=True,
                 repository=end_repo,
             ).to("mock:end")
             self.from_("direct:new").route_id("new").aggregate(
-                header("k"), collect, complete_on_new_group=True, repository=new_repo
+                header("k"), collect_bodies, complete_on_new_group=True, repository=new_repo
             ).to("mock:new")
 
     context = Context(clock=agg.clock)
@@ -111,7 +104,7 @@ async def test_open_groups_and_timeouts_survive_a_restart(agg: AggregationBacken
         return route(
             lambda r: r.aggregate(
                 header("k"),
-                collect,
+                collect_bodies,
                 completion_timeout=30,
                 force_completion_on_stop=False,
                 repository=repo,
@@ -146,9 +139,9 @@ async def test_force_completion_on_stop_and_redelivered_inputs(agg: AggregationB
     context = Context(clock=agg.clock)
     context.add_routes(
         route(
-            lambda r: r.aggregate(header("k"), collect, completion_size=3, repository=repo).to(
-                "mock:out"
-            )
+            lambda r: r.aggregate(
+                header("k"), collect_bodies, completion_size=3, repository=repo
+            ).to("mock:out")
         )
     )
     async with context:
