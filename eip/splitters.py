@@ -52,7 +52,7 @@ def json_items(type: Any = None) -> Source:
         result: list[Any] = items.unmarshal(body)
         return result
 
-    return split
+    return _named(split, f"json_items({_type_name(type)})")
 
 
 def json_lines(type: Any = None) -> Source:
@@ -67,7 +67,7 @@ def json_lines(type: Any = None) -> Source:
                 except (msgspec.DecodeError, msgspec.ValidationError) as exc:
                     raise UnmarshalError("json", str(exc), location=f"line {number}") from exc
 
-    return split
+    return _named(split, f"json_lines({_type_name(type)})")
 
 
 def lines(*, keep_blank: bool = False, encoding: str = "utf-8") -> Source:
@@ -79,7 +79,7 @@ def lines(*, keep_blank: bool = False, encoding: str = "utf-8") -> Source:
             if line or keep_blank:
                 yield line
 
-    return split
+    return _named(split, "lines()")
 
 
 def csv_rows(type: Any = None, **options: Any) -> Source:
@@ -94,7 +94,7 @@ def csv_rows(type: Any = None, **options: Any) -> Source:
         else:
             yield from fmt.iter_rows(body)
 
-    return split
+    return _named(split, f"csv_rows({_type_name(type)})")
 
 
 def xml_elements(tag: str, *, as_bytes: bool = True) -> Source:
@@ -132,7 +132,7 @@ def xml_elements(tag: str, *, as_bytes: bool = True) -> Source:
             line, column = exc.position
             raise UnmarshalError("xml", exc.msg, location=f"line {line}, column {column}") from exc
 
-    return split
+    return _named(split, f"xml_elements({tag!r})")
 
 
 def groups(size: int, source: Source) -> Source:
@@ -145,7 +145,17 @@ def groups(size: int, source: Source) -> Source:
         while batch := list(itertools.islice(iterator, size)):
             yield batch
 
-    return split
+    return _named(split, f"groups({size}, {getattr(source, 'description', '...')})")
+
+
+def _type_name(kind: Any) -> str:
+    return "" if kind is None else getattr(kind, "__name__", str(kind))
+
+
+def _named(split: Any, description: str) -> Source:
+    """Give a split source a readable name for ``eip routes`` and error messages."""
+    split.description = description
+    return split  # type: ignore[no-any-return]
 
 
 def _binary_lines(body: Any) -> Iterator[bytes]:

@@ -181,9 +181,6 @@ class ErpNightlyExport(RouteBuilder):
     def configure(self) -> None:
         batches = f"file:{self.data / 'erp' / 'batches'}"
         batches_of_rows = groups(self.batch_size, csv_rows(ErpAccountRow))
-        batches_of_rows.description = (  # type: ignore[attr-defined]  # for `eip routes`
-            f"groups({self.batch_size}, csv_rows(ErpAccountRow))"
-        )
         each_batch = (
             pipeline()
             .transform(to_batch)
