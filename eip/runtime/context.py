@@ -12,44 +12,32 @@ are emptied) within ``shutdown_timeout``, then producers and components stop in 
 from __future__ import annotations
 
 import asyncio
-import importlib
 import logging
 import time
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from eip.components.base import Component, EndpointSpec, Producer, build_spec, parse_uri
+from eip.components.base import Component, Producer
 from eip.dsl.builder import RouteBuilder
 from eip.dsl.compiler import compile_route
 from eip.dsl.model import EndpointRef, RouteModel
-from eip.errors import LifecycleError, RouteDefinitionError, redact_uri
+from eip.errors import LifecycleError, RouteDefinitionError
 from eip.runtime.clock import Clock, SystemClock
+from eip.runtime.endpoints import BUILTIN_COMPONENTS, EndpointRegistry
 from eip.runtime.route import Route, RouteStatus, Service
 from eip.tracing import Tracing
 
 if TYPE_CHECKING:
     from opentelemetry.trace import TracerProvider
 
-    from eip.components.mock import MockEndpoint
     from eip.runtime.template import ProducerTemplate
 
 __all__ = ["Context"]
 
 log = logging.getLogger("eip.context")
 
-BUILTIN_COMPONENTS = {
-    "direct": "eip.components.direct:DirectComponent",
-    "seda": "eip.components.seda:SedaComponent",
-    "mock": "eip.components.mock:MockComponent",
-    "log": "eip.components.log:LogComponent",
-    "timer": "eip.components.timer:TimerComponent",
-    "cron": "eip.components.timer:CronComponent",
-    "file": "eip.components.file:FileComponent",
-    "rabbitmq": "eip.components.rabbitmq:RabbitMQComponent",
-}
 
-
-class Context:
+class Context(EndpointRegistry):
     """Holds components and routes, and runs them."""
 
     def __init__(
@@ -104,99 +92,6 @@ class Context:
     @property
     def route_models(self) -> list[RouteModel]:
         return list(self._models)
-
-    def add_component(self, component: type[Component], scheme: str | None = None) -> None:
-        """Register a component class for its scheme (or ``scheme``)."""
-        self._component_types[scheme or component.scheme] = component
-
-    def component(self, scheme: str) -> Component:
-        """The component for ``scheme``, created on first use."""
-        existing = self._components.get(scheme)
-        if existing is not None:
-            return existing
-        kind = self._component_types.get(scheme)
-        if kind is None:
-            raise RouteDefinitionError(
-                f"unknown endpoint scheme '{scheme}:'",
-                valid=sorted(self._component_types),
-            )
-        if isinstance(kind, str):
-            module_name, _, class_name = kind.partition(":")
-            kind = getattr(importlib.import_module(module_name), class_name)
-            self._component_types[scheme] = kind
-        assert isinstance(kind, type)
-        component = kind(self)
-        self._components[scheme] = component
-        return component
-
-    def resolve_endpoint(
-        self, ref: EndpointRef, *, route_id: str | None = None, step: str | None = None
-    ) -> tuple[Component, EndpointSpec]:
-        """Parse and validate an endpoint; errors name the route and step."""
-        try:
-            if isinstance(ref, str):
-                scheme, sep, _ = ref.partition(":")
-                if not sep or not scheme:
-                    raise RouteDefinitionError(
-                        f"endpoint '{redact_uri(ref)}' has no scheme (expected scheme:path?options)"
-                    )
-                component = self.component(scheme)
-                spec = parse_uri(ref, component.spec_type)
-            elif isinstance(ref, EndpointSpec):
-                component = self.component(ref.scheme)
-                spec = ref
-            else:
-                raise RouteDefinitionError(
-                    f"an endpoint is a URI string or an endpoint spec, got {type(ref).__name__}"
-                )
-            try:
-                component.validate(spec)
-            except ValueError as exc:
-                raise RouteDefinitionError(f"endpoint {redact_uri(spec.uri)}: {exc}") from None
-        except RouteDefinitionError as exc:
-            exc.route_id = exc.route_id or route_id
-            exc.step = exc.step or step
-            raise
-        return component, spec
-
-    def spec(self, scheme: str, **options: Any) -> EndpointSpec:
-        """Build a typed endpoint spec from Python values (``context.spec("seda", name="x")``)."""
-        component = self.component(scheme)
-        return build_spec(component.spec_type, options, f"{scheme}:")
-
-    def producer_for(
-        self, ref: EndpointRef, *, route_id: str | None = None, step: str | None = None
-    ) -> Producer:
-        """The shared producer for an endpoint (one per canonical URI)."""
-        component, spec = self.resolve_endpoint(ref, route_id=route_id, step=step)
-        key = spec.uri
-        producer = self._producers.get(key)
-        if producer is None:
-            producer = component.create_producer(spec)
-            producer.uri = redact_uri(key)
-            self._producers[key] = producer
-        return producer
-
-    async def producer(self, ref: EndpointRef) -> Producer:
-        """A started producer, for code outside routes (the producer template)."""
-        producer = self._ready_producers.get(ref)
-        if producer is not None:
-            return producer
-        producer = self.producer_for(ref)
-        if producer not in self._started_producers:
-            await self._start_component_of(ref)
-            await producer.start()
-            self._started_producers.append(producer)
-        self._ready_producers[ref] = producer
-        return producer
-
-    def mock(self, name: str) -> MockEndpoint:
-        """The mock endpoint ``mock:name`` (created if needed), for test expectations."""
-        from eip.components.mock import MockComponent
-
-        component = self.component("mock")
-        assert isinstance(component, MockComponent)
-        return component.endpoint(name)
 
     def template(self) -> ProducerTemplate:
         from eip.runtime.template import ProducerTemplate
@@ -278,15 +173,6 @@ class Context:
     def _start_rank(self, route: Route) -> int:
         component, _ = self.resolve_endpoint(route.model.source)
         return 0 if getattr(component, "internal", False) else 1
-
-    async def _start_component_of(self, ref: EndpointRef) -> None:
-        component, _ = self.resolve_endpoint(ref)
-        await self._start_component(component)
-
-    async def _start_component(self, component: Component) -> None:
-        if component.scheme not in self._started_components:
-            self._started_components.add(component.scheme)
-            await component.start()
 
     async def _start_route(self, route: Route) -> None:
         component, spec = self.resolve_endpoint(route.model.source, route_id=route.id, step="from")

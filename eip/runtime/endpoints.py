@@ -1,0 +1,141 @@
+"""Components and endpoints of a context: which scheme is which component, and the shared,
+started producer of each endpoint (a part of :class:`eip.runtime.context.Context`)."""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from eip.components.base import Component, EndpointSpec, Producer, build_spec, parse_uri
+from eip.dsl.model import EndpointRef
+from eip.errors import RouteDefinitionError, redact_uri
+
+if TYPE_CHECKING:
+    from eip.components.mock import MockEndpoint
+
+__all__ = ["BUILTIN_COMPONENTS", "EndpointRegistry"]
+
+BUILTIN_COMPONENTS = {
+    "direct": "eip.components.direct:DirectComponent",
+    "seda": "eip.components.seda:SedaComponent",
+    "mock": "eip.components.mock:MockComponent",
+    "log": "eip.components.log:LogComponent",
+    "timer": "eip.components.timer:TimerComponent",
+    "cron": "eip.components.timer:CronComponent",
+    "file": "eip.components.file:FileComponent",
+    "rabbitmq": "eip.components.rabbitmq:RabbitMQComponent",
+}
+
+
+class EndpointRegistry:
+    """Resolves endpoints to components and specs, and keeps one producer per endpoint."""
+
+    started: bool
+    _component_types: dict[str, str | type[Component]]
+    _components: dict[str, Component]
+    _producers: dict[str, Producer]
+    _started_producers: list[Producer]
+    _ready_producers: dict[EndpointRef, Producer]
+    _started_components: set[str]
+
+    def add_component(self, component: type[Component], scheme: str | None = None) -> None:
+        """Register a component class for its scheme (or ``scheme``)."""
+        self._component_types[scheme or component.scheme] = component
+
+    def component(self, scheme: str) -> Component:
+        """The component for ``scheme``, created on first use."""
+        existing = self._components.get(scheme)
+        if existing is not None:
+            return existing
+        kind = self._component_types.get(scheme)
+        if kind is None:
+            raise RouteDefinitionError(
+                f"unknown endpoint scheme '{scheme}:'",
+                valid=sorted(self._component_types),
+            )
+        if isinstance(kind, str):
+            module_name, _, class_name = kind.partition(":")
+            kind = getattr(importlib.import_module(module_name), class_name)
+            self._component_types[scheme] = kind
+        assert isinstance(kind, type)
+        component = kind(self)  # type: ignore[arg-type]  # self is the Context
+        self._components[scheme] = component
+        return component
+
+    def resolve_endpoint(
+        self, ref: EndpointRef, *, route_id: str | None = None, step: str | None = None
+    ) -> tuple[Component, EndpointSpec]:
+        """Parse and validate an endpoint; errors name the route and step."""
+        try:
+            if isinstance(ref, str):
+                scheme, sep, _ = ref.partition(":")
+                if not sep or not scheme:
+                    raise RouteDefinitionError(
+                        f"endpoint '{redact_uri(ref)}' has no scheme (expected scheme:path?options)"
+                    )
+                component = self.component(scheme)
+                spec = parse_uri(ref, component.spec_type)
+            elif isinstance(ref, EndpointSpec):
+                component = self.component(ref.scheme)
+                spec = ref
+            else:
+                raise RouteDefinitionError(
+                    f"an endpoint is a URI string or an endpoint spec, got {type(ref).__name__}"
+                )
+            try:
+                component.validate(spec)
+            except ValueError as exc:
+                raise RouteDefinitionError(f"endpoint {redact_uri(spec.uri)}: {exc}") from None
+        except RouteDefinitionError as exc:
+            exc.route_id = exc.route_id or route_id
+            exc.step = exc.step or step
+            raise
+        return component, spec
+
+    def spec(self, scheme: str, **options: Any) -> EndpointSpec:
+        """Build a typed endpoint spec from Python values (``context.spec("seda", name="x")``)."""
+        component = self.component(scheme)
+        return build_spec(component.spec_type, options, f"{scheme}:")
+
+    def producer_for(
+        self, ref: EndpointRef, *, route_id: str | None = None, step: str | None = None
+    ) -> Producer:
+        """The shared producer for an endpoint (one per canonical URI)."""
+        component, spec = self.resolve_endpoint(ref, route_id=route_id, step=step)
+        key = spec.uri
+        producer = self._producers.get(key)
+        if producer is None:
+            producer = component.create_producer(spec)
+            producer.uri = redact_uri(key)
+            self._producers[key] = producer
+        return producer
+
+    async def producer(self, ref: EndpointRef) -> Producer:
+        """A started producer, for code outside routes (the producer template)."""
+        producer = self._ready_producers.get(ref)
+        if producer is not None:
+            return producer
+        producer = self.producer_for(ref)
+        if producer not in self._started_producers:
+            await self._start_component_of(ref)
+            await producer.start()
+            self._started_producers.append(producer)
+        self._ready_producers[ref] = producer
+        return producer
+
+    def mock(self, name: str) -> MockEndpoint:
+        """The mock endpoint ``mock:name`` (created if needed), for test expectations."""
+        from eip.components.mock import MockComponent
+
+        component = self.component("mock")
+        assert isinstance(component, MockComponent)
+        return component.endpoint(name)
+
+    async def _start_component_of(self, ref: EndpointRef) -> None:
+        component, _ = self.resolve_endpoint(ref)
+        await self._start_component(component)
+
+    async def _start_component(self, component: Component) -> None:
+        if component.scheme not in self._started_components:
+            self._started_components.add(component.scheme)
+            await component.start()
