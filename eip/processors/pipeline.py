@@ -1,9 +1,9 @@
 """The pipeline: runs compiled steps in order, and is where errors are handled.
 
-This is the per-message hot path. The fast path is a plain loop over the steps that leaves it
-only when a step returns something other than ``None``. Awaiting and error handling live in
-``_slow``, which picks up exactly where the fast path stopped, so a route of sync steps never
-creates a coroutine.
+This is the per-message hot path. The fast path is ``run``, the steps fused into one generated
+function (:mod:`eip.processors.fuse`) that leaves only when a step returns something other
+than ``None``. Awaiting and error handling live in ``_slow``, which picks up exactly where the
+fast path stopped, so a route of sync steps never creates a coroutine.
 
 Errors are handled at the failing step (as in Camel): the step is redelivered according to the
 route's error handling, and when redelivery is exhausted the error handling decides whether the
@@ -44,21 +44,6 @@ class Pipeline:
         self.errors = errors
         #: The fused fast path (see :mod:`eip.processors.fuse`); same contract as ``__call__``.
         self.run: Step = fuse(self.steps, self._slow, name)
-
-    def __call__(self, exchange: Exchange) -> Any:
-        """The same as ``run``, as a plain loop (kept for clarity and as the reference)."""
-        index = 0
-        try:
-            for step in self.steps:
-                result = step(exchange)
-                if result is not None:
-                    if result is STOP:
-                        return STOP if exchange.route_stop else None
-                    return self._slow(exchange, index, result, None)
-                index += 1
-        except Exception as exc:
-            return self._slow(exchange, index, None, exc)
-        return None
 
     async def _slow(
         self,

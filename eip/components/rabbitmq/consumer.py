@@ -148,7 +148,9 @@ class RabbitMQConsumer(Consumer):
             if channel is not self.channel:
                 continue  # from a channel that died: the broker redelivers it
             try:
-                await self._handle(channel, delivery)
+                waiting = self._handle(channel, delivery)
+                if waiting is not None:
+                    await waiting
             except Exception:
                 # A fault of the engine itself, not of the route (those are settled): the
                 # worker must survive it, and the message must not stay unacked for ever.
@@ -162,9 +164,10 @@ class RabbitMQConsumer(Consumer):
                     channel.reject(delivery.delivery_tag, requeue=False)
                     self._advance(channel)
 
-    async def _handle(self, channel: Channel, delivery: Delivery) -> None:
+    def _handle(self, channel: Channel, delivery: Delivery) -> Any:
+        """Dispatch one delivery; None when it settled synchronously, else an awaitable."""
         if self._poisoned(channel, delivery):
-            return
+            return None
         exchange = exchange_from_delivery(delivery, self.component.context.tracing.enabled)
         if delivery.properties.reply_to:
             exchange.pattern = ExchangePattern.IN_OUT
@@ -172,14 +175,24 @@ class RabbitMQConsumer(Consumer):
         pending = self._dispatch(exchange)
         if pending is None:
             self._settle(channel, delivery, exchange)
-        elif self.spec.concurrency <= 1:
-            await pending
-            self._settle(channel, delivery, exchange)
-        else:
-            await self._slots.acquire()
-            task = asyncio.create_task(self._run(pending, channel, delivery, exchange))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            return None
+        if self.spec.concurrency <= 1:
+            return self._await_and_settle(pending, channel, delivery, exchange)
+        return self._launch(pending, channel, delivery, exchange)
+
+    async def _await_and_settle(
+        self, pending: Any, channel: Channel, delivery: Delivery, exchange: Exchange
+    ) -> None:
+        await pending
+        self._settle(channel, delivery, exchange)
+
+    async def _launch(
+        self, pending: Any, channel: Channel, delivery: Delivery, exchange: Exchange
+    ) -> None:
+        await self._slots.acquire()
+        task = asyncio.create_task(self._run(pending, channel, delivery, exchange))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def _dispatch(self, exchange: Exchange) -> Any:
         """Route the exchange; None when it completed synchronously, else an awaitable."""
