@@ -22,7 +22,9 @@
         ├── ThrottledError           the throttler rejected an exchange (reject mode)
         ├── CircuitOpenError         a circuit breaker is open and has no fallback
         └── EndpointError            a transport failed; third-party faults are mapped here
-                                     at the component boundary with ``raise ... from exc``
+            │                        at the component boundary with ``raise ... from exc``
+            └── HttpOperationFailed  an HTTP call answered status >= 400: status, URL
+                                     (credentials redacted), response body excerpt
 
 Control flow (stopping a route, filtering) is not expressed with exceptions.
 """
@@ -39,6 +41,7 @@ __all__ = [
     "EndpointError",
     "ExchangeError",
     "ExchangeTimeoutError",
+    "HttpOperationFailed",
     "InvalidCorrelationKeyError",
     "LifecycleError",
     "MappingError",
@@ -175,6 +178,34 @@ class ExchangeTimeoutError(ExchangeError):
 
 class EndpointError(ExchangeError):
     """A transport failed; the third-party cause is chained as ``__cause__``."""
+
+
+class HttpOperationFailed(EndpointError):
+    """An HTTP call answered with a failure status (>= 400 unless the endpoint says otherwise).
+
+    ``status_code``, ``url`` (credentials redacted), ``method``, ``body`` (the first
+    :data:`EXCERPT` characters of the response) and ``headers`` (the response headers) say what
+    came back, so error handlers can choose (``on_exception(HttpOperationFailed)``) and dead
+    letters carry it.
+    """
+
+    EXCERPT = 1000
+
+    def __init__(
+        self,
+        method: str,
+        url: str,
+        status_code: int,
+        body: bytes,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        self.method = method
+        self.url = redact_uri(url)
+        self.status_code = status_code
+        self.body = body[: self.EXCERPT].decode("utf-8", "replace")
+        self.headers = headers or {}
+        excerpt = f": {self.body}" if self.body else ""
+        super().__init__(f"HTTP {status_code} from {method} {self.url}{excerpt}", endpoint=self.url)
 
 
 class NoMessageIdError(ExchangeError):

@@ -20,6 +20,17 @@ __all__ = [
     "FILE_NAME",
     "FILE_PATH",
     "FILE_SIZE",
+    "HTTP_CLAIMS",
+    "HTTP_METHOD",
+    "HTTP_PATH",
+    "HTTP_PRINCIPAL",
+    "HTTP_QUERY",
+    "HTTP_REQUEST_METHOD",
+    "HTTP_REQUEST_PATH",
+    "HTTP_REQUEST_QUERY",
+    "HTTP_REQUEST_URL",
+    "HTTP_RESPONSE_STATUS",
+    "HTTP_STATUS",
     "MESSAGE_ID",
     "REDELIVERED",
     "REDELIVERY_COUNT",
@@ -67,3 +78,25 @@ AGGREGATED_REDELIVERY_COUNT = "eip.aggregated.redelivery_count"
 
 #: Exchange property set to True by the idempotent consumer on a duplicate it lets through.
 DUPLICATE = "eip.duplicate"
+
+# HTTP consumer (server side): what came in, and the status to answer with.
+HTTP_METHOD = "eip.http.method"
+HTTP_PATH = "eip.http.path"
+HTTP_QUERY = "eip.http.query"
+#: Set by a route to choose the reply's status (default 200, or 202 for in-only routes).
+HTTP_STATUS = "eip.http.status"
+#: The authenticated user (basic: the user name, JWT: ``sub``); never the credential itself.
+HTTP_PRINCIPAL = "eip.http.principal"
+#: Exchange property: the verified JWT claims.
+HTTP_CLAIMS = "eip.http.claims"
+
+# HTTP producer (client side): what to send, and what came back. Separate names from the
+# consumer's, so a request that came in by HTTP is never re-sent with its method and path.
+HTTP_REQUEST_METHOD = "eip.http.request.method"
+#: Appended to the endpoint's URL path (``/1001``).
+HTTP_REQUEST_PATH = "eip.http.request.path"
+#: Query parameters: a ``str`` (``a=1&b=2``) or a dict.
+HTTP_REQUEST_QUERY = "eip.http.request.query"
+#: A whole URL replacing the endpoint's (same host rules: one pool per endpoint).
+HTTP_REQUEST_URL = "eip.http.request.url"
+HTTP_RESPONSE_STATUS = "eip.http.response.status"

@@ -49,7 +49,7 @@ from eip.processors.base import STOP, Step
 if TYPE_CHECKING:
     from eip.runtime.route import Route
 
-__all__ = ["Tracing", "extract", "inject"]
+__all__ = ["Tracing", "extract", "inject", "inject_span"]
 
 _ROOT = otel_context.Context()
 
@@ -66,8 +66,13 @@ def _parent_context(parent: Any) -> otel_context.Context:
 
 def inject(exchange: Exchange, carrier: MutableMapping[str, Any]) -> None:
     """Write the exchange's trace context (``traceparent``/``tracestate``) into ``carrier``."""
-    if exchange.trace_context is not None:
-        get_global_textmap().inject(carrier, context=_parent_context(exchange.trace_context))
+    inject_span(exchange.trace_context, carrier)
+
+
+def inject_span(span: Any, carrier: MutableMapping[str, Any]) -> None:
+    """Write ``span``'s context into ``carrier`` (a transport's own client span, say)."""
+    if span is not None:
+        get_global_textmap().inject(carrier, context=_parent_context(span))
 
 
 def extract(carrier: Any) -> Any:
@@ -98,6 +103,14 @@ class _ApiSpans:
             span.record_exception(exc)
             span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
         span.end()
+
+    @staticmethod
+    def annotate(span: Any, attributes: dict[str, Any], error: str | None = None) -> None:
+        """Add attributes (and an error status) to a span that has not ended yet."""
+        if span.is_recording():
+            span.set_attributes(attributes)
+            if error is not None:
+                span.set_status(Status(StatusCode.ERROR, error))
 
 
 class _LeanSpans:
@@ -181,6 +194,14 @@ class _LeanSpans:
         span._end_time = time.time_ns()
         if span._context[3].sampled:
             self.on_end(span)
+
+    @staticmethod
+    def annotate(span: Any, attributes: dict[str, Any], error: str | None = None) -> None:
+        """Add attributes (and an error status) to a span that has not ended yet; ``start``
+        was given a dict of the caller's own, which the span keeps."""
+        span._attributes.update(attributes)
+        if error is not None:
+            span._status = Status(StatusCode.ERROR, error)
 
     def fail(self, span: Any, exc: BaseException) -> None:
         from opentelemetry.sdk.trace import Event

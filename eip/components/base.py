@@ -111,6 +111,10 @@ class Component(abc.ABC):
     def __init__(self, context: Context) -> None:
         self.context = context
 
+    def parse(self, uri: str) -> EndpointSpec:
+        """Parse a URI into this component's spec; override for schemes with several forms."""
+        return parse_uri(uri, self.spec_type)
+
     def validate(self, spec: Any) -> None:
         """Check semantic rules beyond types; raise ValueError naming the option."""
 

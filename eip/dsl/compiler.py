@@ -213,7 +213,7 @@ def _compile_to(step: ToDef, cc: CompileContext) -> Step:
     producer = cc.context.producer_for(step.endpoint, route_id=cc.route_id, step=cc.where)
     send: Step = producer.process
     tracing = cc.context.tracing
-    if tracing.enabled:
+    if tracing.enabled and not getattr(producer, "traces_itself", False):
         send = tracing.traced_send(send, endpoint_text(step.endpoint))
     return send
 

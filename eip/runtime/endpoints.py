@@ -6,7 +6,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from eip.components.base import Component, EndpointSpec, Producer, build_spec, parse_uri
+from eip.components.base import Component, EndpointSpec, Producer, build_spec
 from eip.dsl.model import EndpointRef
 from eip.errors import RouteDefinitionError, redact_uri
 
@@ -24,6 +24,8 @@ BUILTIN_COMPONENTS = {
     "cron": "eip.components.timer:CronComponent",
     "file": "eip.components.file:FileComponent",
     "rabbitmq": "eip.components.rabbitmq:RabbitMQComponent",
+    "http": "eip.components.http:HttpComponent",
+    "https": "eip.components.http:HttpsComponent",
 }
 
 
@@ -74,7 +76,7 @@ class EndpointRegistry:
                         f"endpoint '{redact_uri(ref)}' has no scheme (expected scheme:path?options)"
                     )
                 component = self.component(scheme)
-                spec = parse_uri(ref, component.spec_type)
+                spec = component.parse(ref)
             elif isinstance(ref, EndpointSpec):
                 component = self.component(ref.scheme)
                 spec = ref

@@ -1,0 +1,354 @@
+"""The HTTP consumer: one route serving one path on the shared server.
+
+Per request, in this order: authenticate (before reading the body, so an unauthenticated
+client cannot make the server read megabytes), read the body within the size and time limits
+(counting bytes as they arrive, so chunked bodies are bounded too), bind it to the declared type,
+build the exchange, run the route, answer.
+
+What the route sees: HTTP request headers (lowercase names, as HTTP/1.1 servers deliver them,
+credentials removed), query parameters and path parameters, all as headers (a repeated query
+parameter becomes a list), plus ``eip.http.method``, ``eip.http.path`` and ``eip.http.query``.
+Incoming names starting with ``eip.`` are dropped: a client must not steer the engine.
+
+What the client gets: for in-out routes the exchange's body (see
+:mod:`eip.components.http.binding`), status ``eip.http.status`` or 200, and as response headers
+those exchange headers the route set or changed (not the request's own, and no ``eip.*`` ones).
+In-only routes answer 202 with no body once the route completed. A route failure the error
+handler did not handle answers 500 without internals (``expose_errors`` shows them); bad input
+found by the route (an ``UnmarshalError``) answers 400. A failure that a dead letter channel
+handled counts as delivered: the client gets the normal answer and need not retry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import urllib.parse
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import msgspec
+
+from eip import headers as H
+from eip.components.base import Consumer
+from eip.components.http.auth import Authenticator, Denial
+from eip.components.http.binding import BodyBinder, UnsupportedMediaType, encode_reply
+from eip.components.http.openapi import OperationDoc
+from eip.components.http.server import HttpServer, Receive, Scope, Send, json_headers, respond
+from eip.components.http.spec import HttpServerSpec
+from eip.components.http.tracing import ServerSpans
+from eip.errors import UnmarshalError
+from eip.message import Exchange, ExchangePattern
+
+if TYPE_CHECKING:
+    from eip.components.http import HttpComponent
+    from eip.runtime.route import Route
+
+__all__ = ["HttpConsumer"]
+
+log = logging.getLogger("eip.http")
+_failures = logging.getLogger("eip.route.failures")
+_encode = msgspec.json.Encoder().encode
+
+_TOO_LARGE = b'{"error":"request body too large"}'
+_TIMEOUT = b'{"error":"request body not received in time"}'
+_STOPPED = b'{"error":"route not running"}'
+_BAD_LENGTH = b'{"error":"invalid content-length"}'
+#: Never sent back as response headers, whatever the route left on the exchange.
+_RESERVED = frozenset(
+    {
+        "content-length",
+        "transfer-encoding",
+        "connection",
+        "keep-alive",
+        "upgrade",
+        "te",
+        "trailer",
+        "host",
+        "date",
+        "server",
+        "content-type",
+        "traceparent",
+        "tracestate",
+    }
+)
+
+
+class HttpConsumer(Consumer):
+    stops_after_drain: ClassVar[bool] = False
+
+    def __init__(self, component: HttpComponent, spec: HttpServerSpec, route: Route) -> None:
+        super().__init__(route)
+        self.component = component
+        self.spec = spec
+        self.server: HttpServer = component.server_for(spec)
+        settings = self.server.settings
+        self.methods = [m.upper() for m in spec.methods]
+        self.max_body = spec.max_body_size if spec.max_body_size >= 0 else settings.max_body_size
+        self.request_timeout = settings.request_timeout
+        auth_spec = spec.auth_spec() or settings.auth
+        self.auth = (
+            Authenticator(auth_spec)
+            if auth_spec is not None and auth_spec.scheme != "none"
+            else None
+        )
+        self._secret_headers = self.auth.secret_headers if self.auth is not None else ()
+        self.binder = (
+            BodyBinder(spec.body, spec.consumes, self.max_body) if spec.body is not None else None
+        )
+        self.pattern = (
+            ExchangePattern.IN_ONLY if spec.pattern == "in-only" else ExchangePattern.IN_OUT
+        )
+        self.in_only = self.pattern is ExchangePattern.IN_ONLY
+        self.accepting = False
+        self._registered = False
+        self._spans: ServerSpans | None = None
+        self._operations = self._describe() if spec.openapi else []
+
+    def operations(self) -> list[OperationDoc]:
+        """This route's entries in the server's OpenAPI document."""
+        return self._operations
+
+    def _describe(self) -> list[OperationDoc]:
+        spec = self.spec
+        # Any method: document the one a client would use (POST with a body type, else GET
+        # and POST); methods=... documents exactly what is served.
+        methods = self.methods or (["POST"] if spec.body is not None else ["GET", "POST"])
+        media: tuple[str, ...] = self.binder.accepted if self.binder is not None else ()
+        return [
+            OperationDoc(
+                path=spec.path,
+                method=method,
+                route_id=self.route.id,
+                summary=spec.summary or self.route.model.description,
+                body_type=spec.body,
+                response_type=spec.response,
+                media_types=media or ("application/json",),
+                success_status=202 if self.in_only else 200,
+                security=self.auth.security_scheme() if self.auth is not None else None,
+                max_body_size=self.max_body,
+            )
+            for method in methods
+        ]
+
+    @property
+    def ready(self) -> bool:
+        return self.accepting and self.server.started
+
+    async def start(self) -> None:
+        tracing = self.component.context.tracing
+        self._spans = ServerSpans(tracing, self.spec.path, self.server) if tracing.enabled else None
+        if not self._registered:
+            self.server.add(self.spec.path, self.methods, self)
+            self._registered = True
+        await self.component.start_server(self.server)
+        self.accepting = True
+
+    async def stop(self) -> None:
+        # Stay registered, answering 503: a stopped route is unavailable, not unknown.
+        self.accepting = False
+
+    def unregister(self) -> None:
+        if self._registered:
+            self.server.remove(self)
+            self._registered = False
+
+    # -- one request ---------------------------------------------------------------------
+    async def handle(
+        self, scope: Scope, receive: Receive, send: Send, params: dict[str, str] | None
+    ) -> None:
+        if not self.accepting:
+            retry = json_headers(len(_STOPPED), [(b"retry-after", b"5")])
+            await respond(send, 503, _STOPPED, retry)
+            return
+        headers: dict[str, Any] = {}
+        for raw_name, raw_value in scope["headers"]:
+            name = raw_name.decode("latin-1")
+            if name in headers:
+                headers[name] = f"{headers[name]}, {raw_value.decode('latin-1')}"
+            elif not name.startswith("eip."):
+                headers[name] = raw_value.decode("latin-1")
+        principal = None
+        if self.auth is not None:
+            outcome = self.auth.check(headers)
+            if isinstance(outcome, Denial):
+                await respond(send, outcome.status, outcome.body, outcome.headers)
+                return
+            principal = outcome
+            for secret in self._secret_headers:
+                headers.pop(secret, None)
+        body = await self._read_body(receive, send, headers.get("content-length"))
+        if body is None:
+            return
+        if self.binder is not None:
+            try:
+                body = self.binder.decode(headers.get("content-type"), body)
+            except UnsupportedMediaType as exc:
+                await _error(send, 415, "unsupported media type", str(exc))
+                return
+            except UnmarshalError as exc:
+                await _error(send, 400, "invalid request body", exc.reason, exc.location)
+                return
+        method = scope["method"]
+        headers[H.HTTP_METHOD] = method
+        headers[H.HTTP_PATH] = scope["path"]
+        query = scope["query_string"]
+        if query:
+            _add_query(headers, query.decode("latin-1"))
+        if params:
+            headers.update(params)
+        exchange = Exchange(body, headers, self.pattern)
+        if principal is not None:
+            if principal.name is not None:
+                headers[H.HTTP_PRINCIPAL] = principal.name
+            if principal.claims is not None:
+                exchange.properties[H.HTTP_CLAIMS] = principal.claims
+        incoming = dict(headers)
+        span = self._spans.start(scope, exchange) if self._spans is not None else None
+        await self._process(exchange)
+        status = await self._answer(send, exchange, incoming)
+        if span is not None:
+            assert self._spans is not None
+            self._spans.finish(span, status, exchange)
+
+    async def _read_body(self, receive: Receive, send: Send, length: str | None) -> bytes | None:
+        """The whole body, or None after answering 400/408/413 (or when the client left)."""
+        limit = self.max_body
+        if length is not None:
+            try:
+                declared = int(length)
+            except ValueError:
+                await respond(send, 400, _BAD_LENGTH)
+                return None
+            if declared > limit:
+                await respond(send, 413, _TOO_LARGE)
+                return None
+        try:
+            async with asyncio.timeout(self.request_timeout):
+                message = await receive()
+                body: bytes = message.get("body", b"")
+                if not message.get("more_body"):
+                    if message["type"] == "http.disconnect":
+                        return None
+                    if len(body) > limit:
+                        await respond(send, 413, _TOO_LARGE)
+                        return None
+                    return body
+                chunks, size = [body], len(body)
+                while message.get("more_body"):
+                    message = await receive()
+                    if message["type"] == "http.disconnect":
+                        return None
+                    chunk = message.get("body", b"")
+                    size += len(chunk)
+                    if size > limit:
+                        await respond(send, 413, _TOO_LARGE)
+                        return None
+                    chunks.append(chunk)
+        except TimeoutError:
+            close = json_headers(len(_TIMEOUT), [(b"connection", b"close")])
+            await respond(send, 408, _TIMEOUT, close)
+            return None
+        return b"".join(chunks)
+
+    async def _process(self, exchange: Exchange) -> None:
+        route = self.route
+        route.inflight += 1  # held until completion callbacks ran, so shutdown waits for them
+        try:
+            try:
+                result = route.dispatch(exchange)
+                if result is not None:
+                    await result
+            except Exception as exc:
+                exchange.exception = exc
+                _failures.error(
+                    "route %s failed exchange %s: %s: %s",
+                    route.id,
+                    exchange.id,
+                    type(exc).__name__,
+                    exc,
+                )
+            done = exchange.done()
+            if done is not None:
+                await done
+        finally:
+            route.leave()
+
+    async def _answer(self, send: Send, exchange: Exchange, incoming: dict[str, Any]) -> int:
+        failure = exchange.exception
+        if failure is not None:
+            return await self._answer_failure(send, exchange, failure)
+        out: list[tuple[bytes, bytes]] = []
+        content_type: str | None = self.spec.response_content_type or None
+        status = 202 if self.in_only else 200
+        for name, value in exchange.headers.items():
+            if incoming.get(name, _MISSING) is value or name.startswith("eip."):
+                continue
+            lower = name.lower()
+            if lower == "content-type":
+                content_type = str(value)
+            elif lower not in _RESERVED and isinstance(value, str | int | float):
+                out.append((lower.encode("latin-1"), str(value).encode("latin-1")))
+        chosen = exchange.headers.get(H.HTTP_STATUS)
+        if chosen is not None:
+            status = int(chosen)
+        if self.in_only or status in (204, 304):
+            data = b""
+        else:
+            data, content_type = encode_reply(exchange.body, content_type)
+        if content_type:
+            out.append((b"content-type", content_type.encode("latin-1")))
+        out.append((b"content-length", str(len(data)).encode()))
+        await respond(send, status, data, out)
+        return status
+
+    async def _answer_failure(self, send: Send, exchange: Exchange, failure: BaseException) -> int:
+        if isinstance(failure, UnmarshalError):
+            await _error(send, 400, "invalid input", failure.reason, failure.location)
+            return 400
+        detail = f"{type(failure).__name__}: {failure}" if self.spec.expose_errors else None
+        await _error(send, 500, "route failed", detail, exchange_id=exchange.id)
+        return 500
+
+
+class _Missing:
+    pass
+
+
+_MISSING = _Missing()
+
+
+def _add_query(headers: dict[str, Any], query: str) -> None:
+    headers[H.HTTP_QUERY] = query
+    for key, value in urllib.parse.parse_qsl(query, keep_blank_values=True):
+        if key.startswith("eip."):
+            continue
+        previous = headers.get(key)
+        if isinstance(previous, list):
+            previous.append(value)
+        elif previous is not None and key in _seen_query(headers):
+            headers[key] = [previous, value]
+        else:
+            headers[key] = value
+
+
+def _seen_query(headers: dict[str, Any]) -> set[str]:
+    query = headers.get(H.HTTP_QUERY, "")
+    return {k for k, _ in urllib.parse.parse_qsl(query, keep_blank_values=True)}
+
+
+async def _error(
+    send: Send,
+    status: int,
+    error: str,
+    detail: str | None = None,
+    location: str | None = None,
+    exchange_id: str | None = None,
+) -> None:
+    payload: dict[str, str] = {"error": error}
+    if detail is not None:
+        payload["detail"] = detail
+    if location is not None:
+        payload["location"] = location
+    if exchange_id is not None:
+        payload["exchange_id"] = exchange_id
+    await respond(send, status, _encode(payload))

@@ -1,0 +1,197 @@
+"""The HTTP producer: httpx's API on a fast connection pool, one pooled client per endpoint.
+
+The request: method from ``eip.http.request.method``, else the endpoint's ``method``, else POST
+when there is a body and GET when there is none; the URL is the endpoint's, or
+``eip.http.request.url``, plus ``eip.http.request.path`` appended and ``eip.http.request.query``
+(a str or dict) added. The body: bytes as they are, ``str`` as UTF-8, anything else (a Struct,
+a dict) as JSON. Content type: the endpoint's ``content_type``, else the exchange's
+``content-type`` header, else what the body is. Headers named in ``copy_headers`` are
+forwarded, nothing else; then authentication and ``traceparent``.
+
+The reply: the body becomes the response's bytes; ``eip.http.response.status`` and
+``content-type`` are set. Status >= 400 raises :class:`~eip.errors.HttpOperationFailed`
+(``throw_on_failure=false`` keeps the response instead), so redelivery and dead letters apply.
+
+**Timeouts really apply**: ``timeout`` bounds the whole call (connect, send, wait, read the
+body) with one deadline, not per socket read (which a server dribbling bytes can stretch for
+ever), and a time-out raises :class:`~eip.errors.ExchangeTimeoutError` naming the URL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import fnmatch
+import logging
+import urllib.parse
+from typing import TYPE_CHECKING, Any
+
+import httpx
+
+from eip import headers as H
+from eip.components.base import Producer
+from eip.components.http.binding import encode_reply
+from eip.components.http.spec import HttpClientSpec
+from eip.components.http.tracing import ClientSpans
+from eip.errors import EndpointError, ExchangeTimeoutError, HttpOperationFailed, redact_uri
+from eip.message import Exchange
+from eip.tracing import inject_span
+
+if TYPE_CHECKING:
+    from eip.components.http import HttpComponent
+
+__all__ = ["HttpProducer"]
+
+log = logging.getLogger("eip.http")
+
+
+class HttpProducer(Producer):
+    #: This producer opens its own CLIENT span; the generic send span would only repeat it.
+    traces_itself = True
+
+    def __init__(self, component: HttpComponent, spec: HttpClientSpec) -> None:
+        self.component = component
+        self.spec = spec
+        self.url = spec.url
+        parts = urllib.parse.urlsplit(spec.url)
+        self.host = parts.hostname or ""
+        self.port = parts.port or (443 if parts.scheme == "https" else 80)
+        self.safe_url = redact_uri(spec.url)
+        self.timeout = spec.timeout
+        self.client: httpx.AsyncClient | None = None
+        self._auth_header: tuple[str, str] | None = None
+        self._copy = [p.lower() for p in spec.copy_headers]
+        self._spans: ClientSpans | None = None
+
+    async def start(self) -> None:
+        spec = self.spec
+        self._auth_header = _auth_header(spec)
+        verify: Any = spec.ca_file or spec.verify
+        limits = httpx.Limits(
+            max_connections=spec.max_connections,
+            max_keepalive_connections=spec.max_connections,
+        )
+        transport: httpx.AsyncBaseTransport
+        if spec.transport == "aiohttp":
+            from httpx_aiohttp import AiohttpTransport
+
+            transport = AiohttpTransport(verify=verify, limits=limits, trust_env=False)
+        else:
+            transport = httpx.AsyncHTTPTransport(verify=verify, limits=limits, trust_env=False)
+        self.client = httpx.AsyncClient(
+            transport=transport,
+            timeout=httpx.Timeout(spec.timeout, connect=spec.connect_timeout),
+            follow_redirects=spec.follow_redirects,
+            trust_env=False,
+        )
+        tracing = self.component.context.tracing
+        self._spans = ClientSpans(tracing, self.host, self.port) if tracing.enabled else None
+
+    async def stop(self) -> None:
+        if self.client is not None:
+            await self.client.aclose()
+            self.client = None
+
+    def process(self, exchange: Exchange) -> Any:
+        return self._call(exchange)
+
+    async def _call(self, exchange: Exchange) -> None:
+        client = self.client
+        if client is None:
+            raise EndpointError(f"HTTP producer {self.safe_url} is not started", endpoint=self.uri)
+        method, url, headers, content = self._request(exchange)
+        span = self._spans.start(exchange, method, redact_uri(url)) if self._spans else None
+        if span is not None:
+            inject_span(span, headers)
+        try:
+            async with asyncio.timeout(self.timeout):
+                response = await client.request(method, url, content=content, headers=headers)
+                data = await response.aread()
+        except TimeoutError as exc:
+            error: Exception = ExchangeTimeoutError(
+                f"{method} {redact_uri(url)} timed out after {self.timeout}s", endpoint=self.uri
+            )
+            self._fail(span, error)
+            raise error from exc
+        except httpx.TimeoutException as exc:
+            error = ExchangeTimeoutError(
+                f"{method} {redact_uri(url)} timed out ({type(exc).__name__})", endpoint=self.uri
+            )
+            self._fail(span, error)
+            raise error from exc
+        except httpx.HTTPError as exc:
+            error = EndpointError(
+                f"{method} {redact_uri(url)} failed: {type(exc).__name__}: {exc}",
+                endpoint=self.uri,
+            )
+            self._fail(span, error)
+            raise error from exc
+        status = response.status_code
+        if span is not None:
+            assert self._spans is not None
+            self._spans.finish(span, status)
+        exchange.headers[H.HTTP_RESPONSE_STATUS] = status
+        content_type = response.headers.get("content-type")
+        if content_type is not None:
+            exchange.headers["content-type"] = content_type
+        if status >= 400 and self.spec.throw_on_failure:
+            raise HttpOperationFailed(method, url, status, data, dict(response.headers))
+        exchange.body = data
+
+    def _fail(self, span: Any, error: Exception) -> None:
+        if span is not None:
+            assert self._spans is not None
+            self._spans.fail(span, error)
+
+    def _request(self, exchange: Exchange) -> tuple[str, str, dict[str, str], bytes | None]:
+        spec = self.spec
+        source = exchange.headers
+        body = exchange.body
+        content: bytes | None = None
+        headers: dict[str, str] = {}
+        if body is not None:
+            given = spec.content_type or source.get("content-type") or source.get("Content-Type")
+            content, content_type = encode_reply(body, given)
+            if content_type:
+                headers["content-type"] = content_type
+        method = (
+            source.get(H.HTTP_REQUEST_METHOD)
+            or spec.method
+            or ("POST" if content is not None else "GET")
+        )
+        url = source.get(H.HTTP_REQUEST_URL) or self.url
+        extra_path = source.get(H.HTTP_REQUEST_PATH)
+        if extra_path:
+            url = _join(url, str(extra_path))
+        query = source.get(H.HTTP_REQUEST_QUERY)
+        if query:
+            text = query if isinstance(query, str) else urllib.parse.urlencode(query, doseq=True)
+            url = f"{url}{'&' if '?' in url else '?'}{text}"
+        if self._copy:
+            for name, value in source.items():
+                lower = name.lower()
+                if not lower.startswith("eip.") and any(
+                    fnmatch.fnmatchcase(lower, p) for p in self._copy
+                ):
+                    headers[lower] = str(value)
+        if self._auth_header is not None:
+            headers[self._auth_header[0]] = self._auth_header[1]
+        return method.upper(), url, headers, content
+
+
+def _join(url: str, path: str) -> str:
+    base, sep, query = url.partition("?")
+    joined = base.rstrip("/") + "/" + urllib.parse.quote(path.lstrip("/"), safe="/:@!$&'()*+,;=")
+    return joined + sep + query
+
+
+def _auth_header(spec: HttpClientSpec) -> tuple[str, str] | None:
+    if spec.auth == "none":
+        return None
+    secret = spec.resolved_secret()
+    if spec.auth == "basic":
+        token = base64.b64encode(f"{spec.username}:{secret}".encode()).decode("ascii")
+        return "authorization", f"Basic {token}"
+    if spec.auth == "bearer":
+        return "authorization", f"Bearer {secret}"
+    return spec.auth_header.lower(), secret
