@@ -19,6 +19,7 @@ import importlib
 import importlib.util
 import inspect
 import logging
+import os
 import pkgutil
 import signal
 import sys
@@ -111,8 +112,10 @@ def _describe_steps(steps: list[StepDef], lines: list[str], indent: str) -> None
             _describe_steps(children, lines, indent + "      ")
 
 
-def _context_for(paths: Sequence[str], shutdown_timeout: float = 30.0) -> Context:
-    context = Context(shutdown_timeout=shutdown_timeout)
+def _context_for(
+    paths: Sequence[str], shutdown_timeout: float = 30.0, metrics: bool = False
+) -> Context:
+    context = Context(shutdown_timeout=shutdown_timeout, metrics=metrics)
     builders = load_builders(paths)
     if not builders:
         raise LoadError(f"no RouteBuilder found in {', '.join(paths)}")
@@ -120,12 +123,29 @@ def _context_for(paths: Sequence[str], shutdown_timeout: float = 30.0) -> Contex
     return context
 
 
-async def _run(context: Context) -> int:
+async def _run(context: Context, management: tuple[str, int] | None) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(signum, stop.set)
+    ops = None
+    if management is not None:
+        from eip.server.management import ManagementServer
+
+        # Up before the routes, so probes see "live, not ready" while they start.
+        ops = ManagementServer(context, *management)
+        await ops.start()
+        log.info("management endpoints on %s (/health/live, /health/ready, /metrics)", ops.base_url)
+    try:
+        await _serve(context, stop)
+    finally:
+        if ops is not None:
+            await ops.stop()
+    return 0
+
+
+async def _serve(context: Context, stop: asyncio.Event) -> None:
     await context.start()
     # Routes, modules and compiled pipelines live as long as the server: move them out of the
     # garbage collector's way so per-message garbage is all it scans.
@@ -135,7 +155,6 @@ async def _run(context: Context) -> int:
     await stop.wait()
     log.info("shutting down (draining in-flight exchanges, up to %ss)", context.shutdown_timeout)
     await context.stop()
-    return 0
 
 
 def _install_uvloop() -> None:
@@ -154,6 +173,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     run.add_argument("paths", nargs="+", help="route files, directories or packages")
     run.add_argument("--shutdown-timeout", type=float, default=30.0)
     run.add_argument("--no-uvloop", action="store_true", help="use the stock asyncio loop")
+    run.add_argument(
+        "--management-port",
+        type=int,
+        default=int(os.environ.get("EIP_MANAGEMENT_PORT", "8081")),
+        help="port of /health/live, /health/ready and /metrics ($EIP_MANAGEMENT_PORT, 8081)",
+    )
+    run.add_argument(
+        "--management-host",
+        default=os.environ.get("EIP_MANAGEMENT_HOST", "0.0.0.0"),
+        help="address of the management endpoints ($EIP_MANAGEMENT_HOST, 0.0.0.0)",
+    )
+    run.add_argument("--no-management", action="store_true", help="serve no management endpoints")
     routes = sub.add_parser("routes", help="print each route and its steps")
     routes.add_argument("paths", nargs="+")
     check = sub.add_parser("check", help="validate routes without starting them")
@@ -165,10 +196,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         if args.command == "run":
-            context = _context_for(args.paths, args.shutdown_timeout)
+            context = _context_for(args.paths, args.shutdown_timeout, metrics=True)
             if not args.no_uvloop:
                 _install_uvloop()
-            return asyncio.run(_run(context))
+            management = (
+                None if args.no_management else (args.management_host, args.management_port)
+            )
+            return asyncio.run(_run(context, management))
         context = _context_for(args.paths)
         if args.command == "routes":
             print(describe_routes(context))

@@ -23,9 +23,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 from eip.dataformats import DataFormat
+from eip.dsl.dynamic import DynamicSteps
 from eip.dsl.model import (
     ChoiceDef,
     DeadLetterChannel,
@@ -54,6 +55,9 @@ from eip.dsl.stateful import StatefulSteps
 from eip.message import ExchangePattern
 from eip.processors.error_handler import RedeliveryPolicy
 
+if TYPE_CHECKING:
+    from eip.dsl.rest import RestBuilder
+
 __all__ = [
     "OnExceptionBuilder",
     "OtherwiseBuilder",
@@ -68,7 +72,7 @@ __all__ = [
 ]
 
 
-class StepsBuilder(StatefulSteps, RoutingSteps):
+class StepsBuilder(StatefulSteps, RoutingSteps, DynamicSteps):
     """The EIP steps shared by routes and nested branches."""
 
     def to(self, *endpoints: EndpointRef, pattern: ExchangePattern | None = None) -> Self:
@@ -238,6 +242,12 @@ class RouteBuilder:
         route = RouteDefinition(source, origin=type(self).__qualname__)
         self._routes.append(route)
         return route
+
+    def rest(self, base: str = "", **options: Any) -> RestBuilder:
+        """Declare HTTP routes by verb under ``base`` (see :mod:`eip.dsl.rest`)."""
+        from eip.dsl.rest import RestBuilder
+
+        return RestBuilder(self, base, options)
 
     def on_exception(self, *types: type[BaseException]) -> OnExceptionBuilder:
         definition = OnExceptionDef(types=tuple(types))

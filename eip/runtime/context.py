@@ -30,6 +30,7 @@ from eip.tracing import Tracing
 if TYPE_CHECKING:
     from opentelemetry.trace import TracerProvider
 
+    from eip.runtime.metrics import Metrics
     from eip.runtime.template import ProducerTemplate
 
 __all__ = ["Context"]
@@ -48,6 +49,7 @@ class Context(EndpointRegistry):
         shutdown_timeout: float = 30.0,
         tracer_provider: TracerProvider | None = None,
         tracing: bool | None = None,
+        metrics: bool = False,
     ) -> None:
         self.name = name
         self.clock: Clock = clock if clock is not None else SystemClock()
@@ -55,6 +57,13 @@ class Context(EndpointRegistry):
         self._tracer_provider = tracer_provider
         self._tracing_flag = tracing
         self.tracing = Tracing(tracer_provider, enabled=False)
+        #: Per-route counters and processing-time histograms, when ``metrics=True`` (``eip run``
+        #: turns them on: timing costs ~0.3 µs per exchange, so library users opt in).
+        self.metrics: Metrics | None = None
+        if metrics:
+            from eip.runtime.metrics import Metrics
+
+            self.metrics = Metrics(self)
         self._component_types: dict[str, str | type[Component]] = dict(BUILTIN_COMPONENTS)
         self._components: dict[str, Component] = {}
         self._producers: dict[str, Producer] = {}
@@ -143,6 +152,8 @@ class Context(EndpointRegistry):
             for route in routes:
                 if self.tracing.enabled:
                     route.dispatch = self.tracing.traced_dispatch(route)
+                if self.metrics is not None:
+                    self.metrics.instrument(route)
                 self.routes[route.id] = route
             for component in list(self._components.values()):
                 await self._start_component(component)

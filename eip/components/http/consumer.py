@@ -156,62 +156,88 @@ class HttpConsumer(Consumer):
     async def handle(
         self, scope: Scope, receive: Receive, send: Send, params: dict[str, str] | None
     ) -> None:
+        """The whole request in one coroutine (this is the per-request hot path)."""
         if not self.accepting:
             retry = json_headers(len(_STOPPED), [(b"retry-after", b"5")])
             await respond(send, 503, _STOPPED, retry)
             return
-        headers: dict[str, Any] = {}
-        for raw_name, raw_value in scope["headers"]:
-            name = raw_name.decode("latin-1")
-            if name in headers:
-                headers[name] = f"{headers[name]}, {raw_value.decode('latin-1')}"
-            elif not name.startswith("eip."):
-                headers[name] = raw_value.decode("latin-1")
-        principal = None
-        if self.auth is not None:
-            outcome = self.auth.check(headers)
-            if isinstance(outcome, Denial):
-                await respond(send, outcome.status, outcome.body, outcome.headers)
-                return
-            principal = outcome
-            for secret in self._secret_headers:
-                headers.pop(secret, None)
-        body = await self._read_body(receive, send, headers.get("content-length"))
-        if body is None:
+        server = self.server
+        if server.inflight >= server.max_concurrency:
+            await server.overloaded(send)
             return
-        if self.binder is not None:
+        server.inflight += 1
+        try:
+            raw = scope["headers"]
+            headers: dict[str, Any] = {
+                k.decode("latin-1"): v.decode("latin-1") for k, v in raw if k[:4] != b"eip."
+            }
+            if len(headers) != len(raw):
+                headers = _combine(raw)
+            principal = None
+            if self.auth is not None:
+                outcome = self.auth.check(headers)
+                if isinstance(outcome, Denial):
+                    await respond(send, outcome.status, outcome.body, outcome.headers)
+                    return
+                principal = outcome
+                for secret in self._secret_headers:
+                    headers.pop(secret, None)
+            body = await self._read_body(receive, send, headers.get("content-length"))
+            if body is None:
+                return
+            if self.binder is not None:
+                try:
+                    body = self.binder.decode(headers.get("content-type"), body)
+                except UnsupportedMediaType as exc:
+                    await _error(send, 415, "unsupported media type", str(exc))
+                    return
+                except UnmarshalError as exc:
+                    await _error(send, 400, "invalid request body", exc.reason, exc.location)
+                    return
+            headers[H.HTTP_METHOD] = scope["method"]
+            headers[H.HTTP_PATH] = scope["path"]
+            query = scope["query_string"]
+            if query:
+                _add_query(headers, query.decode("latin-1"))
+            if params:
+                headers.update(params)
+            exchange = Exchange(body, headers, self.pattern)
+            if principal is not None:
+                if principal.name is not None:
+                    headers[H.HTTP_PRINCIPAL] = principal.name
+                if principal.claims is not None:
+                    exchange.properties[H.HTTP_CLAIMS] = principal.claims
+            incoming = headers.copy()
+            spans = self._spans
+            span = spans.start(scope, exchange) if spans is not None else None
+            # Route the exchange and complete its unit of work (process_exchange, inline).
+            route = self.route
+            route.inflight += 1
             try:
-                body = self.binder.decode(headers.get("content-type"), body)
-            except UnsupportedMediaType as exc:
-                await _error(send, 415, "unsupported media type", str(exc))
-                return
-            except UnmarshalError as exc:
-                await _error(send, 400, "invalid request body", exc.reason, exc.location)
-                return
-        method = scope["method"]
-        headers[H.HTTP_METHOD] = method
-        headers[H.HTTP_PATH] = scope["path"]
-        query = scope["query_string"]
-        if query:
-            _add_query(headers, query.decode("latin-1"))
-        if params:
-            headers.update(params)
-        exchange = Exchange(body, headers, self.pattern)
-        if principal is not None:
-            if principal.name is not None:
-                headers[H.HTTP_PRINCIPAL] = principal.name
-            if principal.claims is not None:
-                exchange.properties[H.HTTP_CLAIMS] = principal.claims
-        incoming = dict(headers)
-        span = self._spans.start(scope, exchange) if self._spans is not None else None
-        await self._process(exchange)
-        status = await self._answer(send, exchange, incoming)
-        if span is not None:
-            assert self._spans is not None
-            self._spans.finish(span, status, exchange)
+                try:
+                    result = route.dispatch(exchange)
+                    if result is not None:
+                        await result
+                except Exception as exc:
+                    exchange.exception = exc
+                    _log_failure(route.id, exchange, exc)
+                done = exchange.done()
+                if done is not None:
+                    await done
+            finally:
+                route.leave()
+            status = await self._answer(send, exchange, incoming)
+            if span is not None:
+                assert spans is not None
+                spans.finish(span, status, exchange)
+        finally:
+            server.inflight -= 1
 
     async def _read_body(self, receive: Receive, send: Send, length: str | None) -> bytes | None:
-        """The whole body, or None after answering 400/408/413 (or when the client left)."""
+        """The whole body, or None after answering 400/408/413 (or when the client left).
+
+        Bytes are counted as they arrive, so a chunked body is bounded too; the time a client
+        may take is bounded by the server's read sweep (uvicorn bounds neither)."""
         limit = self.max_body
         if length is not None:
             try:
@@ -222,56 +248,33 @@ class HttpConsumer(Consumer):
             if declared > limit:
                 await respond(send, 413, _TOO_LARGE)
                 return None
+        server = self.server
+        token = server.reading(self.request_timeout)
         try:
-            async with asyncio.timeout(self.request_timeout):
+            message = await receive()
+            chunks: list[bytes] | None = None
+            body: bytes = message.get("body", b"")
+            size = len(body)
+            while message.get("more_body") and size <= limit:
+                if chunks is None:
+                    chunks = [body]
                 message = await receive()
-                body: bytes = message.get("body", b"")
-                if not message.get("more_body"):
-                    if message["type"] == "http.disconnect":
-                        return None
-                    if len(body) > limit:
-                        await respond(send, 413, _TOO_LARGE)
-                        return None
-                    return body
-                chunks, size = [body], len(body)
-                while message.get("more_body"):
-                    message = await receive()
-                    if message["type"] == "http.disconnect":
-                        return None
-                    chunk = message.get("body", b"")
-                    size += len(chunk)
-                    if size > limit:
-                        await respond(send, 413, _TOO_LARGE)
-                        return None
-                    chunks.append(chunk)
-        except TimeoutError:
+                chunk = message.get("body", b"")
+                size += len(chunk)
+                chunks.append(chunk)
+        except asyncio.CancelledError:
+            if not server.done_reading(token):
+                raise
             close = json_headers(len(_TIMEOUT), [(b"connection", b"close")])
             await respond(send, 408, _TIMEOUT, close)
             return None
-        return b"".join(chunks)
-
-    async def _process(self, exchange: Exchange) -> None:
-        route = self.route
-        route.inflight += 1  # held until completion callbacks ran, so shutdown waits for them
-        try:
-            try:
-                result = route.dispatch(exchange)
-                if result is not None:
-                    await result
-            except Exception as exc:
-                exchange.exception = exc
-                _failures.error(
-                    "route %s failed exchange %s: %s: %s",
-                    route.id,
-                    exchange.id,
-                    type(exc).__name__,
-                    exc,
-                )
-            done = exchange.done()
-            if done is not None:
-                await done
-        finally:
-            route.leave()
+        server.done_reading(token)
+        if message["type"] == "http.disconnect":
+            return None
+        if size > limit:
+            await respond(send, 413, _TOO_LARGE)
+            return None
+        return body if chunks is None else b"".join(chunks)
 
     async def _answer(self, send: Send, exchange: Exchange, incoming: dict[str, Any]) -> int:
         failure = exchange.exception
@@ -280,17 +283,19 @@ class HttpConsumer(Consumer):
         out: list[tuple[bytes, bytes]] = []
         content_type: str | None = self.spec.response_content_type or None
         status = 202 if self.in_only else 200
-        for name, value in exchange.headers.items():
-            if incoming.get(name, _MISSING) is value or name.startswith("eip."):
-                continue
-            lower = name.lower()
-            if lower == "content-type":
-                content_type = str(value)
-            elif lower not in _RESERVED and isinstance(value, str | int | float):
-                out.append((lower.encode("latin-1"), str(value).encode("latin-1")))
-        chosen = exchange.headers.get(H.HTTP_STATUS)
-        if chosen is not None:
-            status = int(chosen)
+        headers = exchange.headers
+        if headers != incoming:  # the route set or changed headers: send those back
+            for name, value in headers.items():
+                if incoming.get(name, _MISSING) is value or name.startswith("eip."):
+                    continue
+                lower = name.lower()
+                if lower == "content-type":
+                    content_type = str(value)
+                elif lower not in _RESERVED and isinstance(value, str | int | float):
+                    out.append((lower.encode("latin-1"), str(value).encode("latin-1")))
+            chosen = headers.get(H.HTTP_STATUS)
+            if chosen is not None:
+                status = int(chosen)
         if self.in_only or status in (204, 304):
             data = b""
         else:
@@ -315,6 +320,24 @@ class _Missing:
 
 
 _MISSING = _Missing()
+
+
+def _combine(raw: list[tuple[bytes, bytes]]) -> dict[str, Any]:
+    """Headers with repeated names joined by ", " (RFC 9110 5.3), ``eip.*`` names dropped."""
+    headers: dict[str, Any] = {}
+    for raw_name, raw_value in raw:
+        name = raw_name.decode("latin-1")
+        if name.startswith("eip."):
+            continue
+        value = raw_value.decode("latin-1")
+        headers[name] = f"{headers[name]}, {value}" if name in headers else value
+    return headers
+
+
+def _log_failure(route_id: str, exchange: Exchange, exc: Exception) -> None:
+    _failures.error(
+        "route %s failed exchange %s: %s: %s", route_id, exchange.id, type(exc).__name__, exc
+    )
 
 
 def _add_query(headers: dict[str, Any], query: str) -> None:

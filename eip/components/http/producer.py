@@ -23,6 +23,7 @@ import asyncio
 import base64
 import fnmatch
 import logging
+import ssl
 import urllib.parse
 from typing import TYPE_CHECKING, Any
 
@@ -66,7 +67,9 @@ class HttpProducer(Producer):
     async def start(self) -> None:
         spec = self.spec
         self._auth_header = _auth_header(spec)
-        verify: Any = spec.ca_file or spec.verify
+        verify: Any = (
+            ssl.create_default_context(cafile=spec.ca_file) if spec.ca_file else spec.verify
+        )
         limits = httpx.Limits(
             max_connections=spec.max_connections,
             max_keepalive_connections=spec.max_connections,

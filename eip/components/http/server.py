@@ -27,6 +27,7 @@ import logging
 import os
 import re
 import socket
+import time
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from typing import Any, Protocol
 
@@ -167,6 +168,9 @@ class HttpServer:
         self._server: Any = None
         self._socket: socket.socket | None = None
         self._ticker: asyncio.Task[None] | None = None
+        self._reads: dict[asyncio.Task[Any], float] = {}
+        self._expired: set[asyncio.Task[Any]] = set()
+        self._now = time.monotonic()
         self.inflight = 0
         self.max_concurrency = settings.max_concurrency
         self.started = False
@@ -193,6 +197,7 @@ class HttpServer:
         """Serve ``template`` for ``methods`` (empty: any) with ``handler``."""
         template = normalize_path(template)
         entry = self._entry(template)
+        self._replace_restarted(entry, handler)
         taken = [m for m in methods if m in entry.methods] or (
             ["any method"] if not methods and entry.any is not None else []
         )
@@ -208,6 +213,19 @@ class HttpServer:
             entry.any = handler
         if self.on_change is not None:
             self.on_change()
+
+    @staticmethod
+    def _replace_restarted(entry: PathEntry, handler: Handler) -> None:
+        """A route restarted with ``start_route`` brings a new consumer: it takes over from the
+        route's previous one instead of colliding with it."""
+        route = getattr(handler, "route", None)
+        if route is None:
+            return
+        for method, existing in list(entry.methods.items()):
+            if getattr(existing, "route", None) is route:
+                del entry.methods[method]
+        if entry.any is not None and getattr(entry.any, "route", None) is route:
+            entry.any = None
 
     def remove(self, handler: Handler) -> None:
         for entry in [*self._exact.values(), *self._templated]:
@@ -241,9 +259,11 @@ class HttpServer:
         return entry
 
     # -- the ASGI app ----------------------------------------------------------------------
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        """Find the handler and return its coroutine: one coroutine per request, not two.
+        (uvicorn is told the app is ASGI 3, as it cannot see that through a plain def.)"""
         if scope["type"] != "http":
-            return  # lifespan is off; websockets are not served
+            return _nothing()  # lifespan is off; websockets are not served
         path = scope["path"]
         if len(path) > 1 and path[-1] == "/":
             path = path.rstrip("/") or "/"
@@ -257,21 +277,52 @@ class HttpServer:
                     entry, params = candidate, match.groupdict()
                     break
             else:
-                await respond(send, 404, _NOT_FOUND)
-                return
+                return respond(send, 404, _NOT_FOUND)
         handler = entry.handler(scope["method"])
         if handler is None:
             allow = json_headers(len(_NOT_ALLOWED), [(b"allow", entry.allow.encode())])
-            await respond(send, 405, _NOT_ALLOWED, allow)
-            return
-        if self.inflight >= self.max_concurrency:
-            await respond(send, 503, _BUSY, json_headers(len(_BUSY), [(b"retry-after", b"1")]))
-            return
-        self.inflight += 1
-        try:
-            await handler.handle(scope, receive, send, params)
-        finally:
-            self.inflight -= 1
+            return respond(send, 405, _NOT_ALLOWED, allow)
+        return handler.handle(scope, receive, send, params)
+
+    def overloaded(self, send: Send) -> Awaitable[None]:
+        """The 503 a handler answers when ``inflight`` reached ``max_concurrency``."""
+        return respond(send, 503, _BUSY, json_headers(len(_BUSY), [(b"retry-after", b"1")]))
+
+    def reading(self, deadline_in: float) -> asyncio.Task[Any] | None:
+        """Register the current request's body read for the time-out sweep; returns the token
+        to pass to :meth:`done_reading`. A dict entry per read, not a timer per request: the
+        sweep runs with uvicorn's tick (every 0.1 s)."""
+        task = asyncio.current_task()
+        if task is not None:
+            self._reads[task] = self._now + deadline_in
+        return task
+
+    def done_reading(self, task: asyncio.Task[Any] | None) -> bool:
+        """Unregister a read; True when the sweep cancelled it for taking too long."""
+        if task is None:
+            return False
+        self._reads.pop(task, None)
+        if task in self._expired:
+            self._expired.discard(task)
+            task.uncancel()
+            return True
+        return False
+
+    def _sweep(self) -> None:
+        self._now = now = time.monotonic()
+        if self._reads:
+            for task, deadline in list(self._reads.items()):
+                if deadline <= now and task not in self._expired:
+                    self._expired.add(task)
+                    task.cancel()
+
+    async def _tick(self, server: Any) -> None:
+        """uvicorn's own tick (date header, exit flag), plus the read-deadline sweep."""
+        counter = 0
+        while not await server.on_tick(counter):
+            counter = (counter + 1) % 864000
+            await asyncio.sleep(0.1)
+            self._sweep()
 
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
@@ -299,6 +350,7 @@ class HttpServer:
         config = uvicorn.Config(
             self,
             http=protocol,
+            interface="asgi3",
             loop="none",
             ws="none",
             lifespan="off",
@@ -325,7 +377,7 @@ class HttpServer:
             self._socket = None
             raise
         self._server = server
-        self._ticker = asyncio.create_task(server.main_loop(), name=f"http-server {self.port}")
+        self._ticker = asyncio.create_task(self._tick(server), name=f"http-server {self.port}")
         self.started = True
         log.info("HTTP server listening on %s", self.base_url)
 
@@ -343,6 +395,10 @@ class HttpServer:
         self._socket = None
         self._server = None
         log.info("HTTP server on %s:%d stopped", self.host, self.requested_port)
+
+
+async def _nothing() -> None:
+    return None
 
 
 def _bind(host: str, port: int, backlog: int) -> socket.socket:

@@ -81,6 +81,17 @@ class HttpServerSpec(EndpointSpec, frozen=True):
     jwt_issuer: str = ""
     required_scopes: list[str] = []
 
+    @property
+    def uri(self) -> str:
+        # Types are not URI options: name them, so logs and route listings stay readable.
+        text = super(HttpServerSpec, msgspec.structs.replace(self, body=None, response=None)).uri
+        for option in ("body", "response"):
+            value = getattr(self, option)
+            if value is not None:
+                name = getattr(value, "__name__", None) or repr(value)
+                text += f"{'&' if '?' in text else '?'}{option}={name}"
+        return text
+
     def auth_spec(self) -> AuthSpec | None:
         """This route's own authentication, or None to inherit the server's."""
         if not self.auth:

@@ -1,0 +1,98 @@
+"""Operations endpoints of ``eip run``: liveness, readiness and Prometheus metrics.
+
+On their own port (``--management-port``, ``$EIP_MANAGEMENT_PORT``, default 8081), apart from
+the routes' HTTP server, so a load balancer's or Kubernetes' probes never compete with traffic
+and the metrics are never exposed on a public API port by accident.
+
+- ``GET /health/live``: 200 while the process serves requests at all.
+- ``GET /health/ready``: 200 when every auto-started route is started and every consumer is
+  connected (a RabbitMQ consumer whose connection dropped makes it 503), else 503 with the
+  routes that are not ready and why.
+- ``GET /metrics``: Prometheus text format (see :mod:`eip.runtime.metrics`).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from eip.components.http.server import HttpServer, Receive, Scope, Send, respond
+from eip.components.http.server import ServerSettings as _Settings
+from eip.runtime.route import RouteStatus
+
+if TYPE_CHECKING:
+    from eip.runtime.context import Context
+
+__all__ = ["ManagementServer", "readiness"]
+
+_encode = msgspec.json.Encoder().encode
+
+
+def readiness(context: Context) -> tuple[bool, dict[str, str]]:
+    """Whether the context is ready, and for each route that is not, why."""
+    problems: dict[str, str] = {}
+    for route in context.routes.values():
+        if route.model.auto_startup and route.status is not RouteStatus.STARTED:
+            problems[route.id] = f"route is {route.status.value}"
+        elif route.consumer is not None and not route.consumer.ready:
+            problems[route.id] = "consumer not connected"
+    return context.ready and not problems, problems
+
+
+class _Live:
+    async def handle(self, scope: Scope, receive: Receive, send: Send, params: Any) -> None:
+        await respond(send, 200, b'{"status":"live"}')
+
+
+class _Ready:
+    def __init__(self, context: Context) -> None:
+        self.context = context
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send, params: Any) -> None:
+        ready, problems = readiness(self.context)
+        if ready:
+            await respond(send, 200, b'{"status":"ready"}')
+        else:
+            if not self.context.started:
+                problems.setdefault("context", "not started")
+            await respond(send, 503, _encode({"status": "not ready", "routes": problems}))
+
+
+class _Metrics:
+    def __init__(self, context: Context) -> None:
+        self.context = context
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send, params: Any) -> None:
+        metrics = self.context.metrics
+        if metrics is None:
+            await respond(send, 404, b'{"error":"metrics are off for this context"}')
+            return
+        body, content_type = metrics.render()
+        headers = [
+            (b"content-type", content_type.encode()),
+            (b"content-length", str(len(body)).encode()),
+        ]
+        await respond(send, 200, body, headers)
+
+
+class ManagementServer:
+    """The operations endpoints on their own small HTTP server."""
+
+    def __init__(self, context: Context, host: str = "0.0.0.0", port: int = 8081) -> None:
+        self.context = context
+        settings = _Settings(host=host, port=port, openapi_path="", max_concurrency=100)
+        self.http = HttpServer(settings, host, port)
+        self.http.add("/health/live", ["GET"], _Live())
+        self.http.add("/health/ready", ["GET"], _Ready(context))
+        self.http.add("/metrics", ["GET"], _Metrics(context))
+
+    @property
+    def base_url(self) -> str:
+        return self.http.base_url
+
+    async def start(self) -> None:
+        await self.http.start()
+
+    async def stop(self) -> None:
+        await self.http.stop()
