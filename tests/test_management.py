@@ -1,0 +1,116 @@
+"""The operations endpoints of ``eip run``: liveness, readiness, Prometheus metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from pytest_asyncio import fixture as async_fixture
+
+from eip import Context, RouteBuilder
+from eip.components.rabbitmq import rabbitmq
+from eip.server.management import ManagementServer
+
+
+class Routes(RouteBuilder):
+    def __init__(self, queue: str | None = None) -> None:
+        super().__init__()
+        self.queue = queue
+
+    def configure(self) -> None:
+        self.from_("direct:orders").route_id("orders").set_body("ok")
+        self.from_("direct:broken").route_id("broken").process(lambda ex: 1 / 0)
+        if self.queue is not None:
+            self.from_(rabbitmq("", queue=self.queue, auto_delete=True)).route_id("events")
+
+
+@async_fixture
+async def ops() -> AsyncIterator[Any]:
+    started: list[tuple[Context, ManagementServer]] = []
+
+    async def start(queue: str | None = None) -> tuple[Context, str]:
+        context = Context(shutdown_timeout=5, metrics=True)
+        context.add_routes(Routes(queue))
+        server = ManagementServer(context, "127.0.0.1", 0)
+        await server.start()
+        started.append((context, server))
+        await context.start()
+        return context, server.base_url
+
+    try:
+        yield start
+    finally:
+        for context, server in started:
+            await context.stop()
+            await server.stop()
+
+
+async def test_live_and_ready(ops: Any) -> None:
+    context, url = await ops()
+    async with httpx.AsyncClient() as client:
+        assert (await client.get(f"{url}/health/live")).json() == {"status": "live"}
+        ready = await client.get(f"{url}/health/ready")
+        assert ready.status_code == 200
+        await context.stop_route("orders")
+        not_ready = await client.get(f"{url}/health/ready")
+        assert not_ready.status_code == 503
+        assert not_ready.json()["routes"] == {"orders": "route is stopped"}
+        await context.start_route("orders")
+        assert (await client.get(f"{url}/health/ready")).status_code == 200
+
+
+async def test_metrics_count_exchanges_per_route(ops: Any) -> None:
+    context, url = await ops()
+    template = context.template()
+    for _ in range(3):
+        await template.send("direct:orders", "x")
+    await template.send("direct:broken", "x")
+    async with httpx.AsyncClient() as client:
+        response = await client.get(f"{url}/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    samples = {
+        (s.name, s.labels.get("route")): s.value
+        for family in text_string_to_metric_families(response.text)
+        for s in family.samples
+    }
+    assert samples[("eip_exchanges_total", "orders")] == 3
+    assert samples[("eip_exchanges_failed_total", "broken")] == 1
+    assert samples[("eip_exchange_duration_seconds_count", "orders")] == 3
+    assert samples[("eip_exchanges_inflight", "orders")] == 0
+    assert samples[("eip_route_up", "orders")] == 1
+    assert samples[("eip_context_ready", None)] == 1
+
+
+@pytest.mark.rabbitmq
+async def test_ready_goes_false_when_a_consumer_loses_its_connection(ops: Any) -> None:
+    queue = f"ops-{uuid.uuid4().hex[:8]}"
+    context, url = await ops(queue)
+    async with httpx.AsyncClient() as client:
+        assert (await client.get(f"{url}/health/ready")).status_code == 200
+        subprocess.run(
+            ["rabbitmqctl", "close_all_connections", "ops test"],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+        seen_down = False
+        for _ in range(200):
+            answer = await client.get(f"{url}/health/ready")
+            if answer.status_code == 503:
+                assert answer.json()["routes"] == {"events": "consumer not connected"}
+                seen_down = True
+                break
+            await asyncio.sleep(0.01)
+        assert seen_down, "readiness never went false after the broker closed the connection"
+        for _ in range(1000):  # the link reconnects by itself (backoff)
+            if (await client.get(f"{url}/health/ready")).status_code == 200:
+                break
+            await asyncio.sleep(0.02)
+        assert (await client.get(f"{url}/health/ready")).status_code == 200
