@@ -1,0 +1,1 @@
+"""Tests of the SOAP groundwork: WSDL schema compilation and validation, envelopes, faults."""
