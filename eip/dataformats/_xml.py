@@ -35,14 +35,14 @@ def _has_doctype(data: bytes) -> bool:
     while i < size:
         i = _WHITESPACE.match(data, i).end()  # type: ignore[union-attr]  # [ \t\r\n]* always matches
         if data.startswith(b"<?", i):
-            end = data.find(b"?>", i + 2)
+            end, closer = data.find(b"?>", i + 2), 2
         elif data.startswith(b"<!--", i):
-            end = data.find(b"-->", i + 4)
+            end, closer = data.find(b"-->", i + 4), 3
         else:
             return data.startswith(b"<!DOCTYPE", i)
         if end < 0:
             return False
-        i = end + 2
+        i = end + closer
     return False
 
 
