@@ -194,6 +194,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=args.log_level.upper(),
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
     )
+    # httpx logs every request at INFO; the routes log what matters (and URLs may carry
+    # query secrets). uvicorn's per-connection chatter is not an operator's concern either.
+    logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.root.level))
+    logging.getLogger("uvicorn.error").setLevel(max(logging.WARNING, logging.root.level))
     try:
         if args.command == "run":
             context = _context_for(args.paths, args.shutdown_timeout, metrics=True)

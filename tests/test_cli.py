@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -27,8 +30,29 @@ def run_cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
     )
 
 
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _get(url: str) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+
+
 def test_run_processes_the_sample_and_stops_on_sigterm(tmp_path: Path) -> None:
-    env = {**os.environ, "EIP_DATA_DIR": str(tmp_path)}
+    http_port, management_port = _free_port(), _free_port()
+    env = {
+        **os.environ,
+        "EIP_DATA_DIR": str(tmp_path),
+        "EIP_HTTP_PORT": str(http_port),
+        "EIP_MANAGEMENT_PORT": str(management_port),
+    }
+    ops = f"http://127.0.0.1:{management_port}"
     process = subprocess.Popen(
         [sys.executable, "-m", "eip.cli", "run", "routes/"],
         cwd=ROOT,
@@ -48,6 +72,7 @@ def test_run_processes_the_sample_and_stops_on_sigterm(tmp_path: Path) -> None:
             tmp_path / "views" / "customer-1001.json",
             tmp_path / "views" / "customer-1002.json",
             tmp_path / "erp" / "batches" / "erp_accounts_20240502.manifest.json",
+            tmp_path / "erp" / "api" / "C-001001.json",  # the webhook example, via HTTP
         ]
         upserts = tmp_path / "erp" / "upserts"  # the RabbitMQ example (a demo event relayed)
         deadline = time.monotonic() + 30
@@ -57,6 +82,14 @@ def test_run_processes_the_sample_and_stops_on_sigterm(tmp_path: Path) -> None:
             assert process.poll() is None, process.stdout.read() if process.stdout else ""
             assert time.monotonic() < deadline, "the sample was not processed in 30 s"
             time.sleep(0.05)
+        assert _get(f"{ops}/health/live")[0] == 200
+        assert _get(f"{ops}/health/ready") == (200, b'{"status":"ready"}')
+        status, metrics = _get(f"{ops}/metrics")
+        assert status == 200
+        assert b'eip_exchanges_total{route="crm-customer-webhook"} 1.0' in metrics
+        status, document = _get(f"http://127.0.0.1:{http_port}/openapi.json")
+        assert status == 200
+        assert b"/webhooks/crm/customer-changed" in document
         process.send_signal(signal.SIGTERM)
         output, _ = process.communicate(timeout=30)
     finally:
@@ -74,6 +107,7 @@ def test_run_processes_the_sample_and_stops_on_sigterm(tmp_path: Path) -> None:
     accepted = sorted(p.name for p in (tmp_path / "crm" / "leads" / "accepted").iterdir())
     assert len(accepted) == 5
     assert "ERP received upsert" in output  # the RabbitMQ example relayed a demo event
+    assert 'CRM webhook answered b\'{"status":"synced","erp_id":"E-C-001001"}\'' in output
     assert "shutting down" in output
     assert "context eip stopped" in output
     assert "Traceback" not in output
@@ -93,7 +127,7 @@ def test_routes_lists_steps() -> None:
 def test_check_ok() -> None:
     result = run_cli("check", "routes/")
     assert result.returncode == 0, result.stderr
-    assert "ok: 16 route(s) valid" in result.stdout
+    assert "ok: 20 route(s) valid" in result.stdout
 
 
 def test_check_reports_bad_route_in_one_line(tmp_path: Path) -> None:

@@ -1,0 +1,99 @@
+"""The CRM webhook example (routes/crm_webhook.py) against a real fake ERP REST server."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import msgspec
+import pytest
+from pytest_asyncio import fixture as async_fixture
+
+from eip import Context
+from routes.crm_webhook import SAMPLE_WEBHOOK, WEBHOOK_PATH, CrmCustomerWebhook
+from tests.http.fake_erp import FakeErp, Reply
+
+KEY = "test-crm-key"
+
+
+class Setup:
+    def __init__(self, erp: FakeErp, url: str, client: httpx.AsyncClient, data: Path) -> None:
+        self.erp, self.url, self.client, self.data = erp, url, client, data
+
+    async def post(self, body: Any, key: str | None = KEY) -> httpx.Response:
+        headers = {"x-api-key": key} if key else {}
+        return await self.client.post(f"{self.url}{WEBHOOK_PATH}", json=body, headers=headers)
+
+
+@async_fixture
+async def webhook(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Setup]:
+    async with FakeErp() as erp:
+        monkeypatch.setenv("EIP_DATA_DIR", str(tmp_path))
+        monkeypatch.setenv("EIP_DEMO", "0")
+        monkeypatch.setenv("EIP_ERP_URL", erp.url)
+        monkeypatch.setenv("CRM_WEBHOOK_KEYS", f"other-key,{KEY}")
+        monkeypatch.setenv("ERP_API_TOKEN", "erp-token-1")
+        erp.reply("/api/customers/*", Reply(200, json={"erp_id": "E-77"}))
+        context = Context(shutdown_timeout=5)
+        context.component("http").configure(host="127.0.0.1", port=0)  # type: ignore[attr-defined]
+        context.add_routes(CrmCustomerWebhook())
+        await context.start()
+        url = context.component("http").server.base_url  # type: ignore[attr-defined]
+        async with httpx.AsyncClient(timeout=10) as client:
+            try:
+                yield Setup(erp, url, client, tmp_path)
+            finally:
+                await context.stop()
+
+
+async def test_a_webhook_is_validated_mapped_and_upserted_in_the_erp(webhook: Setup) -> None:
+    response = await webhook.post(SAMPLE_WEBHOOK)
+    assert response.status_code == 200
+    assert response.json() == {"status": "synced", "erp_id": "E-77"}
+    [call] = webhook.erp.requests
+    assert call.method == "PUT"
+    assert call.path == "/api/customers/C-001001"
+    assert call.headers["authorization"] == "Bearer erp-token-1"
+    assert "x-api-key" not in call.headers  # the CRM's key is never forwarded
+    assert msgspec.json.decode(call.body) == {
+        "customer_number": "C-001001",
+        "name": "Ada Lovelace",
+        "email": "ada@example.com",
+        "segment": "b2b",
+        "postal_code": "N1",
+        "country_code": "GB",
+        "source_event": "evt-20261123-0001",
+    }
+
+
+async def test_wrong_or_missing_key_gets_401_and_the_erp_is_not_called(webhook: Setup) -> None:
+    assert (await webhook.post(SAMPLE_WEBHOOK, key="bad")).status_code == 401
+    assert (await webhook.post(SAMPLE_WEBHOOK, key=None)).status_code == 401
+    assert webhook.erp.requests == []
+
+
+async def test_an_invalid_body_gets_400_naming_the_field(webhook: Setup) -> None:
+    bad = {**SAMPLE_WEBHOOK, "customer": {**SAMPLE_WEBHOOK["customer"], "segment": "vip"}}  # type: ignore[dict-item]
+    response = await webhook.post(bad)
+    assert response.status_code == 400
+    assert response.json()["location"] == "$.customer.segment"
+    assert webhook.erp.requests == []
+
+
+async def test_inactive_customers_are_ignored(webhook: Setup) -> None:
+    inactive = {**SAMPLE_WEBHOOK, "customer": {**SAMPLE_WEBHOOK["customer"], "active": False}}  # type: ignore[dict-item]
+    response = await webhook.post(inactive)
+    assert response.json() == {"status": "ignored", "erp_id": None}
+    assert webhook.erp.requests == []
+
+
+async def test_erp_failures_are_retried_then_dead_lettered(webhook: Setup) -> None:
+    webhook.erp.reply("/api/customers/*", Reply(503, json={"error": "maintenance"}))
+    response = await webhook.post(SAMPLE_WEBHOOK)
+    assert response.status_code == 202
+    assert response.json() == {"status": "dead-lettered", "erp_id": None}
+    assert len(webhook.erp.requests) == 4  # the call and three redeliveries
+    dead = webhook.data / "crm" / "webhook-dead" / "evt-20261123-0001.json"
+    assert msgspec.json.decode(dead.read_bytes()) == SAMPLE_WEBHOOK  # the original webhook
