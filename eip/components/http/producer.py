@@ -53,8 +53,13 @@ class HttpProducer(Producer):
     def __init__(self, component: HttpComponent, spec: HttpClientSpec) -> None:
         self.component = component
         self.spec = spec
-        self.url = spec.url
         parts = urllib.parse.urlsplit(spec.url)
+        # Credentials in the URL are sent as basic auth, to the URL without them (aiohttp
+        # refuses a URL carrying them next to the Authorization header httpx makes of them).
+        self._url_auth = _basic(parts.username, parts.password) if parts.username else None
+        if self._url_auth is not None:
+            parts = parts._replace(netloc=parts.netloc.rpartition("@")[2])
+        self.url = urllib.parse.urlunsplit(parts)
         self.host = parts.hostname or ""
         self.port = parts.port or (443 if parts.scheme == "https" else 80)
         self.safe_url = redact_uri(spec.url)
@@ -66,7 +71,7 @@ class HttpProducer(Producer):
 
     async def start(self) -> None:
         spec = self.spec
-        self._auth_header = _auth_header(spec)
+        self._auth_header = _auth_header(spec) or self._url_auth
         verify: Any = (
             ssl.create_default_context(cafile=spec.ca_file) if spec.ca_file else spec.verify
         )
@@ -117,6 +122,13 @@ class HttpProducer(Producer):
             self._fail(span, error)
             raise error from exc
         except httpx.TimeoutException as exc:
+            if not _timed_out(exc):
+                error = EndpointError(
+                    f"{method} {redact_uri(url)} failed: {type(exc.__cause__).__name__}: {exc}",
+                    endpoint=self.uri,
+                )
+                self._fail(span, error)
+                raise error from exc
             error = ExchangeTimeoutError(
                 f"{method} {redact_uri(url)} timed out ({type(exc).__name__})", endpoint=self.uri
             )
@@ -188,13 +200,29 @@ def _join(url: str, path: str) -> str:
     return joined + sep + query
 
 
+def _timed_out(exc: httpx.TimeoutException) -> bool:
+    """False for the aiohttp faults httpx_aiohttp maps to ConnectTimeout that are no time-out
+    (every aiohttp ClientConnectionError: a refused connection, a server that hung up)."""
+    cause = exc.__cause__
+    return cause is None or isinstance(cause, TimeoutError) or not _from_aiohttp(cause)
+
+
+def _from_aiohttp(exc: BaseException) -> bool:
+    return type(exc).__module__.startswith("aiohttp.")
+
+
+def _basic(username: str, password: str | None) -> tuple[str, str]:
+    user, secret = urllib.parse.unquote(username), urllib.parse.unquote(password or "")
+    token = base64.b64encode(f"{user}:{secret}".encode()).decode("ascii")
+    return "authorization", f"Basic {token}"
+
+
 def _auth_header(spec: HttpClientSpec) -> tuple[str, str] | None:
     if spec.auth == "none":
         return None
     secret = spec.resolved_secret()
     if spec.auth == "basic":
-        token = base64.b64encode(f"{spec.username}:{secret}".encode()).decode("ascii")
-        return "authorization", f"Basic {token}"
+        return _basic(spec.username, secret)
     if spec.auth == "bearer":
         return "authorization", f"Bearer {secret}"
     return spec.auth_header.lower(), secret
