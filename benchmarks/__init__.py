@@ -52,6 +52,11 @@ BENCHMARKS: dict[str, Benchmark] = {
         "CSV split + map + re-batch (aggregator) vs a hand-written loop; peak RSS of a "
         "1M-row (~100 MB) CSV split",
     ),
+    "http": Benchmark(
+        "benchmarks.http",
+        "HTTP consumer (POST JSON -> route -> reply) vs a raw ASGI app on uvicorn; HTTP "
+        "producer at 50 concurrent vs raw aiohttp",
+    ),
     "idempotent": Benchmark(
         "benchmarks.idempotent",
         "idempotent consumer checks/s on memory, SQLite, PostgreSQL and Redis vs the same "

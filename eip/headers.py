@@ -29,6 +29,7 @@ __all__ = [
     "HTTP_REQUEST_PATH",
     "HTTP_REQUEST_QUERY",
     "HTTP_REQUEST_URL",
+    "HTTP_RESPONSE_HEADERS",
     "HTTP_RESPONSE_STATUS",
     "HTTP_STATUS",
     "MESSAGE_ID",
@@ -100,3 +101,5 @@ HTTP_REQUEST_QUERY = "eip.http.request.query"
 #: A whole URL replacing the endpoint's (same host rules: one pool per endpoint).
 HTTP_REQUEST_URL = "eip.http.request.url"
 HTTP_RESPONSE_STATUS = "eip.http.response.status"
+#: Exchange property: the response's headers (a case-insensitive mapping).
+HTTP_RESPONSE_HEADERS = "eip.http.response.headers"

@@ -1,4 +1,5 @@
-"""The HTTP producer: httpx's API on a fast connection pool, one pooled client per endpoint.
+"""The HTTP producer: one pooled client per endpoint, on eip's lean aiohttp path by default
+(or httpx's client: :mod:`eip.components.http.calls` says why and when).
 
 The request: method from ``eip.http.request.method``, else the endpoint's ``method``, else POST
 when there is a body and GET when there is none; the URL is the endpoint's, or
@@ -9,7 +10,8 @@ a dict) as JSON. Content type: the endpoint's ``content_type``, else the exchang
 forwarded, nothing else; then authentication and ``traceparent``.
 
 The reply: the body becomes the response's bytes; ``eip.http.response.status`` and
-``content-type`` are set. Status >= 400 raises :class:`~eip.errors.HttpOperationFailed`
+``content-type`` are set, and the response headers are in the ``eip.http.response.headers``
+property. Status >= 400 raises :class:`~eip.errors.HttpOperationFailed`
 (``throw_on_failure=false`` keeps the response instead), so redelivery and dead letters apply.
 
 **Timeouts really apply**: ``timeout`` bounds the whole call (connect, send, wait, read the
@@ -19,22 +21,19 @@ ever), and a time-out raises :class:`~eip.errors.ExchangeTimeoutError` naming th
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import fnmatch
 import logging
-import ssl
 import urllib.parse
 from typing import TYPE_CHECKING, Any
-
-import httpx
 
 from eip import headers as H
 from eip.components.base import Producer
 from eip.components.http.binding import encode_reply
+from eip.components.http.calls import Calls, calls_for
 from eip.components.http.spec import HttpClientSpec
 from eip.components.http.tracing import ClientSpans
-from eip.errors import EndpointError, ExchangeTimeoutError, HttpOperationFailed, redact_uri
+from eip.errors import HttpOperationFailed, redact_uri
 from eip.message import Exchange
 from eip.tracing import inject_span
 
@@ -54,109 +53,54 @@ class HttpProducer(Producer):
         self.component = component
         self.spec = spec
         parts = urllib.parse.urlsplit(spec.url)
-        # Credentials in the URL are sent as basic auth, to the URL without them (aiohttp
-        # refuses a URL carrying them next to the Authorization header httpx makes of them).
+        # Credentials in the URL are sent as basic auth, to the URL without them: they then
+        # never reach an error message, a span or a log line.
         self._url_auth = _basic(parts.username, parts.password) if parts.username else None
         if self._url_auth is not None:
             parts = parts._replace(netloc=parts.netloc.rpartition("@")[2])
         self.url = urllib.parse.urlunsplit(parts)
         self.host = parts.hostname or ""
         self.port = parts.port or (443 if parts.scheme == "https" else 80)
-        self.safe_url = redact_uri(spec.url)
-        self.timeout = spec.timeout
-        self.client: httpx.AsyncClient | None = None
+        self.calls: Calls = calls_for(spec, redact_uri(self.url))
         self._auth_header: tuple[str, str] | None = None
         self._copy = [p.lower() for p in spec.copy_headers]
         self._spans: ClientSpans | None = None
 
     async def start(self) -> None:
-        spec = self.spec
-        self._auth_header = _auth_header(spec) or self._url_auth
-        verify: Any = (
-            ssl.create_default_context(cafile=spec.ca_file) if spec.ca_file else spec.verify
-        )
-        limits = httpx.Limits(
-            max_connections=spec.max_connections,
-            max_keepalive_connections=spec.max_connections,
-        )
-        transport: httpx.AsyncBaseTransport
-        if spec.transport == "aiohttp":
-            from httpx_aiohttp import AiohttpTransport
-
-            transport = AiohttpTransport(verify=verify, limits=limits, trust_env=False)
-        else:
-            transport = httpx.AsyncHTTPTransport(verify=verify, limits=limits, trust_env=False)
-        self.client = httpx.AsyncClient(
-            transport=transport,
-            timeout=httpx.Timeout(spec.timeout, connect=spec.connect_timeout),
-            follow_redirects=spec.follow_redirects,
-            trust_env=False,
-        )
+        self._auth_header = _auth_header(self.spec) or self._url_auth
+        await self.calls.start()
         tracing = self.component.context.tracing
         self._spans = ClientSpans(tracing, self.host, self.port) if tracing.enabled else None
 
     async def stop(self) -> None:
-        if self.client is not None:
-            await self.client.aclose()
-            self.client = None
+        await self.calls.stop()
 
     def process(self, exchange: Exchange) -> Any:
         return self._call(exchange)
 
     async def _call(self, exchange: Exchange) -> None:
-        client = self.client
-        if client is None:
-            raise EndpointError(f"HTTP producer {self.safe_url} is not started", endpoint=self.uri)
         method, url, headers, content = self._request(exchange)
-        span = self._spans.start(exchange, method, redact_uri(url)) if self._spans else None
-        if span is not None:
+        spans = self._spans
+        if spans is None:
+            status, reply_headers, data = await self.calls.call(method, url, headers, content)
+        else:
+            span = spans.start(exchange, method, url)
             inject_span(span, headers)
-        try:
-            async with asyncio.timeout(self.timeout):
-                response = await client.request(method, url, content=content, headers=headers)
-                data = await response.aread()
-        except TimeoutError as exc:
-            error: Exception = ExchangeTimeoutError(
-                f"{method} {redact_uri(url)} timed out after {self.timeout}s", endpoint=self.uri
-            )
-            self._fail(span, error)
-            raise error from exc
-        except httpx.TimeoutException as exc:
-            if not _timed_out(exc):
-                error = EndpointError(
-                    f"{method} {redact_uri(url)} failed: {type(exc.__cause__).__name__}: {exc}",
-                    endpoint=self.uri,
-                )
-                self._fail(span, error)
-                raise error from exc
-            error = ExchangeTimeoutError(
-                f"{method} {redact_uri(url)} timed out ({type(exc).__name__})", endpoint=self.uri
-            )
-            self._fail(span, error)
-            raise error from exc
-        except httpx.HTTPError as exc:
-            error = EndpointError(
-                f"{method} {redact_uri(url)} failed: {type(exc).__name__}: {exc}",
-                endpoint=self.uri,
-            )
-            self._fail(span, error)
-            raise error from exc
-        status = response.status_code
-        if span is not None:
-            assert self._spans is not None
-            self._spans.finish(span, status)
-        exchange.headers[H.HTTP_RESPONSE_STATUS] = status
-        content_type = response.headers.get("content-type")
+            try:
+                status, reply_headers, data = await self.calls.call(method, url, headers, content)
+            except Exception as exc:
+                spans.fail(span, exc)
+                raise
+            spans.finish(span, status)
+        out = exchange.headers
+        out[H.HTTP_RESPONSE_STATUS] = status
+        content_type = reply_headers.get("content-type")
         if content_type is not None:
-            exchange.headers["content-type"] = content_type
+            out["content-type"] = content_type
+        exchange.properties[H.HTTP_RESPONSE_HEADERS] = reply_headers
         if status >= 400 and self.spec.throw_on_failure:
-            raise HttpOperationFailed(method, url, status, data, dict(response.headers))
+            raise HttpOperationFailed(method, url, status, data, dict(reply_headers))
         exchange.body = data
-
-    def _fail(self, span: Any, error: Exception) -> None:
-        if span is not None:
-            assert self._spans is not None
-            self._spans.fail(span, error)
 
     def _request(self, exchange: Exchange) -> tuple[str, str, dict[str, str], bytes | None]:
         spec = self.spec
@@ -198,17 +142,6 @@ def _join(url: str, path: str) -> str:
     base, sep, query = url.partition("?")
     joined = base.rstrip("/") + "/" + urllib.parse.quote(path.lstrip("/"), safe="/:@!$&'()*+,;=")
     return joined + sep + query
-
-
-def _timed_out(exc: httpx.TimeoutException) -> bool:
-    """False for the aiohttp faults httpx_aiohttp maps to ConnectTimeout that are no time-out
-    (every aiohttp ClientConnectionError: a refused connection, a server that hung up)."""
-    cause = exc.__cause__
-    return cause is None or isinstance(cause, TimeoutError) or not _from_aiohttp(cause)
-
-
-def _from_aiohttp(exc: BaseException) -> bool:
-    return type(exc).__module__.startswith("aiohttp.")
 
 
 def _basic(username: str, password: str | None) -> tuple[str, str]:

@@ -133,15 +133,23 @@ class HttpClientSpec(EndpointSpec, frozen=True):
     content_type: str = ""
     verify: bool = True
     ca_file: str = ""
-    #: ``aiohttp`` (httpx's API on aiohttp's connection pool: the fast one, measured in
-    #: benchmarks/README.md) or ``httpx`` (httpx's own pool).
+    #: ``aiohttp`` (eip's lean path on an aiohttp session: the fast one, measured in
+    #: benchmarks/README.md) or ``httpx`` (httpx's client and pool); see
+    #: :mod:`eip.components.http.calls`.
     transport: Literal["aiohttp", "httpx"] = "aiohttp"
+    #: An ``httpx.AsyncClient`` of your own (typed form only; implies the httpx path). eip
+    #: does not close it.
+    client: Any = None
 
     @property
     def uri(self) -> str:
-        # The URL keeps its own scheme (http:// or https://) in the canonical form.
-        text = super().uri
-        return text.replace(f"http:{self.url}", self.url, 1)
+        # The URL keeps its own scheme (http:// or https://) in the canonical form; a client
+        # object is not an option, but two clients make two endpoints.
+        plain = msgspec.structs.replace(self, client=None)
+        text = super(HttpClientSpec, plain).uri.replace(f"http:{self.url}", self.url, 1)
+        if self.client is not None:
+            text += f"{'&' if '?' in text else '?'}client=httpx@{id(self.client):x}"
+        return text
 
     def resolved_secret(self) -> str:
         """The secret for ``auth`` (read when the producer starts; never logged)."""
@@ -164,4 +172,6 @@ def http_server(path: str, **options: Any) -> HttpServerSpec:
 
 def http_client(url: str, **options: Any) -> HttpClientSpec:
     """Typed form of ``https://host/path?...``; the URL may carry its own query string."""
-    return msgspec.convert({"url": url, **options}, HttpClientSpec)
+    client = options.pop("client", None)
+    spec = msgspec.convert({"url": url, **options}, HttpClientSpec)
+    return msgspec.structs.replace(spec, client=client) if client is not None else spec
