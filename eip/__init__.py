@@ -9,6 +9,7 @@ Write routes of Enterprise Integration Patterns in a Python DSL, run them in a
 
 from eip.components.direct import direct
 from eip.components.file import file
+from eip.components.http import http_client, http_server
 from eip.components.log import log_endpoint
 from eip.components.mock import mock
 from eip.components.seda import seda
@@ -29,6 +30,7 @@ from eip.errors import (
     EndpointError,
     ExchangeError,
     ExchangeTimeoutError,
+    HttpOperationFailed,
     InvalidCorrelationKeyError,
     LifecycleError,
     MappingError,
@@ -61,6 +63,7 @@ __all__ = [
     "ExchangePattern",
     "ExchangeTimeoutError",
     "Expression",
+    "HttpOperationFailed",
     "InvalidCorrelationKeyError",
     "LifecycleError",
     "MappingError",
@@ -86,6 +89,8 @@ __all__ = [
     "exchange_property",
     "file",
     "header",
+    "http_client",
+    "http_server",
     "log_endpoint",
     "merge_dicts",
     "mock",

@@ -126,5 +126,3 @@ def _compile_to_d(step: ToDynamicDef, cc: CompileContext) -> Step:
         if is_async_callable(render):
             raise cc.error("to_d expressions must be plain functions (they name an endpoint)")
     return _DynamicSend(render, cc.context, step.cache_size)
-
-

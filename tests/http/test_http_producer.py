@@ -470,6 +470,29 @@ async def test_httpx_transport_makes_the_same_round_trip(erp: FakeErp) -> None:
     assert exchange.headers[H.HTTP_RESPONSE_STATUS] == 201
 
 
+async def test_a_users_own_httpx_client_is_used_and_left_open() -> None:
+    """The in-memory twin for users' unit tests: httpx.MockTransport behind the same route."""
+    import httpx
+
+    seen: list[httpx.Request] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(202, json={"queued": True})
+
+    client = httpx.AsyncClient(transport=httpx.MockTransport(answer))
+    exchange = await exchange_for(
+        http_client("http://erp.test/api/customers", client=client), {"id": 1}
+    )
+    assert exchange.exception is None
+    assert exchange.headers[H.HTTP_RESPONSE_STATUS] == 202
+    assert json.loads(exchange.body) == {"queued": True}
+    assert exchange.properties[H.HTTP_RESPONSE_HEADERS]["content-type"] == "application/json"
+    assert [(r.method, str(r.url)) for r in seen] == [("POST", "http://erp.test/api/customers")]
+    assert not client.is_closed  # eip does not close a client it did not make
+    await client.aclose()
+
+
 async def test_to_d_reaches_the_path_the_headers_name(erp: FakeErp) -> None:
     erp.reply("/api/customers/*", Reply(200, json={"ok": True}))
     template = "http://127.0.0.1:{headers[port]}/api/customers/{headers[id]}"
