@@ -91,15 +91,17 @@ async def test_metrics_count_exchanges_per_route(ops: Any) -> None:
 @pytest.mark.rabbitmq
 async def test_ready_goes_false_when_a_consumer_loses_its_connection(ops: Any) -> None:
     queue = f"ops-{uuid.uuid4().hex[:8]}"
-    context, url = await ops(queue)
+    _, url = await ops(queue)
     async with httpx.AsyncClient() as client:
         assert (await client.get(f"{url}/health/ready")).status_code == 200
-        subprocess.run(
-            ["rabbitmqctl", "close_all_connections", "ops test"],
-            check=True,
-            capture_output=True,
-            timeout=60,
+        closing = await asyncio.create_subprocess_exec(
+            "rabbitmqctl",
+            "close_all_connections",
+            "ops test",
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
+        assert await asyncio.wait_for(closing.wait(), 60) == 0
         seen_down = False
         for _ in range(200):
             answer = await client.get(f"{url}/health/ready")
