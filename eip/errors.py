@@ -23,8 +23,11 @@
         ├── CircuitOpenError         a circuit breaker is open and has no fallback
         └── EndpointError            a transport failed; third-party faults are mapped here
             │                        at the component boundary with ``raise ... from exc``
-            └── HttpOperationFailed  an HTTP call answered status >= 400: status, URL
-                                     (credentials redacted), response body excerpt
+            ├── HttpOperationFailed  an HTTP call answered status >= 400: status, URL
+            │                        (credentials redacted), response body excerpt
+            └── SoapFault            a SOAP Fault: code (namespace resolved), subcodes, reason,
+                                     detail (typed data when the WSDL declares it); raised by
+                                     the soap: producer, and raised by routes to answer one
 
 Control flow (stopping a route, filtering) is not expressed with exceptions.
 """
@@ -50,6 +53,7 @@ __all__ = [
     "NoMessageIdError",
     "ResolveEndpointError",
     "RouteDefinitionError",
+    "SoapFault",
     "ThrottledError",
     "UnmarshalError",
     "redact_uri",
@@ -206,6 +210,47 @@ class HttpOperationFailed(EndpointError):
         self.headers = headers or {}
         excerpt = f": {self.body}" if self.body else ""
         super().__init__(f"HTTP {status_code} from {method} {self.url}{excerpt}", endpoint=self.url)
+
+
+class SoapFault(EndpointError):
+    """A SOAP Fault, in both directions.
+
+    From the ``soap:`` producer: what the service answered. ``code`` is the fault code in
+    Clark notation with its namespace resolved (``{http://schemas.xmlsoap.org/soap/envelope/}
+    Client``; zeep leaves the prefix unresolved), ``kind`` says ``client`` or ``server``,
+    ``subcodes`` are SOAP 1.2's, ``fault`` names the WSDL fault whose element the detail holds
+    (``CustomerFault``) and ``detail`` is that detail as plain data (or the raw element's text
+    when the WSDL declares none).
+
+    In a route served by a ``soap:`` consumer: raise it to answer a fault, e.g.
+    ``SoapFault("customer is locked", kind="client", fault="CustomerFault",
+    detail={"code": "LOCKED", "message": "..."})``; the detail is written as the WSDL's fault
+    element. Any other failure answers a Server/Receiver fault that says nothing of internals.
+    """
+
+    def __init__(
+        self,
+        reason: str,
+        *,
+        kind: str = "server",
+        code: str | None = None,
+        subcodes: tuple[str, ...] = (),
+        fault: str | None = None,
+        detail: object = None,
+        http_status: int | None = None,
+        endpoint: str | None = None,
+    ) -> None:
+        if kind not in ("client", "server"):
+            raise ValueError(f"SoapFault kind must be 'client' or 'server', got {kind!r}")
+        self.reason = reason
+        self.kind = kind
+        self.code = code
+        self.subcodes = tuple(subcodes)
+        self.fault = fault
+        self.detail = detail
+        self.http_status = http_status
+        label = fault or (code.rpartition("}")[2] if code else kind.capitalize())
+        super().__init__(f"SOAP fault {label}: {reason}", endpoint=endpoint)
 
 
 class NoMessageIdError(ExchangeError):

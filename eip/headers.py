@@ -35,6 +35,9 @@ __all__ = [
     "MESSAGE_ID",
     "REDELIVERED",
     "REDELIVERY_COUNT",
+    "SOAP_ACTION",
+    "SOAP_OPERATION",
+    "SOAP_VERSION",
     "SPLIT_COMPLETE",
     "SPLIT_INDEX",
     "SPLIT_SIZE",
@@ -103,3 +106,9 @@ HTTP_REQUEST_URL = "eip.http.request.url"
 HTTP_RESPONSE_STATUS = "eip.http.response.status"
 #: Exchange property: the response's headers (a case-insensitive mapping).
 HTTP_RESPONSE_HEADERS = "eip.http.response.headers"
+
+# SOAP: the operation (set by the consumer; read by the producer, where it picks the
+# operation to call), the SOAP version of the request ("1.1"/"1.2") and its SOAPAction.
+SOAP_OPERATION = "eip.soap.operation"
+SOAP_VERSION = "eip.soap.version"
+SOAP_ACTION = "eip.soap.action"

@@ -26,6 +26,7 @@ BUILTIN_COMPONENTS = {
     "rabbitmq": "eip.components.rabbitmq:RabbitMQComponent",
     "http": "eip.components.http:HttpComponent",
     "https": "eip.components.http:HttpsComponent",
+    "soap": "eip.components.soap:SoapComponent",
 }
 
 

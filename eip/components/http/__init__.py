@@ -105,15 +105,16 @@ class HttpComponent(Component):
     # -- servers ---------------------------------------------------------------------------
     def server_for(self, spec: HttpServerSpec) -> HttpServer:
         """The shared server of the spec's address (created on first use)."""
-        host, port = self.settings.address()
-        if spec.host:
-            host = spec.host
-        if spec.port >= 0:
-            port = spec.port
-        key = (host, port)
+        return self.server_at(spec.host, spec.port)
+
+    def server_at(self, host: str = "", port: int = -1) -> HttpServer:
+        """The shared server of an address ("" and -1: the settings' defaults), created on
+        first use; SOAP services share it with HTTP routes."""
+        default_host, default_port = self.settings.address()
+        key = (host or default_host, port if port >= 0 else default_port)
         server = self.servers.get(key)
         if server is None:
-            server = self.servers[key] = HttpServer(self.settings, host, port)
+            server = self.servers[key] = HttpServer(self.settings, *key)
             server.on_change = lambda: self._document_changed(server)
             self._add_openapi(server)
         return server
@@ -128,9 +129,6 @@ class HttpComponent(Component):
                 return next(iter(self.servers.values()))
             raise LookupError("no HTTP route uses the default server")
         return found
-
-    async def start_server(self, server: HttpServer) -> None:
-        await server.start()
 
     async def stop(self) -> None:
         for server in self.servers.values():

@@ -21,19 +21,17 @@ handled counts as delivered: the client gets the normal answer and need not retr
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import urllib.parse
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
 from eip import headers as H
-from eip.components.base import Consumer
-from eip.components.http.auth import Authenticator, Denial
+from eip.components.http.auth import Denial
 from eip.components.http.binding import BodyBinder, UnsupportedMediaType, encode_reply
+from eip.components.http.intake import ServedConsumer, decode_headers, log_failure
 from eip.components.http.openapi import OperationDoc
-from eip.components.http.server import HttpServer, Receive, Scope, Send, json_headers, respond
+from eip.components.http.server import Receive, Scope, Send, respond
 from eip.components.http.spec import HttpServerSpec
 from eip.components.http.tracing import ServerSpans
 from eip.errors import UnmarshalError
@@ -45,14 +43,8 @@ if TYPE_CHECKING:
 
 __all__ = ["HttpConsumer"]
 
-log = logging.getLogger("eip.http")
-_failures = logging.getLogger("eip.route.failures")
 _encode = msgspec.json.Encoder().encode
 
-_TOO_LARGE = b'{"error":"request body too large"}'
-_TIMEOUT = b'{"error":"request body not received in time"}'
-_STOPPED = b'{"error":"route not running"}'
-_BAD_LENGTH = b'{"error":"invalid content-length"}'
 #: Never sent back as response headers, whatever the route left on the exchange.
 _RESERVED = frozenset(
     {
@@ -73,25 +65,18 @@ _RESERVED = frozenset(
 )
 
 
-class HttpConsumer(Consumer):
-    stops_after_drain: ClassVar[bool] = False
-
+class HttpConsumer(ServedConsumer):
     def __init__(self, component: HttpComponent, spec: HttpServerSpec, route: Route) -> None:
-        super().__init__(route)
+        super().__init__(
+            route,
+            component.server_for(spec),
+            path=spec.path,
+            methods=[m.upper() for m in spec.methods],
+            auth=spec.auth_spec(),
+            max_body_size=spec.max_body_size,
+        )
         self.component = component
         self.spec = spec
-        self.server: HttpServer = component.server_for(spec)
-        settings = self.server.settings
-        self.methods = [m.upper() for m in spec.methods]
-        self.max_body = spec.max_body_size if spec.max_body_size >= 0 else settings.max_body_size
-        self.request_timeout = settings.request_timeout
-        auth_spec = spec.auth_spec() or settings.auth
-        self.auth = (
-            Authenticator(auth_spec)
-            if auth_spec is not None and auth_spec.scheme != "none"
-            else None
-        )
-        self._secret_headers = self.auth.secret_headers if self.auth is not None else ()
         self.binder = (
             BodyBinder(spec.body, spec.consumes, self.max_body) if spec.body is not None else None
         )
@@ -99,8 +84,6 @@ class HttpConsumer(Consumer):
             ExchangePattern.IN_ONLY if spec.pattern == "in-only" else ExchangePattern.IN_OUT
         )
         self.in_only = self.pattern is ExchangePattern.IN_ONLY
-        self.accepting = False
-        self._registered = False
         self._spans: ServerSpans | None = None
         self._operations = self._describe() if spec.openapi else []
 
@@ -130,27 +113,10 @@ class HttpConsumer(Consumer):
             for method in methods
         ]
 
-    @property
-    def ready(self) -> bool:
-        return self.accepting and self.server.started
-
     async def start(self) -> None:
         tracing = self.component.context.tracing
         self._spans = ServerSpans(tracing, self.spec.path, self.server) if tracing.enabled else None
-        if not self._registered:
-            self.server.add(self.spec.path, self.methods, self)
-            self._registered = True
-        await self.component.start_server(self.server)
-        self.accepting = True
-
-    async def stop(self) -> None:
-        # Stay registered, answering 503: a stopped route is unavailable, not unknown.
-        self.accepting = False
-
-    def unregister(self) -> None:
-        if self._registered:
-            self.server.remove(self)
-            self._registered = False
+        await super().start()
 
     # -- one request ---------------------------------------------------------------------
     async def handle(
@@ -158,8 +124,7 @@ class HttpConsumer(Consumer):
     ) -> None:
         """The whole request in one coroutine (this is the per-request hot path)."""
         if not self.accepting:
-            retry = json_headers(len(_STOPPED), [(b"retry-after", b"5")])
-            await respond(send, 503, _STOPPED, retry)
+            await self.refuse_stopped(send)
             return
         server = self.server
         if server.inflight >= server.max_concurrency:
@@ -167,22 +132,11 @@ class HttpConsumer(Consumer):
             return
         server.inflight += 1
         try:
-            raw = scope["headers"]
-            headers: dict[str, Any] = {
-                k.decode("latin-1"): v.decode("latin-1") for k, v in raw if k[:4] != b"eip."
-            }
-            if len(headers) != len(raw):
-                headers = _combine(raw)
-            principal = None
-            if self.auth is not None:
-                outcome = self.auth.check(headers)
-                if isinstance(outcome, Denial):
-                    await respond(send, outcome.status, outcome.body, outcome.headers)
-                    return
-                principal = outcome
-                for secret in self._secret_headers:
-                    headers.pop(secret, None)
-            body = await self._read_body(receive, send, headers.get("content-length"))
+            headers = decode_headers(scope["headers"])
+            principal = await self.authenticate(headers, send) if self.auth is not None else None
+            if isinstance(principal, Denial):
+                return
+            body = await self.read_body(receive, send, headers.get("content-length"))
             if body is None:
                 return
             if self.binder is not None:
@@ -220,7 +174,7 @@ class HttpConsumer(Consumer):
                         await result
                 except Exception as exc:
                     exchange.exception = exc
-                    _log_failure(route.id, exchange, exc)
+                    log_failure(route.id, exchange, exc)
                 done = exchange.done()
                 if done is not None:
                     await done
@@ -232,49 +186,6 @@ class HttpConsumer(Consumer):
                 spans.finish(span, status, exchange)
         finally:
             server.inflight -= 1
-
-    async def _read_body(self, receive: Receive, send: Send, length: str | None) -> bytes | None:
-        """The whole body, or None after answering 400/408/413 (or when the client left).
-
-        Bytes are counted as they arrive, so a chunked body is bounded too; the time a client
-        may take is bounded by the server's read sweep (uvicorn bounds neither)."""
-        limit = self.max_body
-        if length is not None:
-            try:
-                declared = int(length)
-            except ValueError:
-                await respond(send, 400, _BAD_LENGTH)
-                return None
-            if declared > limit:
-                await respond(send, 413, _TOO_LARGE)
-                return None
-        server = self.server
-        token = server.reading(self.request_timeout)
-        try:
-            message = await receive()
-            chunks: list[bytes] | None = None
-            body: bytes = message.get("body", b"")
-            size = len(body)
-            while message.get("more_body") and size <= limit:
-                if chunks is None:
-                    chunks = [body]
-                message = await receive()
-                chunk = message.get("body", b"")
-                size += len(chunk)
-                chunks.append(chunk)
-        except asyncio.CancelledError:
-            if not server.done_reading(token):
-                raise
-            close = json_headers(len(_TIMEOUT), [(b"connection", b"close")])
-            await respond(send, 408, _TIMEOUT, close)
-            return None
-        server.done_reading(token)
-        if message["type"] == "http.disconnect":
-            return None
-        if size > limit:
-            await respond(send, 413, _TOO_LARGE)
-            return None
-        return body if chunks is None else b"".join(chunks)
 
     async def _answer(self, send: Send, exchange: Exchange, incoming: dict[str, Any]) -> int:
         failure = exchange.exception
@@ -320,24 +231,6 @@ class _Missing:
 
 
 _MISSING = _Missing()
-
-
-def _combine(raw: list[tuple[bytes, bytes]]) -> dict[str, Any]:
-    """Headers with repeated names joined by ", " (RFC 9110 5.3), ``eip.*`` names dropped."""
-    headers: dict[str, Any] = {}
-    for raw_name, raw_value in raw:
-        name = raw_name.decode("latin-1")
-        if name.startswith("eip."):
-            continue
-        value = raw_value.decode("latin-1")
-        headers[name] = f"{headers[name]}, {value}" if name in headers else value
-    return headers
-
-
-def _log_failure(route_id: str, exchange: Exchange, exc: Exception) -> None:
-    _failures.error(
-        "route %s failed exchange %s: %s: %s", route_id, exchange.id, type(exc).__name__, exc
-    )
 
 
 def _add_query(headers: dict[str, Any], query: str) -> None:

@@ -33,8 +33,10 @@ from eip.components.base import EndpointSpec
 from eip.components.http.auth import AuthSpec
 
 __all__ = [
+    "AuthScheme",
     "HttpClientSpec",
     "HttpServerSpec",
+    "auth_spec_of",
     "http_client",
     "http_server",
 ]
@@ -94,19 +96,7 @@ class HttpServerSpec(EndpointSpec, frozen=True):
 
     def auth_spec(self) -> AuthSpec | None:
         """This route's own authentication, or None to inherit the server's."""
-        if not self.auth:
-            return None
-        return AuthSpec(
-            scheme=self.auth,
-            header=self.auth_header,
-            credentials=self.credentials,
-            credentials_env=self.credentials_env,
-            jwt_algorithms=list(self.jwt_algorithms),
-            jwt_key_file=self.jwt_key_file,
-            jwt_audience=self.jwt_audience,
-            jwt_issuer=self.jwt_issuer,
-            required_scopes=list(self.required_scopes),
-        )
+        return auth_spec_of(self)
 
 
 class HttpClientSpec(EndpointSpec, frozen=True):
@@ -159,6 +149,24 @@ class HttpClientSpec(EndpointSpec, frozen=True):
                 raise ValueError(f"secret_env '{self.secret_env}' is not set")
             return value
         return self.secret
+
+
+def auth_spec_of(spec: Any) -> AuthSpec | None:
+    """The AuthSpec of a served endpoint's flat auth options (``auth``, ``credentials_env``,
+    ...), shared by ``http:`` and ``soap:``; None when ``auth`` is empty (inherit)."""
+    if not spec.auth:
+        return None
+    return AuthSpec(
+        scheme=spec.auth,
+        header=spec.auth_header,
+        credentials=spec.credentials,
+        credentials_env=spec.credentials_env,
+        jwt_algorithms=list(spec.jwt_algorithms),
+        jwt_key_file=spec.jwt_key_file,
+        jwt_audience=spec.jwt_audience,
+        jwt_issuer=spec.jwt_issuer,
+        required_scopes=list(spec.required_scopes),
+    )
 
 
 def http_server(path: str, **options: Any) -> HttpServerSpec:

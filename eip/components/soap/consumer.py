@@ -1,0 +1,280 @@
+"""The SOAP consumer: a service served from its WSDL on eip's shared HTTP server.
+
+Per request: authenticate (the ``http:`` options), read the body within the size limit, parse
+the envelope with the hardened parser (no DTD, no entities, no network: an XXE or a billion
+laughs is a Client fault), find the operation from the QName of the Body's child (SOAPAction
+is only a hint, for WSDLs where two operations share a request element), validate the request
+against the WSDL's XSD with lxml (zeep alone would read an ``xs:int`` of "abc" as None), read
+it into plain data, run the route, and write its body as the operation's output element.
+
+What the route sees: the request as plain data (dicts, lists, Decimal, date), headers
+``eip.soap.operation``, ``eip.soap.version`` (``1.1``/``1.2``) and ``eip.soap.action``, and the
+HTTP request headers (credentials removed). One-way operations run in-only and answer 202
+with no envelope once the route completed.
+
+Faults are answered in the version the request used:
+
+- the request's fault (not SOAP, unknown operation, schema-invalid: the message names the
+  element): 1.1 ``Client`` (HTTP 500), 1.2 ``Sender`` (HTTP 400);
+- the route raised :class:`~eip.errors.SoapFault`: its kind, subcodes and reason, and its
+  detail written as the WSDL fault element it names (a typed fault);
+- any other failure: 1.1 ``Server`` / 1.2 ``Receiver`` (HTTP 500), saying only that the
+  service failed and which exchange (``expose_errors=true`` adds the error itself).
+
+``GET <path>?wsdl`` serves the WSDL with its ``soap:address`` locations pointing at this
+server, and ``?xsd=<file>`` the local schemas it imports.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from lxml import etree
+
+from eip import headers as H
+from eip.components.http.auth import Denial
+from eip.components.http.intake import ServedConsumer, decode_headers
+from eip.components.http.server import Receive, Scope, Send, respond
+from eip.components.http.tracing import ServerSpans
+from eip.components.soap.envelope import (
+    FaultCode,
+    SoapEnvelopeError,
+    SoapVersion,
+    build_fault,
+    build_response,
+    content_type,
+    fault_http_status,
+    parse_envelope,
+)
+from eip.components.soap.schema import WsdlSchema
+from eip.components.soap.spec import SoapServerSpec
+from eip.components.soap.wsdl import WsdlOperation
+from eip.components.soap.wsdl_document import ServedWsdl
+from eip.components.soap.zeep_support import data_to_element, element_to_data, load_client
+from eip.errors import SoapFault, UnmarshalError
+from eip.message import Exchange, ExchangePattern
+
+if TYPE_CHECKING:
+    from eip.components.soap import SoapComponent
+    from eip.runtime.route import Route
+
+__all__ = ["SoapConsumer"]
+
+log = logging.getLogger("eip.soap")
+
+
+def _clark(qname: tuple[str, str]) -> str:
+    return f"{{{qname[0]}}}{qname[1]}" if qname[0] else qname[1]
+
+
+def _guess_version(headers: dict[str, Any]) -> SoapVersion:
+    media = str(headers.get("content-type", "")).split(";", 1)[0].strip().lower()
+    return SoapVersion.SOAP12 if media == "application/soap+xml" else SoapVersion.SOAP11
+
+
+class SoapConsumer(ServedConsumer):
+    def __init__(self, component: SoapComponent, spec: SoapServerSpec, route: Route) -> None:
+        http = component.context.component("http")
+        super().__init__(
+            route,
+            http.server_at(spec.host, spec.port),  # type: ignore[attr-defined]
+            path=spec.path,
+            methods=["GET", "POST"],
+            auth=spec.auth_spec(),
+            max_body_size=spec.max_body_size,
+        )
+        self.component = component
+        self.spec = spec
+        self.schema: WsdlSchema | None = None
+        self.client: Any = None
+        self.document: ServedWsdl | None = None
+        self._spans: ServerSpans | None = None
+
+    async def start(self) -> None:
+        if self.schema is None:
+            import asyncio
+
+            self.schema = await asyncio.to_thread(WsdlSchema.load, self.spec.wsdl)
+            self.client = await load_client(self.spec.wsdl, 30.0)
+            self.document = ServedWsdl(self.spec.wsdl, self.schema)
+        tracing = self.component.context.tracing
+        self._spans = ServerSpans(tracing, self.spec.path, self.server) if tracing.enabled else None
+        await super().start()
+
+    # -- one request ---------------------------------------------------------------------
+    async def handle(
+        self, scope: Scope, receive: Receive, send: Send, params: dict[str, str] | None
+    ) -> None:
+        if not self.accepting:
+            await self.refuse_stopped(send)
+            return
+        headers = decode_headers(scope["headers"])
+        if isinstance(await self.authenticate(headers, send), Denial):
+            return
+        if scope["method"] != "POST":
+            await self._serve_document(scope, send)
+            return
+        server = self.server
+        if server.inflight >= server.max_concurrency:
+            await server.overloaded(send)
+            return
+        server.inflight += 1
+        try:
+            body = await self.read_body(receive, send, headers.get("content-length"))
+            if body is not None:
+                await self._call(scope, send, headers, body)
+        finally:
+            server.inflight -= 1
+
+    async def _call(self, scope: Scope, send: Send, headers: dict[str, Any], body: bytes) -> None:
+        assert self.schema is not None
+        version = _guess_version(headers)
+        try:
+            envelope = parse_envelope(body, max_size=self.max_body)
+            version = envelope.version
+            action = headers.get("soapaction") or _action_parameter(headers)
+            operation = self.schema.operation_for(envelope.qname, soap_action=action)
+            if operation is None:
+                raise UnmarshalError(
+                    "soap", f"no operation takes {_clark(envelope.qname)}", location="Body"
+                )
+            if self.spec.validate:
+                self.schema.validate(envelope.payload)
+            data = element_to_data(self.client, _clark(envelope.qname), envelope.payload)
+        except (SoapEnvelopeError, UnmarshalError) as exc:
+            reason = f"{exc.location}: {exc.reason}" if exc.location else exc.reason
+            await self._fault(send, version, "client", f"invalid request: {reason}")
+            return
+        headers[H.SOAP_OPERATION] = operation.name
+        headers[H.SOAP_VERSION] = version.value
+        if action:
+            headers[H.SOAP_ACTION] = str(action).strip('"')
+        pattern = ExchangePattern.IN_ONLY if operation.one_way else ExchangePattern.IN_OUT
+        exchange = Exchange(data, headers, pattern)
+        spans = self._spans
+        span = spans.start(scope, exchange) if spans is not None else None
+        await self.run_route(exchange)
+        status = await self._answer(send, version, operation, exchange)
+        if span is not None:
+            assert spans is not None
+            spans.finish(span, status, exchange)
+
+    async def _answer(
+        self, send: Send, version: SoapVersion, operation: WsdlOperation, exchange: Exchange
+    ) -> int:
+        failure = exchange.exception
+        if failure is not None:
+            return await self._failed(send, version, operation, exchange, failure)
+        if operation.output is None:
+            await respond(send, 202, b"", [(b"content-length", b"0")])
+            return 202
+        try:
+            element = data_to_element(self.client, _clark(operation.output), exchange.body)
+            if self.spec.validate:
+                assert self.schema is not None
+                self.schema.validate(element)
+        except Exception as exc:
+            log.error(
+                "route %s: the reply of %s does not fit the WSDL's %s: %s",
+                self.route.id,
+                operation.name,
+                operation.output[1],
+                exc,
+            )
+            return await self._fault(
+                send, version, "server", self._server_reason(exchange, exc, "invalid reply")
+            )
+        data = build_response(version, element)
+        await respond(send, 200, data, _xml_headers(version, data))
+        return 200
+
+    async def _failed(
+        self,
+        send: Send,
+        version: SoapVersion,
+        operation: WsdlOperation,
+        exchange: Exchange,
+        failure: BaseException,
+    ) -> int:
+        if isinstance(failure, SoapFault):
+            detail = self._detail(operation, failure)
+            subcodes = tuple(_qname(code) for code in failure.subcodes)
+            kind = "client" if failure.kind == "client" else "server"
+            return await self._fault(send, version, kind, failure.reason, subcodes, detail)
+        if isinstance(failure, UnmarshalError):
+            return await self._fault(send, version, "client", f"invalid request: {failure}")
+        return await self._fault(
+            send, version, "server", self._server_reason(exchange, failure, "service failed")
+        )
+
+    def _server_reason(self, exchange: Exchange, failure: BaseException, what: str) -> str:
+        reason = f"{what} (exchange {exchange.id})"
+        if self.spec.expose_errors:
+            reason += f": {type(failure).__name__}: {failure}"
+        return reason
+
+    def _detail(self, operation: WsdlOperation, failure: SoapFault) -> etree._Element | None:
+        detail = failure.detail
+        if isinstance(detail, etree._Element):
+            return detail
+        declared = operation.fault(failure.fault) if failure.fault else None
+        if declared is None:
+            if detail is None:
+                return None
+            element = etree.Element("message")
+            element.text = str(detail)
+            return element
+        try:
+            return data_to_element(self.client, _clark(declared.element), detail)
+        except Exception as exc:
+            log.error(
+                "route %s: fault %s detail cannot be written: %s", self.route.id, declared.name, exc
+            )
+            return None
+
+    async def _fault(
+        self,
+        send: Send,
+        version: SoapVersion,
+        code: str,
+        reason: str,
+        subcodes: tuple[tuple[str, str], ...] = (),
+        detail: etree._Element | None = None,
+    ) -> int:
+        kind: FaultCode = "client" if code == "client" else "server"
+        data = build_fault(version, code=kind, reason=reason, subcodes=subcodes, detail=detail)
+        status = fault_http_status(version, kind)
+        await respond(send, status, data, _xml_headers(version, data))
+        return status
+
+    async def _serve_document(self, scope: Scope, send: Send) -> None:
+        assert self.document is not None
+        query = scope["query_string"].decode("latin-1")
+        found = self.document.answer(query, f"{self.server.base_url}{self.spec.path}")
+        if found is None:
+            body = b'{"error":"GET ?wsdl for the WSDL, POST a SOAP envelope to call"}'
+            await respond(send, 404, body)
+            return
+        await respond(send, 200, found, _xml_headers(None, found))
+
+
+def _xml_headers(version: SoapVersion | None, data: bytes) -> list[tuple[bytes, bytes]]:
+    kind = content_type(version) if version is not None else "text/xml; charset=utf-8"
+    return [(b"content-type", kind.encode()), (b"content-length", str(len(data)).encode())]
+
+
+def _action_parameter(headers: dict[str, Any]) -> str | None:
+    """SOAP 1.2 carries the action as a ``Content-Type`` parameter."""
+    for part in str(headers.get("content-type", "")).split(";")[1:]:
+        name, _, value = part.strip().partition("=")
+        if name.lower() == "action":
+            return value.strip('"')
+    return None
+
+
+def _qname(code: str) -> tuple[str, str]:
+    if code.startswith("{"):
+        namespace, _, local = code[1:].partition("}")
+        return namespace, local
+    return "", code

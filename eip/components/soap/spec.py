@@ -1,0 +1,109 @@
+"""The ``soap:`` endpoint specs: a service eip serves, a service eip calls.
+
+Like ``http:``, one scheme and two forms, told apart by the leading slash:
+
+- ``soap:/services/customer?wsdl=wsdl/customer.wsdl`` (a path): a SOAP service eip serves from
+  the WSDL on its shared HTTP server (the WSDL itself at ``/services/customer?wsdl``), for
+  ``from_``; typed form :func:`soap_server`;
+- ``soap:legacy-erp?wsdl=wsdl/erp.wsdl&operation=UpsertCustomer`` (a name): a service eip
+  calls, for ``to``; typed form :func:`soap_client`.
+
+Decisions, where the issue left room:
+
+- ``wsdl_port`` (not ``port``) names the WSDL port to call, because ``port`` is the HTTP port a
+  served service listens on, as for ``http:``.
+- ``address`` overrides the WSDL's ``soap:address`` (WSDLs often carry a development host).
+- WS-Security UsernameToken takes its password from ``ws_password_env``, never the URI.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, ClassVar, Literal
+
+import msgspec
+
+from eip.components.base import EndpointSpec
+from eip.components.http.auth import AuthSpec
+from eip.components.http.spec import AuthScheme, auth_spec_of
+
+__all__ = ["SoapClientSpec", "SoapServerSpec", "soap_client", "soap_server"]
+
+
+class SoapServerSpec(EndpointSpec, frozen=True):
+    """A SOAP service served from a WSDL (see :mod:`eip.components.soap.consumer`)."""
+
+    scheme: ClassVar[str] = "soap"
+    path_field: ClassVar[str] = "path"
+
+    path: str
+    wsdl: str
+    host: str = ""
+    port: int = -1
+    max_body_size: int = -1
+    #: Validate every request against the WSDL's XSD (off only for trusted, broken clients).
+    validate: bool = True
+    #: Show the failure's type and message in Server faults (off: internals never leak).
+    expose_errors: bool = False
+    # authentication, as for http: ("" inherits the HTTP server's)
+    auth: AuthScheme = ""
+    auth_header: str = "x-api-key"
+    credentials: str = ""
+    credentials_env: str = ""
+    jwt_algorithms: list[str] = msgspec.field(default_factory=lambda: ["HS256"])
+    jwt_key_file: str = ""
+    jwt_audience: str = ""
+    jwt_issuer: str = ""
+    required_scopes: list[str] = []
+
+    def auth_spec(self) -> AuthSpec | None:
+        return auth_spec_of(self)
+
+
+class SoapClientSpec(EndpointSpec, frozen=True):
+    """A SOAP service to call (see :mod:`eip.components.soap.producer`)."""
+
+    scheme: ClassVar[str] = "soap"
+    path_field: ClassVar[str] = "name"
+
+    name: str
+    wsdl: str
+    service: str = ""
+    wsdl_port: str = ""
+    #: The operation; the ``eip.soap.operation`` header wins (one endpoint, many operations).
+    operation: str = ""
+    address: str = ""
+    timeout: float = 30.0
+    connect_timeout: float = 10.0
+    #: Seconds loading the WSDL may take at route start (it is read off the event loop).
+    load_timeout: float = 30.0
+    max_connections: int = 100
+    ws_username: str = ""
+    ws_password_env: str = ""
+    ws_password_digest: bool = False
+    verify: bool = True
+    ca_file: str = ""
+    #: The reply: plain data (dicts and lists), or ``reply_type`` (typed form only) built from it.
+    reply_type: Any = None
+    soap_version: Literal["", "1.1", "1.2"] = ""
+
+    def ws_password(self) -> str:
+        """The UsernameToken password (read when the producer starts; never logged)."""
+        if not self.ws_password_env:
+            return ""
+        value = os.environ.get(self.ws_password_env)
+        if value is None:
+            raise ValueError(f"ws_password_env '{self.ws_password_env}' is not set")
+        return value
+
+
+def soap_server(path: str, **options: Any) -> SoapServerSpec:
+    """Typed form of ``soap:/path?wsdl=...``."""
+    return msgspec.convert({"path": path, **options}, SoapServerSpec)
+
+
+def soap_client(name: str, **options: Any) -> SoapClientSpec:
+    """Typed form of ``soap:name?wsdl=...&operation=...``; ``reply_type`` may be a Struct."""
+    reply_type = options.pop("reply_type", None)
+    spec = msgspec.convert({"name": name, **options}, SoapClientSpec)
+    return msgspec.structs.replace(spec, reply_type=reply_type) if reply_type else spec
