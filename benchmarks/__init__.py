@@ -62,6 +62,10 @@ BENCHMARKS: dict[str, Benchmark] = {
         "idempotent consumer checks/s on memory, SQLite, PostgreSQL and Redis vs the same "
         "repository calls by hand",
     ),
+    "soap": Benchmark(
+        "benchmarks.soap",
+        "SOAP producer calls/s at 10 concurrent vs zeep's AsyncClient over plain httpx",
+    ),
 }
 
 
