@@ -37,6 +37,7 @@ __all__ = [
     "REDELIVERY_COUNT",
     "SOAP_ACTION",
     "SOAP_OPERATION",
+    "SOAP_REQUEST_OPERATION",
     "SOAP_VERSION",
     "SPLIT_COMPLETE",
     "SPLIT_INDEX",
@@ -107,8 +108,12 @@ HTTP_RESPONSE_STATUS = "eip.http.response.status"
 #: Exchange property: the response's headers (a case-insensitive mapping).
 HTTP_RESPONSE_HEADERS = "eip.http.response.headers"
 
-# SOAP: the operation (set by the consumer; read by the producer, where it picks the
-# operation to call), the SOAP version of the request ("1.1"/"1.2") and its SOAPAction.
+# SOAP consumer: the operation called, the request's SOAP version ("1.1"/"1.2") and its
+# SOAPAction.
 SOAP_OPERATION = "eip.soap.operation"
 SOAP_VERSION = "eip.soap.version"
 SOAP_ACTION = "eip.soap.action"
+#: SOAP producer: the operation to call (wins over the endpoint's ``operation``). A separate
+#: name from the consumer's, so a route from one SOAP service to another never calls the
+#: incoming operation's name by accident.
+SOAP_REQUEST_OPERATION = "eip.soap.request.operation"

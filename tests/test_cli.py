@@ -73,6 +73,8 @@ def test_run_processes_the_sample_and_stops_on_sigterm(tmp_path: Path) -> None:
             tmp_path / "views" / "customer-1002.json",
             tmp_path / "erp" / "batches" / "erp_accounts_20240502.manifest.json",
             tmp_path / "erp" / "api" / "C-001001.json",  # the webhook example, via HTTP
+            # the SOAP example: the sample customer upserted in the (demo) ERP over SOAP
+            tmp_path / "crm" / "soap-upserts" / ".done" / "customer-1001.json",
         ]
         upserts = tmp_path / "erp" / "upserts"  # the RabbitMQ example (a demo event relayed)
         deadline = time.monotonic() + 30
@@ -107,6 +109,7 @@ def test_run_processes_the_sample_and_stops_on_sigterm(tmp_path: Path) -> None:
     accepted = sorted(p.name for p in (tmp_path / "crm" / "leads" / "accepted").iterdir())
     assert len(accepted) == 5
     assert "ERP received upsert" in output  # the RabbitMQ example relayed a demo event
+    assert "ERP customer C001001 upserted (version 1)" in output
     assert 'CRM webhook answered b\'{"status":"synced","erp_id":"E-C-001001"}\'' in output
     assert "shutting down" in output
     assert "context eip stopped" in output
@@ -127,7 +130,7 @@ def test_routes_lists_steps() -> None:
 def test_check_ok() -> None:
     result = run_cli("check", "routes/")
     assert result.returncode == 0, result.stderr
-    assert "ok: 20 route(s) valid" in result.stdout
+    assert "ok: 24 route(s) valid" in result.stdout
 
 
 def test_check_reports_bad_route_in_one_line(tmp_path: Path) -> None:

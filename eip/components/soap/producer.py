@@ -237,15 +237,16 @@ class SoapProducer(Producer):
             raise
         if spans is not None:
             spans.finish(span, status)
-        exchange.headers[H.SOAP_OPERATION] = operation.name
         exchange.body = reply
 
     def _operation_for(self, exchange: Exchange) -> _Operation:
-        name = exchange.headers.get(H.SOAP_OPERATION) or self.default_operation
+        name = exchange.headers.get(H.SOAP_REQUEST_OPERATION) or self.default_operation
         operation = self.operations.get(name)
         if operation is not None:
             return operation
-        what = f"no operation '{name}'" if name else f"no operation= and no {H.SOAP_OPERATION}"
+        what = (
+            f"no operation '{name}'" if name else f"no operation= and no {H.SOAP_REQUEST_OPERATION}"
+        )
         known = ", ".join(self.operations)
         raise EndpointError(
             f"WSDL {self.spec.wsdl}: {what} (operations: {known})", endpoint=self.uri

@@ -70,7 +70,8 @@ class SoapClientSpec(EndpointSpec, frozen=True):
     wsdl: str
     service: str = ""
     wsdl_port: str = ""
-    #: The operation; the ``eip.soap.operation`` header wins (one endpoint, many operations).
+    #: The operation; the ``eip.soap.request.operation`` header wins (one endpoint, many
+    #: operations).
     operation: str = ""
     address: str = ""
     timeout: float = 30.0

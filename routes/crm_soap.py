@@ -1,0 +1,229 @@
+"""CRM customer upserts -> the legacy ERP's SOAP CustomerService; the ERP's credit-check
+callback served over SOAP.
+
+**Upserts.** The CRM drops one JSON record per changed customer into
+``<data>/crm/soap-upserts/``. Each is read as a typed ``CrmCustomer``, mapped to the ERP's
+``UpsertCustomer`` request (``routes/wsdl/crm_erp.wsdl``) and sent to ``$ERP_SOAP_URL`` with a
+WS-Security UsernameToken (``$ERP_SOAP_USER``, password in ``$ERP_SOAP_PASSWORD``). A SOAP
+fault is the ERP's answer (``CustomerFault``: VALIDATION, DUPLICATE, LOCKED) and will not change
+on a retry: the record goes to ``<data>/crm/soap-rejected/`` with the fault's code and message.
+Anything else (a time-out, the ERP down) is retried three times with backoff, then the record
+is dead-lettered to ``<data>/crm/soap-dead/``.
+
+**Credit checks.** The ERP calls ``CheckCredit`` at ``/services/erp/credit-check`` (SOAP 1.1 or
+1.2, the WSDL at ``?wsdl``) before it releases an order; eip answers from the CRM's credit
+limits (``routes/samples/credit_limits.json``): approved when the amount fits the customer's
+limit. A request that does not match the WSDL's schema gets a Client fault naming the element
+before the route runs.
+
+Demo (``EIP_DEMO`` not ``0``): the ERP's SOAP service is served by eip itself at
+``/demo/erp/soap/customer``, a one-shot timer drops a sample customer into the inbox, and the
+ERP's credentials default to demo values.
+"""
+
+from __future__ import annotations
+
+import decimal
+import json as stdlib_json
+import os
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from eip import RedeliveryPolicy, RouteBuilder, dead_letter_channel, otherwise, when
+from eip import headers as H
+from eip.components.soap import soap_client, soap_server
+from eip.dataformats import json
+from eip.errors import SoapFault
+from routes._support import SAMPLES, data_dir, demo_enabled
+
+WSDL = str(Path(__file__).parent / "wsdl" / "crm_erp.wsdl")
+CREDIT_LIMITS = SAMPLES / "credit_limits.json"
+
+
+class CrmAddress(msgspec.Struct, frozen=True):
+    street: str
+    city: str
+    country: str
+    zip: str | None = None
+
+
+class CrmCustomer(msgspec.Struct, frozen=True):
+    """A CRM customer record, as the CRM exports it."""
+
+    id: int
+    name: str
+    status: str
+    customer_since: str
+    email: str | None = None
+    employees: int | None = None
+    addresses: list[CrmAddress] = []
+
+
+def to_upsert(customer: CrmCustomer) -> dict[str, Any]:
+    """The ERP's ``UpsertCustomer`` request for a CRM customer."""
+    return {
+        "customer": {
+            "id": f"C{customer.id:06d}",
+            "name": customer.name.strip(),
+            "status": customer.status.upper(),
+            "customerSince": customer.customer_since,
+            "email": customer.email,
+            "employees": customer.employees,
+            "addresses": {
+                "address": [
+                    {
+                        "street": a.street,
+                        "city": a.city,
+                        "postalCode": a.zip,
+                        "country": a.country.upper(),
+                    }
+                    for a in customer.addresses
+                ]
+            },
+        },
+        "correlationId": f"crm-{customer.id}",
+    }
+
+
+def http_port() -> int:
+    return int(os.environ.get("EIP_HTTP_PORT", "8080"))
+
+
+def erp_soap_url() -> str:
+    return os.environ.get("ERP_SOAP_URL", f"http://127.0.0.1:{http_port()}/demo/erp/soap/customer")
+
+
+def _demo_credentials() -> None:
+    if demo_enabled():
+        os.environ.setdefault("ERP_SOAP_USER", "crm-integration")
+        os.environ.setdefault("ERP_SOAP_PASSWORD", "demo-soap-password")
+
+
+def _fault_record(exchange: Any) -> bytes:
+    fault = exchange.properties[H.EXCEPTION_PROPERTY]
+    return msgspec.json.encode(
+        {
+            "request": exchange.body,
+            "fault": fault.fault,
+            "reason": fault.reason,
+            "detail": fault.detail,
+        },
+        enc_hook=str,
+    )
+
+
+class CrmCustomerSoapUpsert(RouteBuilder):
+    def configure(self) -> None:
+        _demo_credentials()
+        self.error_handler(
+            dead_letter_channel(
+                f"file:{data_dir() / 'crm' / 'soap-dead'}",
+                redelivery=RedeliveryPolicy(max_redeliveries=3, delay=0.5, backoff_multiplier=2),
+                use_original_message=True,
+            )
+        )
+        (
+            self.on_exception(SoapFault)
+            .handled()
+            .set_body(_fault_record)
+            .to(f"file:{data_dir() / 'crm' / 'soap-rejected'}")
+            .log(
+                "ERP rejected {headers[eip.file.name]}: {headers[eip.exception.message]}", level=30
+            )
+        )
+        erp = soap_client(
+            "legacy-erp",
+            wsdl=WSDL,
+            wsdl_port="CustomerSoap11Port",
+            operation="UpsertCustomer",
+            address=erp_soap_url(),
+            timeout=10.0,
+            ws_username=os.environ.get("ERP_SOAP_USER", ""),
+            ws_password_env="ERP_SOAP_PASSWORD",
+        )
+        (
+            self.from_(f"file:{data_dir() / 'crm' / 'soap-upserts'}?include=*.json")
+            .route_id("crm-customer-soap-upsert")
+            .description("CRM customer records -> ERP SOAP UpsertCustomer")
+            .unmarshal(json(CrmCustomer))
+            .transform(lambda ex: to_upsert(ex.body))
+            .to(erp)
+            .log("ERP customer {body[customerId]} upserted (version {body[version]})")
+        )
+
+
+class ErpCreditCheck(RouteBuilder):
+    """The ERP's credit-check callback, answered from the CRM's credit limits."""
+
+    def configure(self) -> None:
+        limits = {
+            key: decimal.Decimal(value)
+            for key, value in stdlib_json.loads(CREDIT_LIMITS.read_text()).items()
+        }
+
+        def check(exchange: Any) -> None:
+            request = exchange.body
+            limit = limits.get(request["customerId"], decimal.Decimal("0"))
+            approved = request["amount"] <= limit
+            exchange.body = {
+                "approved": approved,
+                "limit": limit,
+                "reason": "within the CRM credit limit" if approved else "over the credit limit",
+            }
+
+        def not_offered(exchange: Any) -> None:
+            raise SoapFault(
+                f"{exchange.headers[H.SOAP_OPERATION]} is not offered at this address",
+                kind="client",
+            )
+
+        (
+            self.from_(soap_server("/services/erp/credit-check", wsdl=WSDL))
+            .route_id("erp-credit-check")
+            .description("ERP credit-check callback (SOAP) answered from CRM credit limits")
+            .choice(
+                when(lambda ex: ex.headers[H.SOAP_OPERATION] == "CheckCredit").process(check),
+                otherwise().process(not_offered),
+            )
+            .log("credit check {headers[eip.soap.version]}: approved={body[approved]}")
+        )
+
+
+class DemoErpSoapService(RouteBuilder):
+    """The demo's legacy ERP SOAP service, served by eip (``EIP_DEMO=0`` leaves it out)."""
+
+    abstract = not demo_enabled()
+
+    def configure(self) -> None:
+        versions: dict[str, int] = {}
+
+        def upsert(exchange: Any) -> None:
+            customer = exchange.body["customer"]
+            if customer["status"] == "CLOSED":
+                raise SoapFault(
+                    "closed customers cannot be changed",
+                    kind="client",
+                    fault="CustomerFault",
+                    detail={"code": "LOCKED", "message": "customer is closed", "field": "status"},
+                )
+            version = versions[customer["id"]] = versions.get(customer["id"], 0) + 1
+            exchange.body = {
+                "customerId": customer["id"],
+                "created": version == 1,
+                "version": version,
+            }
+
+        (
+            self.from_(soap_server("/demo/erp/soap/customer", wsdl=WSDL))
+            .route_id("demo-erp-soap-customer")
+            .process(upsert)
+        )
+        (
+            self.from_("timer:crm-soap-demo?repeat_count=1&delay=0.5")
+            .route_id("crm-soap-demo")
+            .set_body(lambda ex: (SAMPLES / "soap_upsert" / "customer-1001.json").read_bytes())
+            .set_header(H.FILE_NAME, "customer-1001.json")
+            .to(f"file:{data_dir() / 'crm' / 'soap-upserts'}")
+        )
