@@ -40,17 +40,17 @@ class Customer(msgspec.Struct):
     id: str
     name: str
     status: str
-    customerSince: datetime.date  # noqa: N815 - the WSDL's element names
+    customerSince: datetime.date
     addresses: Addresses
 
 
 class Upsert(msgspec.Struct):
     customer: Customer
-    correlationId: str | None = None  # noqa: N815
+    correlationId: str | None = None
 
 
 class Upserted(msgspec.Struct):
-    customerId: str  # noqa: N815
+    customerId: str
     created: bool
     version: int
 
