@@ -36,6 +36,7 @@ from types import TracebackType
 from typing import IO, Literal
 
 import aiohttp
+import httpx
 
 __all__ = [
     "HOST",
@@ -201,6 +202,40 @@ def start_server_process(
     raise RuntimeError(failure)
 
 
+def start_module_process(
+    module: str, probe_path: str, probe_body: bytes, content_type: str
+) -> ServerProcess:
+    """``python -m <module> <port>`` (a server of eip's own, e.g. ``benchmarks.
+    _http_eip_server``) on a free port, returned once a POST of ``probe_body`` to
+    ``probe_path`` gets a 2xx; RuntimeError with its output if it never does."""
+    port = free_port()
+    log = tempfile.TemporaryFile()  # noqa: SIM115 (owned by the ServerProcess)
+    process = subprocess.Popen(
+        [sys.executable, "-m", module, str(port)],
+        cwd=_ROOT,
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    server = ServerProcess(module, port, process, log)
+    deadline = time.monotonic() + 20
+    headers = {"content-type": content_type}
+    while time.monotonic() < deadline and server.running():
+        try:
+            answer = httpx.post(
+                f"{server.url}{probe_path}", content=probe_body, headers=headers, timeout=1
+            )
+        except httpx.TransportError:
+            time.sleep(0.05)
+            continue
+        if answer.is_success:
+            return server
+        break
+    output = server.log()
+    server.stop()
+    raise RuntimeError(f"{module} did not start and answer:\n{output}")
+
+
 # --------------------------------------------------------------------------- load results
 
 
@@ -272,7 +307,7 @@ _WRK_MARK = "EIPWRK "
 _WRK_SCRIPT = """\
 wrk.method = "POST"
 wrk.body = "%(body)s"
-wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Content-Type"] = "%(content_type)s"
 
 function done(summary, latency, requests)
   local e = summary.errors
@@ -296,9 +331,13 @@ def _lua_string(data: bytes) -> str:
     return "".join(out)
 
 
-def wrk_script(body: bytes) -> str:
-    """The Lua script :func:`drive_wrk` runs: POST ``body`` as JSON, report in ``done()``."""
-    return _WRK_SCRIPT % {"body": _lua_string(body), "mark": _WRK_MARK}
+def wrk_script(body: bytes, content_type: str = "application/json") -> str:
+    """The Lua script :func:`drive_wrk` runs: POST ``body``, report in ``done()``."""
+    return _WRK_SCRIPT % {
+        "body": _lua_string(body),
+        "mark": _WRK_MARK,
+        "content_type": content_type,
+    }
 
 
 def parse_wrk(output: str, connections: int) -> LoadResult:
@@ -323,11 +362,12 @@ def parse_wrk(output: str, connections: int) -> LoadResult:
     )
 
 
-async def _probe(url: str, body: bytes) -> None:
+async def _probe(url: str, body: bytes, content_type: str) -> None:
     """One POST before the run: a 3xx (which wrk does not count as an error) fails here."""
+    headers = {"Content-Type": content_type}
     async with (
         aiohttp.ClientSession() as session,
-        session.post(url, data=body, headers=_JSON_HEADERS, allow_redirects=False) as response,
+        session.post(url, data=body, headers=headers, allow_redirects=False) as response,
     ):
         await response.read()
         if not 200 <= response.status < 300:
@@ -341,8 +381,9 @@ async def drive_wrk(
     connections: int,
     seconds: float,
     threads: int = 1,
+    content_type: str = "application/json",
 ) -> LoadResult:
-    """POST ``body`` (application/json) to ``url`` with wrk for ``seconds`` over ``connections``
+    """POST ``body`` (``content_type``) to ``url`` with wrk for ``seconds`` over ``connections``
     keep-alive connections on ``threads`` threads (``wrk --latency``).
 
     Raises :class:`LoadError` on any non-2xx response or socket error (connect, read, write,
@@ -351,10 +392,10 @@ async def drive_wrk(
     wrk = shutil.which("wrk")
     if wrk is None:
         return await drive_python_load(url, body, connections=connections, seconds=seconds)
-    await _probe(url, body)
+    await _probe(url, body, content_type)
     duration = max(1, math.ceil(seconds))
     with tempfile.NamedTemporaryFile("w", suffix=".lua", prefix="eip-wrk-") as script:
-        script.write(wrk_script(body))
+        script.write(wrk_script(body, content_type))
         script.flush()
         command = [
             wrk,

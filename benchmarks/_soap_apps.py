@@ -19,7 +19,7 @@ from lxml import etree
 
 from benchmarks._http_apps import Receive, Scope, Send, read_body
 
-__all__ = ["CHECK_CREDIT_RESPONSE", "credit_app"]
+__all__ = ["CHECK_CREDIT_RESPONSE", "credit_app", "credit_service_app"]
 
 _S11: Final = "http://schemas.xmlsoap.org/soap/envelope/"
 _CUST: Final = "http://erp.example.com/schemas/customer"
@@ -80,3 +80,40 @@ async def credit_app(scope: Scope, receive: Receive, send: Send) -> None:
         await _answer(send, 200, CHECK_CREDIT_RESPONSE)
     else:
         await _answer(send, 500, _CLIENT_FAULT)
+
+
+_REQUEST: Final = f"{{{_S11}}}Body/{{{_CUST}}}CheckCredit"
+_LIMIT: Final = 1000
+
+
+def _credit_reply(request: etree._Element) -> bytes:
+    """The hand-written service's work: read the request's fields, decide, write the reply."""
+    amount = float(request.findtext(f"{{{_CUST}}}amount") or "0")
+    envelope = etree.Element(f"{{{_S11}}}Envelope", nsmap={"soapenv": _S11})
+    body = etree.SubElement(envelope, f"{{{_S11}}}Body")
+    reply = etree.SubElement(body, f"{{{_CUST}}}CheckCreditResponse", nsmap={"c": _CUST})
+    etree.SubElement(reply, f"{{{_CUST}}}approved").text = "true" if amount <= _LIMIT else "false"
+    etree.SubElement(reply, f"{{{_CUST}}}limit").text = f"{_LIMIT:.2f}"
+    etree.SubElement(reply, f"{{{_CUST}}}reason").text = "within limit"
+    return etree.tostring(envelope, xml_declaration=True, encoding="utf-8")
+
+
+async def credit_service_app(scope: Scope, receive: Receive, send: Send) -> None:
+    """The consumer benchmark's baseline: a hand-written lxml CheckCredit service doing what
+    the eip route does (parse hardened, read the fields, decide, build and write the reply),
+    without eip's XSD validation of request and reply or its WSDL-driven data binding."""
+    if scope["type"] != "http":
+        return
+    body = await read_body(receive)
+    request = None
+    if body is not None:
+        try:
+            root = etree.fromstring(body, _PARSER)
+        except etree.XMLSyntaxError:
+            root = None
+        if root is not None and root.getroottree().docinfo.internalDTD is None:
+            request = root.find(_REQUEST)
+    if request is None:
+        await _answer(send, 500, _CLIENT_FAULT)
+        return
+    await _answer(send, 200, _credit_reply(request))

@@ -25,10 +25,6 @@ Rounds alternate the variants; figures are medians of the rounds.
 from __future__ import annotations
 
 import shutil
-import subprocess
-import sys
-import tempfile
-import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -40,7 +36,7 @@ from benchmarks._http_support import (
     aiohttp_caller,
     drive_client,
     drive_wrk,
-    free_port,
+    start_module_process,
     start_server_process,
 )
 from benchmarks._report import Measurement, result_line, table
@@ -54,27 +50,10 @@ Call = Callable[[], Awaitable[None]]
 
 
 def start_eip_server() -> ServerProcess:
-    """``benchmarks._http_eip_server`` in its own process, once it accepts connections."""
-    port = free_port()
-    log = tempfile.TemporaryFile()  # noqa: SIM115 (owned by the ServerProcess)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "benchmarks._http_eip_server", str(port)],
-        cwd=_ROOT,
-        stdin=subprocess.DEVNULL,
-        stdout=log,
-        stderr=subprocess.STDOUT,
+    """``benchmarks._http_eip_server`` in its own process, once it answers."""
+    return start_module_process(
+        "benchmarks._http_eip_server", "/bench", make_messages(1)[0], "application/json"
     )
-    server = ServerProcess("eip", port, process, log)
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline and server.running():
-        try:
-            httpx.post(f"{server.url}/bench", content=make_messages(1)[0], timeout=1)
-            return server
-        except httpx.TransportError:
-            time.sleep(0.05)
-    output = server.log()
-    server.stop()
-    raise RuntimeError(f"the eip benchmark server did not start:\n{output}")
 
 
 async def consumer(rounds: int, seconds: float) -> dict[str, Measurement]:

@@ -1,4 +1,5 @@
-"""SOAP producer: eip against zeep's AsyncClient over plain httpx, same server, same run.
+"""SOAP producer and consumer: eip against zeep's AsyncClient over plain httpx, and against a
+hand-written lxml service, same run.
 
 **Producer** (``soap-producer-vs-zeep``): 10 concurrent callers in this process call
 ``CheckCredit`` (``tests/soap/wsdl/crm_erp.wsdl``, SOAP 1.1 port) on a hand-written raw ASGI
@@ -13,6 +14,12 @@ SOAP endpoint under uvicorn (httptools, uvloop) in its own process
   ``httpx.AsyncClient`` (built in a worker thread: its constructor loads the WSDL and blocks),
   bound to the same address (an ``AsyncServiceProxy`` on the binding); each call
   ``await service.CheckCredit(customerId=..., amount=...)``, checking ``approved``.
+
+**Consumer** (``soap-consumer-vs-lxml``, reported, no target): wrk (50 connections) POSTs a
+``CheckCredit`` envelope to ``soap:/services/customer`` served by eip (``benchmarks/
+_soap_eip_server.py``: request and reply validated against the WSDL's XSD, read and written
+through its types) and to a hand-written lxml service doing the same decision without either
+(``benchmarks._soap_apps:credit_service_app``), each under uvicorn in its own process.
 
 Rounds alternate the variants (after an unrecorded warm-up); figures are medians of the rounds.
 :func:`producer` returns the measurements, so other comparisons (the SOAP consumer) can share
@@ -29,7 +36,12 @@ from typing import Any
 
 import httpx
 
-from benchmarks._http_support import drive_client, start_server_process
+from benchmarks._http_support import (
+    drive_client,
+    drive_wrk,
+    start_module_process,
+    start_server_process,
+)
 from benchmarks._report import Measurement, result_line, table
 from eip import Context, Exchange, ExchangePattern, RouteBuilder
 from eip.components.soap import soap_client
@@ -138,6 +150,42 @@ async def producer(rounds: int, seconds: float) -> dict[str, Measurement]:
     return results
 
 
+CONSUMER_EIP = "eip soap consumer"
+CONSUMER_LXML = "hand-written lxml service"
+CHECK_CREDIT = (
+    b'<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" '
+    b'xmlns:c="http://erp.example.com/schemas/customer"><soapenv:Body><c:CheckCredit>'
+    b"<c:customerId>C000001</c:customerId><c:amount>10.50</c:amount><c:currency>EUR</c:currency>"
+    b"</c:CheckCredit></soapenv:Body></soapenv:Envelope>"
+)
+SOAP11 = "text/xml; charset=utf-8"
+
+
+async def consumer(rounds: int, seconds: float) -> dict[str, Measurement]:
+    """eip's SOAP consumer against a hand-written lxml service, each in its own uvicorn
+    process, driven by wrk (50 connections) in interleaved rounds."""
+    results = {name: Measurement(name) for name in (CONSUMER_LXML, CONSUMER_EIP)}
+    with (
+        start_server_process("benchmarks._soap_apps:credit_service_app") as raw,
+        start_module_process(
+            "benchmarks._soap_eip_server", "/services/customer", CHECK_CREDIT, SOAP11
+        ) as eip,
+    ):
+        urls = {
+            CONSUMER_LXML: f"{raw.url}/services/customer",
+            CONSUMER_EIP: f"{eip.url}/services/customer",
+        }
+        for url in urls.values():  # warm-up, not recorded
+            await drive_wrk(url, CHECK_CREDIT, connections=50, seconds=1, content_type=SOAP11)
+        for _ in range(rounds):
+            for name, url in urls.items():
+                load = await drive_wrk(
+                    url, CHECK_CREDIT, connections=50, seconds=seconds, content_type=SOAP11
+                )
+                results[name].rates.append(load.requests_per_s)
+    return results
+
+
 def _rows(results: dict[str, Measurement], baseline: str) -> list[list[str]]:
     base = results[baseline].median
     return [
@@ -159,7 +207,17 @@ async def main(quick: bool) -> None:
     headers = ["variant", "calls/s (median)", "range", "µs/call", "vs baseline"]
     print(table(headers, _rows(called, ZEEP)))
     print()
+    served = await consumer(rounds, seconds)
+    print(f"SOAP consumer: CheckCredit, wrk -c50, {rounds} rounds")
+    headers = ["variant", "req/s (median)", "range", "µs/request", "vs baseline"]
+    print(table(headers, _rows(served, CONSUMER_LXML)))
+    print()
     print(result_line("soap-producer-vs-zeep", called[EIP].median, called[ZEEP].median))
+    print(
+        result_line(
+            "soap-consumer-vs-lxml", served[CONSUMER_EIP].median, served[CONSUMER_LXML].median
+        )
+    )
 
 
 def run(quick: bool) -> None:

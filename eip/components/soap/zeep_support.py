@@ -10,6 +10,7 @@ time-outs; and, on the server side, validates against the XSD with lxml before z
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -99,17 +100,22 @@ def plain(value: Any) -> Any:
     return value
 
 
+@functools.lru_cache(maxsize=1024)
+def _element(client: Any, qname: str) -> Any:
+    """zeep's element declaration (a schema lookup of ~12 µs, done once per element)."""
+    return client.get_element(qname)
+
+
 def element_to_data(client: Any, qname: str, node: etree._Element) -> Any:
     """Read ``node`` (an element declared as ``qname``, Clark notation) into plain data."""
-    element = client.get_element(qname)
-    return to_data(element.parse(node, client.wsdl.types))
+    return to_data(_element(client, qname).parse(node, client.wsdl.types))
 
 
 def data_to_element(client: Any, qname: str, data: Any) -> etree._Element:
     """Write ``data`` (a dict, a Struct, or None) as the element ``qname``."""
     from lxml import etree
 
-    element = client.get_element(qname)
+    element = _element(client, qname)
     value = plain(data)
     holder = etree.Element("holder")
     if isinstance(value, Mapping):
