@@ -564,3 +564,15 @@ async def test_tls_via_server_settings(serve: ServeFactory, tmp_path: Any) -> No
         response = await client.post(f"{served.url}/api/customers", json=GOOD)
     assert response.status_code == 200
     assert response.json()["id"] == 1001
+
+
+async def test_connections_do_not_wait_for_delayed_acks(serve: ServeFactory) -> None:
+    """Replies go out in two writes (headers, body): without TCP_NODELAY on the accepted
+    sockets each sequential request waited ~40 ms for the client's delayed ACK."""
+    served = await serve(customer_routes())
+    server = served.context.component("http").server  # type: ignore[attr-defined]
+    listening = server._socket
+    assert listening is not None
+    assert listening.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
+    response = await served.client.post(f"{served.url}/api/customers", json=GOOD)
+    assert response.status_code == 200
