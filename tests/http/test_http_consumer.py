@@ -570,7 +570,7 @@ async def test_connections_do_not_wait_for_delayed_acks(serve: ServeFactory) -> 
     """Replies go out in two writes (headers, body): without TCP_NODELAY on the accepted
     sockets each sequential request waited ~40 ms for the client's delayed ACK."""
     served = await serve(customer_routes())
-    server = served.context.component("http").server  # type: ignore[attr-defined]
+    server = served.context.component("http").server
     listening = server._socket
     assert listening is not None
     assert listening.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
