@@ -9,12 +9,11 @@ baseline (``benchmarks._http_apps.crm_raw_app``) does by hand::
 
 from __future__ import annotations
 
-import asyncio
-import signal
 import sys
 
 from benchmarks._crm import Customer, to_erp
-from eip import Context, RouteBuilder
+from benchmarks._eip_server import serve_forever
+from eip import RouteBuilder
 from eip.dataformats import json
 
 __all__ = ["BenchRoute", "main"]
@@ -31,23 +30,8 @@ class BenchRoute(RouteBuilder):
         )
 
 
-async def serve(port: int) -> None:
-    context = Context(shutdown_timeout=5)
-    context.component("http").configure(host="127.0.0.1", port=port)  # type: ignore[attr-defined]
-    context.add_routes(BenchRoute())
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
-    await context.start()
-    await stop.wait()
-    await context.stop()
-
-
 def main() -> None:
-    import uvloop
-
-    uvloop.run(serve(int(sys.argv[1])))
+    serve_forever(BenchRoute(), int(sys.argv[1]))
 
 
 if __name__ == "__main__":

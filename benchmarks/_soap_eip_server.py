@@ -8,14 +8,13 @@ doing the baseline's work (``benchmarks._soap_apps:credit_service_app``).
 
 from __future__ import annotations
 
-import asyncio
 import decimal
-import signal
 import sys
 from pathlib import Path
 from typing import Any
 
-from eip import Context, RouteBuilder
+from benchmarks._eip_server import serve_forever
+from eip import RouteBuilder
 from eip.components.soap import soap_server
 
 __all__ = ["WSDL", "CreditService", "main"]
@@ -37,23 +36,8 @@ class CreditService(RouteBuilder):
         self.from_(soap_server("/services/customer", wsdl=WSDL)).route_id("credit").process(check)
 
 
-async def serve(port: int) -> None:
-    context = Context(shutdown_timeout=5)
-    context.component("http").configure(host="127.0.0.1", port=port)  # type: ignore[attr-defined]
-    context.add_routes(CreditService())
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
-    await context.start()
-    await stop.wait()
-    await context.stop()
-
-
 def main() -> None:
-    import uvloop
-
-    uvloop.run(serve(int(sys.argv[1])))
+    serve_forever(CreditService(), int(sys.argv[1]))
 
 
 if __name__ == "__main__":

@@ -27,9 +27,10 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from eip import headers as H
+from eip.components.base import process_exchange
 from eip.components.http.auth import Denial
 from eip.components.http.binding import BodyBinder, UnsupportedMediaType, encode_reply
-from eip.components.http.intake import ServedConsumer, decode_headers, log_failure
+from eip.components.http.intake import ServedConsumer, decode_headers
 from eip.components.http.openapi import OperationDoc
 from eip.components.http.server import Receive, Scope, Send, respond
 from eip.components.http.spec import HttpServerSpec
@@ -164,22 +165,7 @@ class HttpConsumer(ServedConsumer):
             incoming = headers.copy()
             spans = self._spans
             span = spans.start(scope, exchange) if spans is not None else None
-            # Route the exchange and complete its unit of work (process_exchange, inline).
-            route = self.route
-            route.inflight += 1
-            try:
-                try:
-                    result = route.dispatch(exchange)
-                    if result is not None:
-                        await result
-                except Exception as exc:
-                    exchange.exception = exc
-                    log_failure(route.id, exchange, exc)
-                done = exchange.done()
-                if done is not None:
-                    await done
-            finally:
-                route.leave()
+            await process_exchange(self.route, exchange)
             status = await self._answer(send, exchange, incoming)
             if span is not None:
                 assert spans is not None

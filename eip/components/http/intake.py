@@ -10,20 +10,16 @@ sweep (uvicorn bounds neither, shared/PITFALLS.md).
 from __future__ import annotations
 
 import asyncio
-import logging
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from eip.components.base import Consumer
 from eip.components.http.auth import Authenticator, AuthSpec, Denial, Principal
 from eip.components.http.server import HttpServer, Receive, Scope, Send, json_headers, respond
-from eip.message import Exchange
 
 if TYPE_CHECKING:
     from eip.runtime.route import Route
 
 __all__ = ["ServedConsumer", "decode_headers"]
-
-_failures = logging.getLogger("eip.route.failures")
 
 _TOO_LARGE = b'{"error":"request body too large"}'
 _TIMEOUT = b'{"error":"request body not received in time"}'
@@ -157,27 +153,3 @@ class ServedConsumer(Consumer):
             await respond(send, 413, _TOO_LARGE)
             return None
         return body if chunks is None else b"".join(chunks)
-
-    async def run_route(self, exchange: Exchange) -> None:
-        """Route the exchange and complete its unit of work; a failure stays on the exchange."""
-        route = self.route
-        route.inflight += 1  # held until completion callbacks ran, so shutdown waits for them
-        try:
-            try:
-                result = route.dispatch(exchange)
-                if result is not None:
-                    await result
-            except Exception as exc:
-                exchange.exception = exc
-                log_failure(route.id, exchange, exc)
-            done = exchange.done()
-            if done is not None:
-                await done
-        finally:
-            route.leave()
-
-
-def log_failure(route_id: str, exchange: Exchange, exc: Exception) -> None:
-    _failures.error(
-        "route %s failed exchange %s: %s: %s", route_id, exchange.id, type(exc).__name__, exc
-    )

@@ -36,7 +36,7 @@ __all__ = [
     "AuthScheme",
     "HttpClientSpec",
     "HttpServerSpec",
-    "auth_spec_of",
+    "ServedAuth",
     "http_client",
     "http_server",
 ]
@@ -46,7 +46,39 @@ ClientAuth = Literal["none", "basic", "bearer", "api_key"]
 Pattern = Literal["in-out", "in-only"]
 
 
-class HttpServerSpec(EndpointSpec, frozen=True):
+class ServedAuth(EndpointSpec, frozen=True):
+    """The authentication options of every served endpoint (``http:/...`` and
+    ``soap:/...``); see :class:`~eip.components.http.auth.AuthSpec`. ``auth=""`` inherits the
+    server's, ``auth="none"`` makes the endpoint public."""
+
+    auth: AuthScheme = ""
+    auth_header: str = "x-api-key"
+    credentials: str = ""
+    credentials_env: str = ""
+    jwt_algorithms: list[str] = msgspec.field(default_factory=lambda: ["HS256"])
+    jwt_key_file: str = ""
+    jwt_audience: str = ""
+    jwt_issuer: str = ""
+    required_scopes: list[str] = []
+
+    def auth_spec(self) -> AuthSpec | None:
+        """This endpoint's own authentication, or None to inherit the server's."""
+        if not self.auth:
+            return None
+        return AuthSpec(
+            scheme=self.auth,
+            header=self.auth_header,
+            credentials=self.credentials,
+            credentials_env=self.credentials_env,
+            jwt_algorithms=list(self.jwt_algorithms),
+            jwt_key_file=self.jwt_key_file,
+            jwt_audience=self.jwt_audience,
+            jwt_issuer=self.jwt_issuer,
+            required_scopes=list(self.required_scopes),
+        )
+
+
+class HttpServerSpec(ServedAuth, frozen=True, kw_only=True):
     """A path served by eip's HTTP server (see :mod:`eip.components.http.consumer`)."""
 
     scheme: ClassVar[str] = "http"
@@ -72,16 +104,6 @@ class HttpServerSpec(EndpointSpec, frozen=True):
     expose_errors: bool = False
     openapi: bool = True
     summary: str = ""
-    # authentication; "" inherits the server's, "none" makes the route public
-    auth: AuthScheme = ""
-    auth_header: str = "x-api-key"
-    credentials: str = ""
-    credentials_env: str = ""
-    jwt_algorithms: list[str] = msgspec.field(default_factory=lambda: ["HS256"])
-    jwt_key_file: str = ""
-    jwt_audience: str = ""
-    jwt_issuer: str = ""
-    required_scopes: list[str] = []
 
     @property
     def uri(self) -> str:
@@ -93,10 +115,6 @@ class HttpServerSpec(EndpointSpec, frozen=True):
                 name = getattr(value, "__name__", None) or repr(value)
                 text += f"{'&' if '?' in text else '?'}{option}={name}"
         return text
-
-    def auth_spec(self) -> AuthSpec | None:
-        """This route's own authentication, or None to inherit the server's."""
-        return auth_spec_of(self)
 
 
 class HttpClientSpec(EndpointSpec, frozen=True):
@@ -149,24 +167,6 @@ class HttpClientSpec(EndpointSpec, frozen=True):
                 raise ValueError(f"secret_env '{self.secret_env}' is not set")
             return value
         return self.secret
-
-
-def auth_spec_of(spec: Any) -> AuthSpec | None:
-    """The AuthSpec of a served endpoint's flat auth options (``auth``, ``credentials_env``,
-    ...), shared by ``http:`` and ``soap:``; None when ``auth`` is empty (inherit)."""
-    if not spec.auth:
-        return None
-    return AuthSpec(
-        scheme=spec.auth,
-        header=spec.auth_header,
-        credentials=spec.credentials,
-        credentials_env=spec.credentials_env,
-        jwt_algorithms=list(spec.jwt_algorithms),
-        jwt_key_file=spec.jwt_key_file,
-        jwt_audience=spec.jwt_audience,
-        jwt_issuer=spec.jwt_issuer,
-        required_scopes=list(spec.required_scopes),
-    )
 
 
 def http_server(path: str, **options: Any) -> HttpServerSpec:

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 from lxml import etree
 
 from eip import headers as H
+from eip.components.base import process_exchange
 from eip.components.http.auth import Denial
 from eip.components.http.intake import ServedConsumer, decode_headers
 from eip.components.http.server import Receive, Scope, Send, respond
@@ -154,7 +155,7 @@ class SoapConsumer(ServedConsumer):
         exchange = Exchange(data, headers, pattern)
         spans = self._spans
         span = spans.start(scope, exchange) if spans is not None else None
-        await self.run_route(exchange)
+        await process_exchange(self.route, exchange)
         status = await self._answer(send, version, operation, exchange)
         if span is not None:
             assert spans is not None

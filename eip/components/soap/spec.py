@@ -24,13 +24,12 @@ from typing import Any, ClassVar, Literal
 import msgspec
 
 from eip.components.base import EndpointSpec
-from eip.components.http.auth import AuthSpec
-from eip.components.http.spec import AuthScheme, auth_spec_of
+from eip.components.http.spec import ServedAuth
 
 __all__ = ["SoapClientSpec", "SoapServerSpec", "soap_client", "soap_server"]
 
 
-class SoapServerSpec(EndpointSpec, frozen=True):
+class SoapServerSpec(ServedAuth, frozen=True, kw_only=True):
     """A SOAP service served from a WSDL (see :mod:`eip.components.soap.consumer`)."""
 
     scheme: ClassVar[str] = "soap"
@@ -45,19 +44,6 @@ class SoapServerSpec(EndpointSpec, frozen=True):
     validate: bool = True
     #: Show the failure's type and message in Server faults (off: internals never leak).
     expose_errors: bool = False
-    # authentication, as for http: ("" inherits the HTTP server's)
-    auth: AuthScheme = ""
-    auth_header: str = "x-api-key"
-    credentials: str = ""
-    credentials_env: str = ""
-    jwt_algorithms: list[str] = msgspec.field(default_factory=lambda: ["HS256"])
-    jwt_key_file: str = ""
-    jwt_audience: str = ""
-    jwt_issuer: str = ""
-    required_scopes: list[str] = []
-
-    def auth_spec(self) -> AuthSpec | None:
-        return auth_spec_of(self)
 
 
 class SoapClientSpec(EndpointSpec, frozen=True):
