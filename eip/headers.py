@@ -36,6 +36,7 @@ __all__ = [
     "REDELIVERED",
     "REDELIVERY_COUNT",
     "SOAP_ACTION",
+    "SOAP_HEADERS",
     "SOAP_OPERATION",
     "SOAP_REQUEST_OPERATION",
     "SOAP_VERSION",
@@ -113,6 +114,8 @@ HTTP_RESPONSE_HEADERS = "eip.http.response.headers"
 SOAP_OPERATION = "eip.soap.operation"
 SOAP_VERSION = "eip.soap.version"
 SOAP_ACTION = "eip.soap.action"
+#: Exchange property: the request's SOAP header blocks (lxml elements).
+SOAP_HEADERS = "eip.soap.headers"
 #: SOAP producer: the operation to call (wins over the endpoint's ``operation``). A separate
 #: name from the consumer's, so a route from one SOAP service to another never calls the
 #: incoming operation's name by accident.

@@ -69,7 +69,11 @@ class Service(RouteBuilder):
         (
             self.from_(soap_server("/services/customer", wsdl=WSDL, **self.options))
             .route_id("erp-customer-service")
-            .process(lambda ex: self.seen.append((dict(ex.headers), ex.body)))
+            .process(
+                lambda ex: self.seen.append(
+                    ({**ex.headers, "_soap_headers": ex.properties.get(H.SOAP_HEADERS)}, ex.body)
+                )
+            )
             .choice(
                 when(lambda ex: ex.headers[H.SOAP_OPERATION] == "CheckCredit").transform(
                     lambda ex: {
@@ -418,3 +422,40 @@ async def _start_broken(broken: Path) -> None:
     context.add_routes(Broken())
     with pytest.raises((LifecycleError, RouteDefinitionError), match=r"broken\.wsdl"):
         await context.start()
+
+
+MUST = (
+    '<e:Header><x:Tenant xmlns:x="urn:crm:context" e:mustUnderstand="1">acme</x:Tenant></e:Header>'
+)
+CHECK = (
+    "<c:CheckCredit><c:customerId>C000001</c:customerId><c:amount>1.00</c:amount></c:CheckCredit>"
+)
+
+
+def _with_header(header: str, version: str) -> bytes:
+    ns = S11 if version == "1.1" else S12
+    return (
+        f'<e:Envelope xmlns:e="{ns}" xmlns:c="{CUST}">{header}<e:Body>{CHECK}</e:Body></e:Envelope>'
+    ).encode()
+
+
+@pytest.mark.parametrize("version", ["1.1", "1.2"])
+async def test_a_must_understand_header_nobody_handles_is_a_must_understand_fault(
+    serve: Any, version: str
+) -> None:
+    served = await serve()
+    response = await served.post(_with_header(MUST, version), version)
+    assert response.status_code == 500
+    assert "MustUnderstand" in response.text
+    assert "{urn:crm:context}Tenant" in response.text
+    assert served.seen == []
+
+
+async def test_declared_headers_are_understood_and_reach_the_route(serve: Any) -> None:
+    served = await serve(understood_headers=["{urn:crm:context}Tenant"])
+    response = await served.post(_with_header(MUST, "1.1"))
+    assert response.status_code == 200
+    assert b"approved" in response.content
+    headers, _ = served.seen[0]
+    [tenant] = headers["_soap_headers"]
+    assert (tenant.tag, tenant.text) == ("{urn:crm:context}Tenant", "acme")

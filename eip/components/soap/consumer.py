@@ -8,9 +8,12 @@ against the WSDL's XSD with lxml (zeep alone would read an ``xs:int`` of "abc" a
 it into plain data, run the route, and write its body as the operation's output element.
 
 What the route sees: the request as plain data (dicts, lists, Decimal, date), headers
-``eip.soap.operation``, ``eip.soap.version`` (``1.1``/``1.2``) and ``eip.soap.action``, and the
-HTTP request headers (credentials removed). One-way operations run in-only and answer 202
-with no envelope once the route completed.
+``eip.soap.operation``, ``eip.soap.version`` (``1.1``/``1.2``) and ``eip.soap.action``, the
+HTTP request headers (credentials removed), and the SOAP header blocks (lxml elements) in the
+``eip.soap.headers`` property. A header block marked mustUnderstand for eip that the route does
+not declare in ``understood_headers`` gets a MustUnderstand fault, as SOAP requires: eip
+verifies no WS-Security itself, so it never claims to have understood it. One-way
+operations run in-only and answer 202 with no envelope once the route completed.
 
 Faults are answered in the version the request used:
 
@@ -90,6 +93,7 @@ class SoapConsumer(ServedConsumer):
         self.schema: WsdlSchema | None = None
         self.client: Any = None
         self.document: ServedWsdl | None = None
+        self.understood = frozenset(spec.understood_headers)
         self._spans: ServerSpans | None = None
 
     async def start(self) -> None:
@@ -134,6 +138,11 @@ class SoapConsumer(ServedConsumer):
         try:
             envelope = parse_envelope(body, max_size=self.max_body)
             version = envelope.version
+            unknown = [q for q in envelope.must_understand if _clark(q) not in self.understood]
+            if unknown:
+                names = ", ".join(_clark(q) for q in unknown)
+                await self._fault(send, version, "must_understand", f"not understood: {names}")
+                return
             action = headers.get("soapaction") or _action_parameter(headers)
             operation = self.schema.operation_for(envelope.qname, soap_action=action)
             if operation is None:
@@ -153,6 +162,8 @@ class SoapConsumer(ServedConsumer):
             headers[H.SOAP_ACTION] = str(action).strip('"')
         pattern = ExchangePattern.IN_ONLY if operation.one_way else ExchangePattern.IN_OUT
         exchange = Exchange(data, headers, pattern)
+        if envelope.header is not None and len(envelope.header):
+            exchange.properties[H.SOAP_HEADERS] = list(envelope.header)
         spans = self._spans
         span = spans.start(scope, exchange) if spans is not None else None
         await process_exchange(self.route, exchange)
@@ -201,7 +212,7 @@ class SoapConsumer(ServedConsumer):
         if isinstance(failure, SoapFault):
             detail = self._detail(operation, failure)
             subcodes = tuple(_qname(code) for code in failure.subcodes)
-            kind = "client" if failure.kind == "client" else "server"
+            kind: FaultCode = "client" if failure.kind == "client" else "server"
             return await self._fault(send, version, kind, failure.reason, subcodes, detail)
         if isinstance(failure, UnmarshalError):
             return await self._fault(send, version, "client", f"invalid request: {failure}")
@@ -238,14 +249,13 @@ class SoapConsumer(ServedConsumer):
         self,
         send: Send,
         version: SoapVersion,
-        code: str,
+        code: FaultCode,
         reason: str,
         subcodes: tuple[tuple[str, str], ...] = (),
         detail: etree._Element | None = None,
     ) -> int:
-        kind: FaultCode = "client" if code == "client" else "server"
-        data = build_fault(version, code=kind, reason=reason, subcodes=subcodes, detail=detail)
-        status = fault_http_status(version, kind)
+        data = build_fault(version, code=code, reason=reason, subcodes=subcodes, detail=detail)
+        status = fault_http_status(version, code)
         await respond(send, status, data, _xml_headers(version, data))
         return status
 

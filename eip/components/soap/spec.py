@@ -44,6 +44,9 @@ class SoapServerSpec(ServedAuth, frozen=True, kw_only=True):
     validate: bool = True
     #: Show the failure's type and message in Server faults (off: internals never leak).
     expose_errors: bool = False
+    #: SOAP header blocks (Clark names, ``{ns}Local``) the route handles itself: a request
+    #: with any other mustUnderstand header addressed to eip gets a MustUnderstand fault.
+    understood_headers: list[str] = []
 
 
 class SoapClientSpec(EndpointSpec, frozen=True):
