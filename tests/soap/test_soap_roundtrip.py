@@ -264,3 +264,31 @@ async def test_one_trace_spans_the_producer_and_the_consumer(pair: Any) -> None:
     assert server.attributes["http.response.status_code"] == 200
     routes = {s.name for s in spans if s.kind in (SpanKind.INTERNAL, SpanKind.CONSUMER)}
     assert {"upsert11", "erp"} <= routes
+
+
+async def test_the_producer_loads_the_wsdl_from_the_served_service(pair: Any) -> None:
+    """A WSDL URL, not a file: the producer reads the service's own ``?wsdl`` (and its
+    ``?xsd=`` import) in a worker thread at start, and takes its rewritten address."""
+    running: Pair = await pair()
+    url = f"{running.server.component('http').server.base_url}/services/customer"  # type: ignore[attr-defined]
+
+    class ByUrl(RouteBuilder):
+        def configure(self) -> None:
+            self.from_("direct:by-url").route_id("by-url").to(
+                soap_client(
+                    "erp",
+                    wsdl=f"{url}?wsdl",
+                    wsdl_port="CustomerSoap12Port",
+                    operation="CheckCredit",
+                )
+            )
+
+    client = Context(shutdown_timeout=5)
+    client.add_routes(ByUrl())
+    async with client:
+        exchange = await client.template().request_exchange(
+            "direct:by-url", {"customerId": "C000001", "amount": decimal.Decimal("1.00")}
+        )
+    assert exchange.exception is None, exchange.exception
+    assert exchange.body["approved"] is True
+    assert running.seen[-1][0] == "1.2"

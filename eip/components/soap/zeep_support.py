@@ -38,20 +38,24 @@ def _zeep() -> Any:
 
 
 def load_client_sync(wsdl: str, timeout: float) -> Any:
-    """A zeep Client for ``wsdl`` (a file path or URL), with DTDs, entities and external
-    references forbidden; raises RouteDefinitionError naming the WSDL when it cannot be used."""
+    """A zeep Client for ``wsdl`` (a file path or URL), with DTDs and entities forbidden, and
+    external references too for a local WSDL; raises RouteDefinitionError naming the WSDL when
+    it cannot be used."""
     zeep = _zeep()
     Transport = zeep.transports.Transport
 
+    remote = "://" in wsdl
     settings = zeep.Settings(
         strict=True,
         xml_huge_tree=False,
         forbid_dtd=True,
         forbid_entities=True,
-        forbid_external=True,
+        # A WSDL read from a URL imports its schemas by URL (``?xsd=...``): those the
+        # service publishes are trusted with it. A local WSDL may reference nothing remote.
+        forbid_external=not remote,
     )
     location = wsdl
-    if "://" not in wsdl:
+    if not remote:
         path = Path(wsdl)
         if not path.is_file():
             raise RouteDefinitionError(f"WSDL {wsdl}: no such file")
