@@ -25,14 +25,23 @@ import asyncio
 import contextlib
 import logging
 import os
-import re
 import socket
 import time
-from collections.abc import Awaitable, Callable, MutableMapping, Sequence
-from typing import Any, Protocol
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
 import msgspec
 
+from eip.components.http.asgi import (
+    Handler,
+    PathEntry,
+    Receive,
+    Scope,
+    Send,
+    json_headers,
+    normalize_path,
+    respond,
+)
 from eip.components.http.auth import AuthSpec
 from eip.errors import LifecycleError, RouteDefinitionError
 
@@ -40,18 +49,15 @@ __all__ = [
     "Handler",
     "HttpServer",
     "PathEntry",
+    "Receive",
+    "Scope",
+    "Send",
     "ServerSettings",
     "json_headers",
     "respond",
 ]
 
 log = logging.getLogger("eip.http")
-
-Scope = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
-Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
-
-_PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
 class ServerSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -82,73 +88,6 @@ class ServerSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
         host = self.host or os.environ.get("EIP_HTTP_HOST", "0.0.0.0")
         port = self.port if self.port >= 0 else int(os.environ.get("EIP_HTTP_PORT", "8080"))
         return host, port
-
-
-class Handler(Protocol):
-    """Serves the requests of one path (and some methods) on a server."""
-
-    async def handle(
-        self, scope: Scope, receive: Receive, send: Send, params: dict[str, str] | None
-    ) -> None: ...
-
-
-class PathEntry:
-    """The handlers of one path template, by method (``None``: any method)."""
-
-    __slots__ = ("any", "methods", "names", "regex", "template")
-
-    def __init__(self, template: str) -> None:
-        self.template = template
-        self.methods: dict[str, Handler] = {}
-        self.any: Handler | None = None
-        self.names = _PARAM.findall(template)
-        self.regex: re.Pattern[str] | None = None
-        if self.names:
-            parts, last = [], 0
-            for match in _PARAM.finditer(template):
-                parts.append(re.escape(template[last : match.start()]))
-                parts.append(f"(?P<{match.group(1)}>[^/]+)")
-                last = match.end()
-            parts.append(re.escape(template[last:]))
-            self.regex = re.compile("".join(parts) + "$")
-
-    def handler(self, method: str) -> Handler | None:
-        found = self.methods.get(method)
-        if found is None and method == "HEAD":
-            found = self.methods.get("GET")
-        return found if found is not None else self.any
-
-    @property
-    def allow(self) -> str:
-        return ", ".join(sorted(self.methods)) if self.any is None else "*"
-
-
-def normalize_path(path: str) -> str:
-    if not path.startswith("/"):
-        path = "/" + path
-    return path.rstrip("/") or "/"
-
-
-def json_headers(size: int, extra: Sequence[tuple[bytes, bytes]] = ()) -> list[tuple[bytes, bytes]]:
-    return [
-        (b"content-type", b"application/json"),
-        (b"content-length", str(size).encode()),
-        *extra,
-    ]
-
-
-async def respond(
-    send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]] | None = None
-) -> None:
-    """Send a whole response (JSON unless ``headers`` say otherwise)."""
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": headers if headers is not None else json_headers(len(body)),
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
 
 
 _NOT_FOUND = b'{"error":"not found"}'
@@ -255,7 +194,7 @@ class HttpServer:
         else:
             # Templates with more literal characters first: /a/{x}/b before /a/{x}/{y}.
             self._templated.append(entry)
-            self._templated.sort(key=lambda e: -len(_PARAM.sub("", e.template)))
+            self._templated.sort(key=lambda e: -e.literal_length)
         return entry
 
     # -- the ASGI app ----------------------------------------------------------------------
