@@ -222,7 +222,7 @@ def spec_to_uri(spec: EndpointSpec) -> str:
         if value == defaults.get(name, _NO_DEFAULT):
             continue
         options.append((name, _option_text(value)))
-    query = urllib.parse.urlencode(options)
+    query = urllib.parse.urlencode(options, safe="/:,*{}")  # readable paths, URLs, globs
     return f"{spec.scheme}:{path_value}" + (f"?{query}" if query else "")
 
 
