@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import urllib.parse
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -39,6 +40,7 @@ from eip.components.http.tracing import ClientSpans
 from eip.components.soap._fault import FaultInfo, parse_fault
 from eip.components.soap._version import SoapEnvelopeError, SoapVersion, envelope_version
 from eip.components.soap._xml import UnsafeXmlError, clark, parse_untrusted
+from eip.components.soap.codec import compile_reader, compile_writer
 from eip.components.soap.spec import SoapClientSpec
 from eip.components.soap.zeep_support import load_client, plain, to_data
 from eip.errors import (
@@ -74,6 +76,9 @@ class _Operation:
     output_tag: str
     one_way: bool
     wsa: bool
+    #: The input/output elements' compiled codecs (:mod:`.codec`), None where zeep does it.
+    write: Callable[[Any], etree._Element] | None = None
+    read: Callable[[etree._Element], Any] | None = None
 
 
 def _element_of(message: Any) -> Any:
@@ -94,18 +99,20 @@ def _headers(version: SoapVersion, action: str) -> dict[str, str]:
     return {"content-type": f'{content_type}; action="{action}"' if action else content_type}
 
 
-def _operation(binding: Any, name: str, version: SoapVersion) -> _Operation:
+def _operation(client: Any, binding: Any, name: str, version: SoapVersion) -> _Operation:
     op = binding.get(name)
-    output = _element_of(op.output)
+    request, output = _element_of(op.input), _element_of(op.output)
     return _Operation(
         name=name,
         zeep=op,
         headers=_headers(version, op.soapaction or ""),
-        input=_element_of(op.input),
+        input=request,
         output=output,
         output_tag=str(output.qname) if output is not None else "",
         one_way=op.output is None,
         wsa=bool(op.abstract.wsa_action),
+        write=compile_writer(client, request.qname.text) if request is not None else None,
+        read=compile_reader(client, output.qname.text) if output is not None else None,
     )
 
 
@@ -174,7 +181,9 @@ class SoapProducer(Producer):
                 f"WSDL {spec.wsdl}: port '{port.name}' has no soap:address; set address="
             )
         binding = port.binding
-        self.operations = {n: _operation(binding, n, self._version) for n in binding._operations}
+        self.operations = {
+            n: _operation(client, binding, n, self._version) for n in binding._operations
+        }
         if spec.operation and spec.operation not in self.operations:
             raise RouteDefinitionError(
                 f"WSDL {spec.wsdl} has no operation '{spec.operation}' in port '{port.name}' "
@@ -268,7 +277,10 @@ class SoapProducer(Producer):
                 ns, prefix = self._version.namespace, self._version.prefix
                 envelope = etree.Element(f"{{{ns}}}Envelope", nsmap={prefix: ns})
                 body_element = etree.SubElement(envelope, f"{{{ns}}}Body")
-                operation.input.render(body_element, operation.input(**(value or {})))
+                if operation.write is not None:
+                    body_element.append(operation.write(value))
+                else:
+                    operation.input.render(body_element, operation.input(**(value or {})))
         except (TypeError, ValueError, self._zeep_error) as exc:
             raise MarshalError("soap", f"{operation.name}: {exc}") from exc
         if operation.wsa:
@@ -306,6 +318,8 @@ class SoapProducer(Producer):
             elif payload is None or payload.tag != operation.output_tag:
                 found = "an empty Body" if payload is None else repr(payload.tag)
                 raise UnmarshalError("soap", f"expected {operation.output_tag}, got {found}")
+            elif operation.read is not None:
+                return self._typed(operation, operation.read(payload))
             else:
                 value = operation.output.parse(payload, self._schema, context=self._context)
         except (TypeError, ValueError, self._zeep_error) as exc:
