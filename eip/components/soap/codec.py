@@ -19,128 +19,28 @@ objects in the data) is handed to zeep whole, so even those come out as zeep has
 
 from __future__ import annotations
 
-import datetime
-import decimal
-import functools
-import importlib
 import logging
-from collections.abc import Callable, Mapping
-from types import SimpleNamespace
+from collections.abc import Callable
 from typing import Any
 
-import msgspec
 from lxml import etree
 
-from eip.components.soap.zeep_support import plain, zeep_data_to_element, zeep_element_to_data
+from eip.components.soap._codec_parts import (
+    _XSI_TYPE,
+    _Converter,
+    _dict,
+    _Fallback,
+    _Invalid,
+    _SubElement,
+    _Unsupported,
+    _zeep,
+)
+from eip.components.soap.zeep_support import zeep_data_to_element, zeep_element_to_data
 from eip.errors import MarshalError, UnmarshalError
 
 __all__ = ["compile_reader", "compile_writer"]
 
 log = logging.getLogger("eip.soap")
-
-_XSI_TYPE = "{http://www.w3.org/2001/XMLSchema-instance}type"
-_SubElement = etree.SubElement
-#: Values handed to zeep's xmlvalue as they are; others may be zeep's own objects or Structs.
-_SCALARS = frozenset({str, int, float, bool, decimal.Decimal, datetime.date, datetime.datetime})
-
-
-class _Unsupported(Exception):
-    """The compiler does not mirror this construct: the caller keeps zeep."""
-
-
-class _Fallback(Exception):
-    """This document needs zeep's own machinery (xsi:type, comments, zeep value objects)."""
-
-
-class _Invalid(Exception):
-    """Bad data or XML; ``path`` grows as the error climbs back to the root element."""
-
-    def __init__(self, message: str, *where: str) -> None:
-        super().__init__(message)
-        self.message = message
-        self.path: list[str] = list(where)
-
-    def where(self) -> str:
-        return ".".join(reversed(self.path))
-
-
-@functools.cache
-def _zeep() -> SimpleNamespace:
-    """zeep's classes, imported on first use (zeep is an optional dependency) and untyped."""
-    xsd: Any = importlib.import_module("zeep.xsd")
-    values: Any = importlib.import_module("zeep.xsd.valueobjects")
-    indicators: Any = importlib.import_module("zeep.xsd.elements.indicators")
-    base: Any = importlib.import_module("zeep.xsd.types.base")
-    # NotSet, SkipValue and Nil share one class; CDATA, like them, is written by zeep only
-    specials = (values.CompoundValue, values.AnyObject, type(xsd.const.NotSet), etree.CDATA)
-    return SimpleNamespace(
-        Element=xsd.Element,
-        Attribute=xsd.Attribute,
-        Sequence=indicators.Sequence,
-        All=indicators.All,
-        Type=base.Type,
-        ComplexType=xsd.ComplexType,
-        AnySimpleType=xsd.AnySimpleType,
-        String=xsd.String,
-        specials=specials,
-    )
-
-
-class _Converter:
-    """One simple type: zeep's ``pythonvalue``/``xmlvalue``, bound, skipped where identity."""
-
-    __slots__ = ("read", "write", "write_str")
-
-    def __init__(self, xsd_type: Any) -> None:
-        z, cls = _zeep(), type(xsd_type)
-        overrides = (
-            not isinstance(xsd_type, z.AnySimpleType)
-            or cls.parse_xmlelement is not z.AnySimpleType.parse_xmlelement
-            or cls.render is not z.AnySimpleType.render
-            or cls.validate is not z.AnySimpleType.validate
-            or cls.parse_kwargs is not z.Type.parse_kwargs
-        )
-        if overrides:
-            raise _Unsupported(f"simple type {cls.__name__}")
-        identity = cls.pythonvalue is z.String.pythonvalue
-        self.read: Callable[[str], Any] | None = None if identity else xsd_type.pythonvalue
-        self.write: Callable[[Any], str] = xsd_type.xmlvalue
-        self.write_str = cls.xmlvalue is z.String.xmlvalue  # a str is written as it is
-
-    def parse(self, text: str) -> Any:
-        """zeep's reading: a value it cannot convert (TypeError, ValueError) becomes None."""
-        read = self.read
-        if read is None:
-            return text
-        try:
-            return read(text)
-        except (TypeError, ValueError):
-            return None
-        except Exception as exc:  # decimal.InvalidOperation escapes zeep itself
-            raise _Invalid(f"cannot read {text!r}: {type(exc).__name__}") from exc
-
-    def text(self, value: Any) -> str:
-        if self.write_str and type(value) is str:
-            return value
-        if type(value) not in _SCALARS:
-            if isinstance(value, _zeep().specials):
-                raise _Fallback
-            if isinstance(value, msgspec.Struct | Mapping | list | tuple):
-                value = plain(value)
-        try:
-            return self.write(value)
-        except Exception as exc:
-            raise _Invalid(f"cannot write {value!r}: {exc}") from exc
-
-
-def _dict(value: Any) -> dict[str, Any]:
-    """A complex value as zeep's data_to_element sees it (after ``plain``), else zeep's job."""
-    if type(value) is dict:
-        return value
-    if isinstance(value, msgspec.Struct | Mapping) and not isinstance(value, _zeep().specials):
-        result: dict[str, Any] = plain(value)
-        return result
-    raise _Fallback
 
 
 class _Field:
