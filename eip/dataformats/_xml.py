@@ -16,6 +16,7 @@ import msgspec.inspect as mi
 from lxml import etree
 
 from eip.dataformats._json import encode_failure, msgspec_reason
+from eip.dataformats._prolog import has_doctype
 from eip.dataformats._xml_shape import compile_shaper, xpath
 from eip.errors import MarshalError, RouteDefinitionError, UnmarshalError
 
@@ -23,27 +24,6 @@ __all__ = ["XmlFormat"]
 
 _LINE_COLUMN = re.compile(r", line \d+, column \d+$")
 _XML_DECLARATION = re.compile(r"\A\s*<\?xml[^>]*\?>")
-_WHITESPACE = re.compile(rb"[ \t\r\n]*")
-_BOM = b"\xef\xbb\xbf"
-
-
-def _has_doctype(data: bytes) -> bool:
-    """Look for ``<!DOCTYPE`` in the prolog only (it cannot appear anywhere else), so text
-    that merely mentions a DOCTYPE, say in CDATA, is not refused. Cost: the prolog's length."""
-    size = len(data)
-    i = 3 if data.startswith(_BOM) else 0
-    while i < size:
-        i = _WHITESPACE.match(data, i).end()  # type: ignore[union-attr]  # [ \t\r\n]* always matches
-        if data.startswith(b"<?", i):
-            end, closer = data.find(b"?>", i + 2), 2
-        elif data.startswith(b"<!--", i):
-            end, closer = data.find(b"-->", i + 4), 3
-        else:
-            return data.startswith(b"<!DOCTYPE", i)
-        if end < 0:
-            return False
-        i = end + closer
-    return False
 
 
 def _local(tag: str) -> str:
@@ -198,7 +178,7 @@ class XmlFormat:
     def parse(self, data: Any) -> etree._Element:
         """Parse ``data`` with the hardened parser and return the root element."""
         raw = self._bytes(data)
-        if _has_doctype(raw):
+        if has_doctype(raw):
             raise UnmarshalError("xml", "DTDs are not allowed", location="prolog")
         try:
             element: etree._Element = etree.fromstring(raw, self._parser)

@@ -15,6 +15,8 @@ from typing import Final, TypeAlias
 
 from lxml import etree
 
+from eip.dataformats._prolog import has_doctype
+
 __all__ = [
     "QName",
     "UnsafeXmlError",
@@ -28,16 +30,6 @@ __all__ = [
 QName: TypeAlias = tuple[str, str]
 """An XML qualified name as ``(namespace, local)``; the namespace is ``""`` when absent."""
 
-_WHITESPACE: Final = re.compile(rb"[ \t\r\n]*")
-_UTF8_BOM: Final = b"\xef\xbb\xbf"
-_WIDE_BOMS: Final = (
-    (b"\x00\x00\xfe\xff", "utf-32-be"),
-    (b"\xff\xfe\x00\x00", "utf-32-le"),
-    (b"\xfe\xff", "utf-16-be"),
-    (b"\xff\xfe", "utf-16-le"),
-    (b"\x00<\x00", "utf-16-be"),
-    (b"<\x00", "utf-16-le"),
-)
 _NOT_XML_CHAR: Final = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 _local = threading.local()
 
@@ -67,40 +59,12 @@ def _parser() -> etree.XMLParser:
     return parser
 
 
-def _ascii_prolog(data: bytes) -> bytes:
-    """The bytes to scan for ``<!DOCTYPE``: UTF-16/32 input is transcoded first."""
-    for bom, codec in _WIDE_BOMS:
-        if data.startswith(bom):
-            text = data.decode(codec, errors="replace").lstrip("\ufeff")
-            return text.encode("utf-8", errors="replace")
-    return data[3:] if data.startswith(_UTF8_BOM) else data
-
-
-def _has_doctype(data: bytes) -> bool:
-    """Look for ``<!DOCTYPE`` in the prolog only, where it must be if anywhere, so text that
-    merely mentions one (in CDATA, say) is not refused."""
-    data = _ascii_prolog(data)
-    size, i = len(data), 0
-    while i < size:
-        i = _WHITESPACE.match(data, i).end()  # type: ignore[union-attr]  # always matches
-        if data.startswith(b"<?", i):
-            end, close = data.find(b"?>", i + 2), 2
-        elif data.startswith(b"<!--", i):
-            end, close = data.find(b"-->", i + 4), 3
-        else:
-            return data.startswith(b"<!DOCTYPE", i)
-        if end < 0:
-            return False
-        i = end + close
-    return False
-
-
 def parse_untrusted(data: bytes, *, base_url: str | None = None) -> etree._Element:
     """Parse ``data`` with entities, network and DTDs off; refuse any DOCTYPE.
 
     The caller enforces its size limit *before* calling, so no oversized input is parsed.
     """
-    if _has_doctype(data):
+    if has_doctype(data):
         raise UnsafeXmlError("a DOCTYPE (DTD or entity declaration) is not allowed")
     try:
         if base_url is None:
