@@ -86,11 +86,6 @@ class ServedConsumer(Consumer):
         # Stay registered, answering 503: a stopped route is unavailable, not unknown.
         self.accepting = False
 
-    def unregister(self) -> None:
-        if self._registered:
-            self.server.remove(self)
-            self._registered = False
-
     async def handle(
         self, scope: Scope, receive: Receive, send: Send, params: dict[str, str] | None
     ) -> None:

@@ -166,18 +166,6 @@ class HttpServer:
         if entry.any is not None and getattr(entry.any, "route", None) is route:
             entry.any = None
 
-    def remove(self, handler: Handler) -> None:
-        for entry in [*self._exact.values(), *self._templated]:
-            entry.methods = {m: h for m, h in entry.methods.items() if h is not handler}
-            if entry.any is handler:
-                entry.any = None
-        if self.on_change is not None:
-            self.on_change()
-
-    @property
-    def empty(self) -> bool:
-        return not any(e.methods or e.any for e in [*self._exact.values(), *self._templated])
-
     def entries(self) -> list[PathEntry]:
         return [*self._exact.values(), *self._templated]
 
