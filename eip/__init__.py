@@ -13,6 +13,7 @@ from eip.components.http import http_client, http_server
 from eip.components.log import log_endpoint
 from eip.components.mock import mock
 from eip.components.seda import seda
+from eip.components.soap import soap_client, soap_server
 from eip.components.timer import cron, timer
 from eip.dsl.builder import (
     RouteBuilder,
@@ -39,6 +40,7 @@ from eip.errors import (
     NoMessageIdError,
     ResolveEndpointError,
     RouteDefinitionError,
+    SoapFault,
     ThrottledError,
     UnmarshalError,
 )
@@ -76,6 +78,7 @@ __all__ = [
     "ResolveEndpointError",
     "RouteBuilder",
     "RouteDefinitionError",
+    "SoapFault",
     "ThrottledError",
     "UnmarshalError",
     "body",
@@ -97,6 +100,8 @@ __all__ = [
     "otherwise",
     "pipeline",
     "seda",
+    "soap_client",
+    "soap_server",
     "timer",
     "use_latest",
     "use_original",
