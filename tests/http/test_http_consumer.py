@@ -576,3 +576,24 @@ async def test_connections_do_not_wait_for_delayed_acks(serve: ServeFactory) -> 
     assert listening.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
     response = await served.client.post(f"{served.url}/api/customers", json=GOOD)
     assert response.status_code == 200
+
+
+async def test_idle_keep_alive_connections_are_closed_after_the_timeout(
+    serve: ServeFactory,
+) -> None:
+    served = await serve(customer_routes(), keep_alive_timeout=1)
+    host, port = served.url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    body = msgspec.json.encode(GOOD)
+    writer.write(
+        b"POST /api/customers HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+        b"content-length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+    )
+    await writer.drain()
+    answer = await asyncio.wait_for(reader.readuntil(b"}"), 5)
+    assert answer.startswith(b"HTTP/1.1 200")
+    began = time.monotonic()
+    rest = await asyncio.wait_for(reader.read(), 5)  # b"" once the server closes the socket
+    assert rest == b""
+    assert 0.5 < time.monotonic() - began < 3.0
+    writer.close()
