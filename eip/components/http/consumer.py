@@ -220,22 +220,15 @@ _MISSING = _Missing()
 
 
 def _add_query(headers: dict[str, Any], query: str) -> None:
+    """Query parameters as headers (over an HTTP header of the same name); a repeated one
+    becomes a list, in order."""
     headers[H.HTTP_QUERY] = query
+    values: dict[str, list[str]] = {}
     for key, value in urllib.parse.parse_qsl(query, keep_blank_values=True):
-        if key.startswith("eip."):
-            continue
-        previous = headers.get(key)
-        if isinstance(previous, list):
-            previous.append(value)
-        elif previous is not None and key in _seen_query(headers):
-            headers[key] = [previous, value]
-        else:
-            headers[key] = value
-
-
-def _seen_query(headers: dict[str, Any]) -> set[str]:
-    query = headers.get(H.HTTP_QUERY, "")
-    return {k for k, _ in urllib.parse.parse_qsl(query, keep_blank_values=True)}
+        if not key.startswith("eip."):
+            values.setdefault(key, []).append(value)
+    for key, found in values.items():
+        headers[key] = found[0] if len(found) == 1 else found
 
 
 async def _error(
