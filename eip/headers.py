@@ -38,6 +38,7 @@ __all__ = [
     "SOAP_ACTION",
     "SOAP_HEADERS",
     "SOAP_OPERATION",
+    "SOAP_REQUEST_HEADERS",
     "SOAP_REQUEST_OPERATION",
     "SOAP_VERSION",
     "SPLIT_COMPLETE",
@@ -120,3 +121,6 @@ SOAP_HEADERS = "eip.soap.headers"
 #: name from the consumer's, so a route from one SOAP service to another never calls the
 #: incoming operation's name by accident.
 SOAP_REQUEST_OPERATION = "eip.soap.request.operation"
+#: Exchange property: SOAP header blocks (an lxml element or a list of them) the producer
+#: puts into the request's Header; the reply's header blocks come back in ``SOAP_HEADERS``.
+SOAP_REQUEST_HEADERS = "eip.soap.request.headers"

@@ -843,3 +843,29 @@ async def test_a_fault_marks_the_client_span_as_error(stub: SoapStub) -> None:
     attributes = dict(outgoing.attributes or {})
     assert attributes["error.type"] == "SoapFault"
     assert attributes["http.response.status_code"] == 500
+
+
+async def test_the_replys_soap_header_blocks_reach_the_route(stub: SoapStub) -> None:
+    with_header = (
+        f'<?xml version="1.0" encoding="utf-8"?><e:Envelope xmlns:e="{S11}">'
+        '<e:Header><t:Trace xmlns:t="urn:erp:trace">erp-42</t:Trace></e:Header>'
+        f"<e:Body>{CHECK_CREDIT_REPLY}</e:Body></e:Envelope>"
+    ).encode()
+    stub.answer("CheckCredit", Answer(200, with_header))
+    exchange = await call(client(stub), {"customerId": "C000001", "amount": "10.50"})
+    assert exchange.exception is None
+    assert exchange.body == CREDIT
+    [block] = exchange.properties[H.SOAP_HEADERS]
+    assert (block.tag, block.text) == ("{urn:erp:trace}Trace", "erp-42")
+
+
+async def test_request_header_blocks_must_be_elements(stub: SoapStub) -> None:
+    from eip.errors import MarshalError
+
+    exchange = Exchange({"customerId": "C000001", "amount": "10.50"})
+    exchange.properties[H.SOAP_REQUEST_HEADERS] = ["<Tenant>acme</Tenant>"]
+    async with running(client(stub)) as context:
+        done = await context.template().send_exchange("direct:x", exchange)
+    assert isinstance(done.exception, MarshalError)
+    assert "lxml elements" in str(done.exception)
+    assert stub.received == []

@@ -59,6 +59,7 @@ class ErpService(RouteBuilder):
     def __init__(self, seen: list[tuple[str, Any]]) -> None:
         super().__init__()
         self.seen = seen
+        self.blocks: list[Any] = []
 
     def configure(self) -> None:
         def upsert(exchange: Any) -> None:
@@ -79,6 +80,7 @@ class ErpService(RouteBuilder):
             self.from_(soap_server("/services/customer", wsdl=WSDL))
             .route_id("erp")
             .process(lambda ex: self.seen.append((ex.headers[H.SOAP_VERSION], ex.body)))
+            .process(lambda ex: self.blocks.append(ex.properties.get(H.SOAP_HEADERS)))
             .choice(
                 when(lambda ex: ex.headers[H.SOAP_OPERATION] == "UpsertCustomer").process(upsert),
                 when(lambda ex: ex.headers[H.SOAP_OPERATION] == "CheckCredit").set_body(
@@ -123,8 +125,13 @@ CUSTOMER = Customer(
 
 
 class Pair:
-    def __init__(self, server: Context, client: Context, seen: list[Any]) -> None:
-        self.server, self.client, self.seen = server, client, seen
+    def __init__(
+        self, server: Context, client: Context, seen: list[Any], service: ErpService
+    ) -> None:
+        self.server, self.client, self.seen, self.service = server, client, seen, service
+
+    def server_blocks(self) -> list[Any]:
+        return [b for b in self.service.blocks if b is not None]
 
     async def request(
         self, endpoint: str, body: Any, headers: dict[str, Any] | None = None
@@ -138,9 +145,10 @@ async def pair() -> AsyncIterator[Any]:
 
     async def start(provider: TracerProvider | None = None) -> Pair:
         seen: list[Any] = []
+        service = ErpService(seen)
         server = Context(shutdown_timeout=5, tracer_provider=provider)
         server.component("http").configure(host="127.0.0.1", port=0)  # type: ignore[attr-defined]
-        server.add_routes(ErpService(seen))
+        server.add_routes(service)
         await server.start()
         started.append(server)
         url = f"{server.component('http').server.base_url}/services/customer"  # type: ignore[attr-defined]
@@ -148,7 +156,7 @@ async def pair() -> AsyncIterator[Any]:
         client.add_routes(Client(url))
         await client.start()
         started.append(client)
-        return Pair(server, client, seen)
+        return Pair(server, client, seen, service)
 
     try:
         yield start
@@ -292,3 +300,21 @@ async def test_the_producer_loads_the_wsdl_from_the_served_service(pair: Any) ->
     assert exchange.exception is None, exchange.exception
     assert exchange.body["approved"] is True
     assert running.seen[-1][0] == "1.2"
+
+
+async def test_soap_header_blocks_travel_with_the_message(pair: Any) -> None:
+    from lxml import etree
+
+    running: Pair = await pair()
+    tenant = etree.Element("{urn:crm:context}Tenant")
+    tenant.text = "acme"
+    exchange = Exchange(
+        {"customerId": "C000001", "amount": decimal.Decimal("1.00")},
+        {H.SOAP_REQUEST_OPERATION: "CheckCredit"},
+    )
+    exchange.properties[H.SOAP_REQUEST_HEADERS] = [tenant]
+    done = await running.client.template().send_exchange("direct:call12", exchange)
+    assert done.exception is None, done.exception
+    blocks = running.server_blocks()
+    [[received]] = blocks
+    assert (received.tag, received.text) == ("{urn:crm:context}Tenant", "acme")

@@ -25,8 +25,6 @@ from __future__ import annotations
 import contextlib
 import importlib
 import urllib.parse
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -38,9 +36,15 @@ from eip.components.http.calls import AiohttpCalls
 from eip.components.http.spec import HttpClientSpec
 from eip.components.http.tracing import ClientSpans
 from eip.components.soap._fault import FaultInfo, parse_fault
-from eip.components.soap._version import SoapEnvelopeError, SoapVersion, envelope_version
+from eip.components.soap._operations import (
+    Operation,
+    add_header_blocks,
+    choose_port,
+    declared_faults,
+    prepare,
+)
+from eip.components.soap._version import SoapEnvelopeError, envelope_version
 from eip.components.soap._xml import UnsafeXmlError, clark, parse_untrusted
-from eip.components.soap.codec import compile_reader, compile_writer
 from eip.components.soap.spec import SoapClientSpec
 from eip.components.soap.zeep_support import load_client, plain, to_data
 from eip.errors import (
@@ -60,103 +64,6 @@ if TYPE_CHECKING:
 
 __all__ = ["SoapProducer"]
 
-_VERSIONS = {version.namespace: version for version in SoapVersion}
-
-
-@dataclass(frozen=True, slots=True)
-class _Operation:
-    """One operation of the chosen binding, prepared at start. ``input``/``output`` are the
-    elements eip renders/parses itself, or None where zeep's message model does it."""
-
-    name: str
-    zeep: Any
-    headers: dict[str, str]
-    input: Any
-    output: Any
-    output_tag: str
-    one_way: bool
-    wsa: bool
-    #: The input/output elements' compiled codecs (:mod:`.codec`), None where zeep does it.
-    write: Callable[[Any], etree._Element] | None = None
-    read: Callable[[etree._Element], Any] | None = None
-
-
-def _element_of(message: Any) -> Any:
-    """The message's one body element (document/literal, no declared headers), else None."""
-    if message is None or type(message).__name__ != "DocumentMessage":
-        return None
-    body = message.body
-    if body is None or getattr(message, "_is_body_wrapped", True) or body.qname is None:
-        return None
-    return None if message.header.type.elements else body
-
-
-def _headers(version: SoapVersion, action: str) -> dict[str, str]:
-    """1.1: text/xml and a quoted SOAPAction; 1.2: the action rides in the content type."""
-    if version is SoapVersion.SOAP11:
-        return {"content-type": "text/xml; charset=utf-8", "soapaction": f'"{action}"'}
-    content_type = "application/soap+xml; charset=utf-8"
-    return {"content-type": f'{content_type}; action="{action}"' if action else content_type}
-
-
-def _operation(client: Any, binding: Any, name: str, version: SoapVersion) -> _Operation:
-    op = binding.get(name)
-    request, output = _element_of(op.input), _element_of(op.output)
-    return _Operation(
-        name=name,
-        zeep=op,
-        headers=_headers(version, op.soapaction or ""),
-        input=request,
-        output=output,
-        output_tag=str(output.qname) if output is not None else "",
-        one_way=op.output is None,
-        wsa=bool(op.abstract.wsa_action),
-        write=compile_writer(client, request.qname.text) if request is not None else None,
-        read=compile_reader(client, output.qname.text) if output is not None else None,
-    )
-
-
-def _declared_faults(binding: Any) -> dict[str, tuple[str, Any]]:
-    """Detail element (Clark notation) -> (WSDL fault name, zeep element), over the binding."""
-    faults: dict[str, tuple[str, Any]] = {}
-    for name in binding._operations:
-        for fault_name, message in binding.get(name).abstract.fault_messages.items():
-            for part in message.parts.values():
-                if part.element is not None:
-                    faults.setdefault(str(part.element.qname), (fault_name, part.element))
-    return faults
-
-
-def _named(kind: str, wanted: str, found: dict[str, Any], wsdl: str) -> Any:
-    """``found[wanted]``, or the only entry when nothing is wanted; else an error listing."""
-    names = ", ".join(found) or "none"
-    if wanted and wanted not in found:
-        raise RouteDefinitionError(f"WSDL {wsdl} has no {kind} '{wanted}' ({kind}s: {names})")
-    if not wanted and len(found) != 1:
-        option = "wsdl_port (or soap_version)" if kind == "port" else kind
-        raise RouteDefinitionError(f"WSDL {wsdl} has {len(found)} {kind}s ({names}): set {option}=")
-    return found[wanted] if wanted else next(iter(found.values()))
-
-
-def _choose_port(client: Any, spec: SoapClientSpec) -> tuple[Any, Any, SoapVersion]:
-    """(service, port, version): the ones named, else the only ones, else by soap_version."""
-    service = _named("service", spec.service, dict(client.wsdl.services), spec.wsdl)
-    ports = {
-        name: (port, _VERSIONS[ns])
-        for name, port in service.ports.items()
-        if (ns := getattr(port.binding, "nsmap", {}).get("soap-env")) in _VERSIONS
-    }
-    if not spec.wsdl_port and spec.soap_version:
-        chosen = {n: p for n, p in ports.items() if p[1].value == spec.soap_version}
-        ports = chosen if len(chosen) == 1 else ports
-    port, version = _named("port", spec.wsdl_port, ports, spec.wsdl)
-    if spec.soap_version and version.value != spec.soap_version:
-        raise RouteDefinitionError(
-            f"WSDL {spec.wsdl}: port '{port.name}' is SOAP {version.value}, "
-            f"not the soap_version={spec.soap_version} asked for"
-        )
-    return service, port, version
-
 
 class SoapProducer(Producer):
     #: This producer opens its own CLIENT span; the generic send span would only repeat it.
@@ -166,7 +73,7 @@ class SoapProducer(Producer):
         self.component = component
         self.spec = spec
         self.address = self.endpoint = ""
-        self.operations: dict[str, _Operation] = {}
+        self.operations: dict[str, Operation] = {}
         self.default_operation = spec.operation
         self.calls: AiohttpCalls | None = None
         self._spans: ClientSpans | None = None
@@ -174,7 +81,7 @@ class SoapProducer(Producer):
     async def start(self) -> None:
         spec = self.spec
         client = await load_client(spec.wsdl, spec.load_timeout)
-        service, port, self._version = _choose_port(client, spec)
+        service, port, self._version = choose_port(client, spec)
         self.address = spec.address or (port.binding_options or {}).get("address") or ""
         if not self.address:
             raise RouteDefinitionError(
@@ -182,7 +89,7 @@ class SoapProducer(Producer):
             )
         binding = port.binding
         self.operations = {
-            n: _operation(client, binding, n, self._version) for n in binding._operations
+            n: prepare(client, binding, n, self._version) for n in binding._operations
         }
         if spec.operation and spec.operation not in self.operations:
             raise RouteDefinitionError(
@@ -191,7 +98,7 @@ class SoapProducer(Producer):
             )
         if not spec.operation and len(self.operations) == 1:
             self.default_operation = next(iter(self.operations))
-        self._faults = _declared_faults(binding)
+        self._faults = declared_faults(binding)
         self._schema = client.wsdl.types
         self._context = _zeep("zeep.xsd.context").XmlParserContext(settings=client.settings)
         self._zeep_error: type[Exception] = _zeep("zeep.exceptions").Error
@@ -224,7 +131,8 @@ class SoapProducer(Producer):
 
     async def _call(self, exchange: Exchange) -> None:
         operation = self._operation_for(exchange)
-        content = self._envelope(operation, exchange.body)
+        blocks = exchange.properties.get(H.SOAP_REQUEST_HEADERS)
+        content = self._envelope(operation, exchange.body, blocks)
         headers = dict(operation.headers)
         if self.calls is None:
             raise EndpointError(f"SOAP producer {self.uri} is not started", endpoint=self.uri)
@@ -237,7 +145,7 @@ class SoapProducer(Producer):
             status, reply_headers, data = await self.calls.call(
                 "POST", self.address, headers, content
             )
-            reply = self._reply(operation, status, reply_headers, data)
+            reply, blocks = self._reply(operation, status, reply_headers, data)
         except Exception as exc:
             if spans is not None:
                 if status:
@@ -247,8 +155,10 @@ class SoapProducer(Producer):
         if spans is not None:
             spans.finish(span, status)
         exchange.body = reply
+        if blocks:
+            exchange.properties[H.SOAP_HEADERS] = blocks
 
-    def _operation_for(self, exchange: Exchange) -> _Operation:
+    def _operation_for(self, exchange: Exchange) -> Operation:
         name = exchange.headers.get(H.SOAP_REQUEST_OPERATION) or self.default_operation
         operation = self.operations.get(name)
         if operation is not None:
@@ -261,8 +171,9 @@ class SoapProducer(Producer):
             f"WSDL {self.spec.wsdl}: {what} (operations: {known})", endpoint=self.uri
         )
 
-    def _envelope(self, operation: _Operation, body: Any) -> bytes:
-        """The request envelope: the body (a dict, a Struct or None) as the input element."""
+    def _envelope(self, operation: Operation, body: Any, blocks: Any = None) -> bytes:
+        """The request envelope: the body (a dict, a Struct or None) as the input element, and
+        the exchange's own SOAP header blocks (lxml elements), if any, in its Header."""
         value = plain(body)
         if value is not None and not isinstance(value, dict):
             raise MarshalError(
@@ -283,13 +194,27 @@ class SoapProducer(Producer):
                     operation.input.render(body_element, operation.input(**(value or {})))
         except (TypeError, ValueError, self._zeep_error) as exc:
             raise MarshalError("soap", f"{operation.name}: {exc}") from exc
+        if blocks is not None:
+            add_header_blocks(envelope, self._version, blocks)
         if operation.wsa:
             self._wsa.egress(envelope, {}, operation.zeep, {"address": self.address})
         if self._wsse is not None:
             self._wsse.apply(envelope, {})
         return etree.tostring(envelope, xml_declaration=True, encoding="utf-8")
 
-    def _reply(self, operation: _Operation, status: int, headers: Any, data: bytes) -> Any:
+    def _reply(
+        self, operation: Operation, status: int, headers: Any, data: bytes
+    ) -> tuple[Any, list[etree._Element]]:
+        """The reply's data and its SOAP header blocks (see :meth:`_reply_data`)."""
+        root, value = self._reply_data(operation, status, headers, data)
+        if root is None:
+            return value, []
+        header = root.find(f"{{{envelope_version(root).namespace}}}Header")
+        return value, list(header) if header is not None else []
+
+    def _reply_data(
+        self, operation: Operation, status: int, headers: Any, data: bytes
+    ) -> tuple[etree._Element | None, Any]:
         """A fault envelope raises SoapFault whatever the status, any other error answer
         HttpOperationFailed; a 2xx answer is the output (None for one-way operations)."""
         root = payload = None
@@ -306,7 +231,7 @@ class SoapProducer(Producer):
         if not 200 <= status < 300:
             raise HttpOperationFailed("POST", self.address, status, data, dict(headers))
         if operation.one_way or (status == 202 and not data.strip()):
-            return None
+            return root, None
         if root is None:
             raise EndpointError(
                 f"{operation.name}: the HTTP {status} reply from {self.endpoint} is {why}",
@@ -319,14 +244,14 @@ class SoapProducer(Producer):
                 found = "an empty Body" if payload is None else repr(payload.tag)
                 raise UnmarshalError("soap", f"expected {operation.output_tag}, got {found}")
             elif operation.read is not None:
-                return self._typed(operation, operation.read(payload))
+                return root, self._typed(operation, operation.read(payload))
             else:
                 value = operation.output.parse(payload, self._schema, context=self._context)
         except (TypeError, ValueError, self._zeep_error) as exc:
             raise UnmarshalError("soap", f"{operation.name} reply: {exc}") from exc
-        return self._typed(operation, to_data(value))
+        return root, self._typed(operation, to_data(value))
 
-    def _typed(self, operation: _Operation, data: Any) -> Any:
+    def _typed(self, operation: Operation, data: Any) -> Any:
         reply_type = self.spec.reply_type
         if reply_type is None:
             return data
