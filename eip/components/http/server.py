@@ -306,7 +306,7 @@ class HttpServer:
         self._server = server
         self._ticker = asyncio.create_task(self._tick(server), name=f"http-server {self.port}")
         self.started = True
-        log.info("HTTP server listening on %s", self.base_url)
+        log.info("HTTP server listening on %s:%d (%s)", self.host, self.port, self.base_url)
 
     async def stop(self) -> None:
         """Stop accepting connections; let in-flight responses finish (graceful_timeout)."""
