@@ -53,7 +53,11 @@ async def running(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncItera
 
 
 def _first(folder: Path) -> Path | None:
-    found = sorted(folder.glob("*")) if folder.is_dir() else []
+    """The first finished file: the file producer writes under a hidden temporary name and
+    renames it, so hidden files are files still being written."""
+    found = (
+        sorted(p for p in folder.glob("*") if not p.name.startswith(".")) if folder.is_dir() else []
+    )
     return found[0] if found else None
 
 
