@@ -28,13 +28,11 @@ import msgspec
 
 from eip import headers as H
 from eip.components.base import process_exchange
-from eip.components.http.auth import Denial
 from eip.components.http.binding import BodyBinder, UnsupportedMediaType, encode_reply
-from eip.components.http.intake import ServedConsumer, decode_headers
+from eip.components.http.intake import ServedConsumer
 from eip.components.http.openapi import OperationDoc
 from eip.components.http.server import Receive, Scope, Send, respond
 from eip.components.http.spec import HttpServerSpec
-from eip.components.http.tracing import ServerSpans
 from eip.errors import UnmarshalError
 from eip.message import Exchange, ExchangePattern
 
@@ -69,6 +67,7 @@ _RESERVED = frozenset(
 class HttpConsumer(ServedConsumer):
     def __init__(self, component: HttpComponent, spec: HttpServerSpec, route: Route) -> None:
         super().__init__(
+            component.context,
             route,
             component.server_for(spec),
             path=spec.path,
@@ -85,7 +84,6 @@ class HttpConsumer(ServedConsumer):
             ExchangePattern.IN_ONLY if spec.pattern == "in-only" else ExchangePattern.IN_OUT
         )
         self.in_only = self.pattern is ExchangePattern.IN_ONLY
-        self._spans: ServerSpans | None = None
         self._operations = self._describe() if spec.openapi else []
 
     def operations(self) -> list[OperationDoc]:
@@ -114,29 +112,21 @@ class HttpConsumer(ServedConsumer):
             for method in methods
         ]
 
-    async def start(self) -> None:
-        tracing = self.component.context.tracing
-        self._spans = ServerSpans(tracing, self.spec.path, self.server) if tracing.enabled else None
-        await super().start()
-
     # -- one request ---------------------------------------------------------------------
     async def handle(
         self, scope: Scope, receive: Receive, send: Send, params: dict[str, str] | None
     ) -> None:
-        """The whole request in one coroutine (this is the per-request hot path)."""
-        if not self.accepting:
-            await self.refuse_stopped(send)
+        """The whole request (this is the per-request hot path)."""
+        admitted = await self.admit(scope, send)
+        if admitted is None:
             return
+        headers, principal = admitted
         server = self.server
         if server.inflight >= server.max_concurrency:
             await server.overloaded(send)
             return
         server.inflight += 1
         try:
-            headers = decode_headers(scope["headers"])
-            principal = await self.authenticate(headers, send) if self.auth is not None else None
-            if isinstance(principal, Denial):
-                return
             body = await self.read_body(receive, send, headers.get("content-length"))
             if body is None:
                 return
@@ -163,7 +153,7 @@ class HttpConsumer(ServedConsumer):
                 if principal.claims is not None:
                     exchange.properties[H.HTTP_CLAIMS] = principal.claims
             incoming = headers.copy()
-            spans = self._spans
+            spans = self.spans
             span = spans.start(scope, exchange) if spans is not None else None
             await process_exchange(self.route, exchange)
             status = await self._answer(send, exchange, incoming)

@@ -15,8 +15,10 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from eip.components.base import Consumer
 from eip.components.http.auth import Authenticator, AuthSpec, Denial, Principal
 from eip.components.http.server import HttpServer, Receive, Scope, Send, json_headers, respond
+from eip.components.http.tracing import ServerSpans
 
 if TYPE_CHECKING:
+    from eip.runtime.context import Context
     from eip.runtime.route import Route
 
 __all__ = ["ServedConsumer", "decode_headers"]
@@ -50,6 +52,7 @@ class ServedConsumer(Consumer):
 
     def __init__(
         self,
+        context: Context,
         route: Route,
         server: HttpServer,
         *,
@@ -59,6 +62,7 @@ class ServedConsumer(Consumer):
         max_body_size: int,
     ) -> None:
         super().__init__(route)
+        self.context = context
         self.server = server
         self.path = path
         self.methods = methods
@@ -70,12 +74,16 @@ class ServedConsumer(Consumer):
         self._secret_headers = self.auth.secret_headers if self.auth is not None else ()
         self.accepting = False
         self._registered = False
+        #: SERVER spans, when the context traces (decided when the context starts).
+        self.spans: ServerSpans | None = None
 
     @property
     def ready(self) -> bool:
         return self.accepting and self.server.started
 
     async def start(self) -> None:
+        tracing = self.context.tracing
+        self.spans = ServerSpans(tracing, self.path, self.server) if tracing.enabled else None
         if not self._registered:
             self.server.add(self.path, self.methods, self)
             self._registered = True
@@ -91,6 +99,20 @@ class ServedConsumer(Consumer):
     ) -> None:
         """Serve one request (the server's :class:`~eip.components.http.server.Handler`)."""
         raise NotImplementedError
+
+    async def admit(
+        self, scope: Scope, send: Send
+    ) -> tuple[dict[str, Any], Principal | None] | None:
+        """The request's headers and who sent it, or None once it has been answered (the
+        route is stopped, or the credentials are missing or wrong)."""
+        if not self.accepting:
+            await self.refuse_stopped(send)
+            return None
+        headers = decode_headers(scope["headers"])
+        principal = await self.authenticate(headers, send) if self.auth is not None else None
+        if isinstance(principal, Denial):
+            return None
+        return headers, principal
 
     async def refuse_stopped(self, send: Send) -> None:
         retry = json_headers(len(_STOPPED), [(b"retry-after", b"5")])

@@ -37,10 +37,8 @@ from lxml import etree
 
 from eip import headers as H
 from eip.components.base import process_exchange
-from eip.components.http.auth import Denial
-from eip.components.http.intake import ServedConsumer, decode_headers
+from eip.components.http.intake import ServedConsumer
 from eip.components.http.server import Receive, Scope, Send, respond
-from eip.components.http.tracing import ServerSpans
 from eip.components.soap.envelope import (
     FaultCode,
     SoapEnvelopeError,
@@ -81,6 +79,7 @@ class SoapConsumer(ServedConsumer):
     def __init__(self, component: SoapComponent, spec: SoapServerSpec, route: Route) -> None:
         http = component.context.component("http")
         super().__init__(
+            component.context,
             route,
             http.server_at(spec.host, spec.port),  # type: ignore[attr-defined]
             path=spec.path,
@@ -94,7 +93,6 @@ class SoapConsumer(ServedConsumer):
         self.client: Any = None
         self.document: ServedWsdl | None = None
         self.understood = frozenset(spec.understood_headers)
-        self._spans: ServerSpans | None = None
 
     async def start(self) -> None:
         if self.schema is None:
@@ -103,20 +101,16 @@ class SoapConsumer(ServedConsumer):
             self.schema = await asyncio.to_thread(WsdlSchema.load, self.spec.wsdl)
             self.client = await load_client(self.spec.wsdl, 30.0)
             self.document = ServedWsdl(self.spec.wsdl, self.schema)
-        tracing = self.component.context.tracing
-        self._spans = ServerSpans(tracing, self.spec.path, self.server) if tracing.enabled else None
         await super().start()
 
     # -- one request ---------------------------------------------------------------------
     async def handle(
         self, scope: Scope, receive: Receive, send: Send, params: dict[str, str] | None
     ) -> None:
-        if not self.accepting:
-            await self.refuse_stopped(send)
+        admitted = await self.admit(scope, send)
+        if admitted is None:
             return
-        headers = decode_headers(scope["headers"])
-        if isinstance(await self.authenticate(headers, send), Denial):
-            return
+        headers = admitted[0]
         if scope["method"] != "POST":
             await self._serve_document(scope, send)
             return
@@ -164,7 +158,7 @@ class SoapConsumer(ServedConsumer):
         exchange = Exchange(data, headers, pattern)
         if envelope.header is not None and len(envelope.header):
             exchange.properties[H.SOAP_HEADERS] = list(envelope.header)
-        spans = self._spans
+        spans = self.spans
         span = spans.start(scope, exchange) if spans is not None else None
         await process_exchange(self.route, exchange)
         status = await self._answer(send, version, operation, exchange)
