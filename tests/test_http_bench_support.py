@@ -6,7 +6,6 @@ driver for ~0.5 s. The consumer baseline app is checked in-process, without a se
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from typing import Any
 
@@ -41,7 +40,6 @@ def echo() -> Iterator[ServerProcess]:
     assert not server.running()
 
 
-@pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed")
 async def test_wrk_drives_the_echo_server(echo: ServerProcess) -> None:
     result = await drive_wrk(f"{echo.url}/erp", BODY, connections=4, seconds=1)
     assert result.tool == "wrk"
