@@ -139,8 +139,13 @@ _UNKNOWN_FIELD = re.compile(r"unknown field `([^`]+)`")
 _AT_PATH = re.compile(r"^(.*?)(?: - at `\$\.?([^`]*)`)?$", re.DOTALL)
 
 
-def parse_uri(uri: str, spec_type: type[EndpointSpec]) -> EndpointSpec:
-    """Parse ``scheme:path?opt=value&...`` into ``spec_type``, with errors that name the option."""
+def parse_uri(
+    uri: str, spec_type: type[EndpointSpec], *, path_value: str | None = None
+) -> EndpointSpec:
+    """Parse ``scheme:path?opt=value&...`` into ``spec_type``, with errors that name the option.
+
+    ``path_value`` replaces the path (as it is, not unquoted): a component whose endpoint is a
+    whole URL (``http://host/x``) passes it."""
     _, _, rest = uri.partition(":")
     path, _, query = rest.partition("?")
     if path.startswith("//"):
@@ -154,7 +159,9 @@ def parse_uri(uri: str, spec_type: type[EndpointSpec]) -> EndpointSpec:
         raise RouteDefinitionError(
             f"'{spec_type.path_field}' is the endpoint path and cannot also be an option"
         )
-    if path:
+    if path_value is not None:
+        options[spec_type.path_field] = path_value
+    elif path:
         options[spec_type.path_field] = urllib.parse.unquote(path)
     for name in _list_fields(spec_type):
         listed = options.get(name)

@@ -24,7 +24,6 @@ from eip.components.base import (
     Consumer,
     EndpointSpec,
     Producer,
-    build_spec,
     parse_uri,
 )
 from eip.components.http.auth import AuthSpec
@@ -67,12 +66,7 @@ class HttpComponent(Component):
         scheme, _, rest = uri.partition(":")
         if not rest.startswith("//"):
             return parse_uri(uri, HttpServerSpec)
-        location, _, query = rest.partition("?")
-        options = dict(_options(query, uri))
-        if "url" in options:
-            raise RouteDefinitionError("'url' is the endpoint itself and cannot be an option")
-        options["url"] = f"{scheme}:{location}"
-        return build_spec(HttpClientSpec, options, redact_uri(uri))
+        return parse_uri(uri, HttpClientSpec, path_value=f"{scheme}:{rest.partition('?')[0]}")
 
     def validate(self, spec: Any) -> None:
         if isinstance(spec, HttpServerSpec):
@@ -160,19 +154,6 @@ class HttpsComponent(HttpComponent):
                 "to serve TLS, set the HTTP server's ssl_certfile and ssl_keyfile"
             )
         return super().parse(uri)
-
-
-def _options(query: str, uri: str) -> list[tuple[str, str]]:
-    import urllib.parse
-
-    pairs = urllib.parse.parse_qsl(query, keep_blank_values=True)
-    seen: set[str] = set()
-    for key, _ in pairs:
-        if key in seen:
-            raise RouteDefinitionError(f"option '{key}' is given twice in {redact_uri(uri)}")
-        seen.add(key)
-    listed = {"copy_headers"}
-    return [(k, v.split(",") if k in listed else v) for k, v in pairs]  # type: ignore[misc]
 
 
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
