@@ -7,7 +7,6 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx
-import pytest
 from pytest_asyncio import fixture as async_fixture
 
 from eip import Context, RouteBuilder
@@ -53,17 +52,3 @@ async def serve() -> AsyncIterator[ServeFactory]:
             await client.aclose()
         for context in contexts:
             await context.stop()
-
-
-@pytest.fixture
-def routes() -> Callable[[Callable[[RouteBuilder], None]], RouteBuilder]:
-    """``routes(lambda b: b.from_(...)...)``: a RouteBuilder from a function."""
-
-    def make(configure: Callable[[RouteBuilder], None]) -> RouteBuilder:
-        class Inline(RouteBuilder):
-            def configure(self) -> None:
-                configure(self)
-
-        return Inline()
-
-    return make

@@ -26,6 +26,7 @@ from eip.errors import (
 )
 from eip.message import Exchange
 from tests.http.fake_erp import FakeErp, Reply
+from tests.inline import inline_routes
 
 CREATED = b'{"erp_id":"E-1"}'
 
@@ -41,18 +42,10 @@ async def erp() -> AsyncIterator[FakeErp]:
         yield server
 
 
-def builder(configure: Callable[[RouteBuilder], Any]) -> RouteBuilder:
-    class Inline(RouteBuilder):
-        def configure(self) -> None:
-            configure(self)
-
-    return Inline()
-
-
 @asynccontextmanager
 async def running(configure: Callable[[RouteBuilder], Any]) -> AsyncIterator[Context]:
     context = Context(shutdown_timeout=5)
-    context.add_routes(builder(configure))
+    context.add_routes(inline_routes(configure))
     async with context:
         yield context
 
@@ -285,7 +278,7 @@ async def test_a_missing_secret_variable_fails_at_context_start(
     monkeypatch.delenv("ERP_MISSING_TOKEN", raising=False)
     context = Context(shutdown_timeout=5)
     context.add_routes(
-        builder(calling(f"{erp.url}/api/customers?auth=bearer&secret_env=ERP_MISSING_TOKEN"))
+        inline_routes(calling(f"{erp.url}/api/customers?auth=bearer&secret_env=ERP_MISSING_TOKEN"))
     )
 
     with pytest.raises(RouteDefinitionError) as caught:
@@ -518,7 +511,7 @@ async def test_to_d_with_a_missing_header_fails_to_resolve(erp: FakeErp) -> None
 
 async def test_an_unknown_option_fails_at_start_listing_the_valid_ones(erp: FakeErp) -> None:
     context = Context(shutdown_timeout=5)
-    context.add_routes(builder(calling(f"{erp.url}/api/customers?timout=1")))
+    context.add_routes(inline_routes(calling(f"{erp.url}/api/customers?timout=1")))
 
     with pytest.raises(RouteDefinitionError) as caught:
         await context.start()

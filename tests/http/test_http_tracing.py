@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -15,8 +15,9 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
-from eip import Context, RouteBuilder
+from eip import Context
 from tests.http.fake_erp import FakeErp, Reply
+from tests.inline import inline_routes
 
 TRACE_ID = 0x4BF92F3577B34DA6A3CE929D0E0E4736
 CLIENT_SPAN_ID = 0x00F067AA0BA902B7
@@ -42,14 +43,6 @@ async def erp() -> AsyncIterator[FakeErp]:
         yield server
 
 
-def builder(configure: Callable[[RouteBuilder], Any]) -> RouteBuilder:
-    class Inline(RouteBuilder):
-        def configure(self) -> None:
-            configure(self)
-
-    return Inline()
-
-
 @asynccontextmanager
 async def webhook(
     provider: TracerProvider, target: str
@@ -58,7 +51,7 @@ async def webhook(
     context = Context(shutdown_timeout=5, tracer_provider=provider)
     context.component("http").configure(port=0, host="127.0.0.1")  # type: ignore[attr-defined]
     context.add_routes(
-        builder(
+        inline_routes(
             lambda b: (
                 b.from_("http:/webhooks/customer?methods=POST")
                 .route_id("customer-webhook")

@@ -44,6 +44,7 @@ from eip.errors import (
     UnmarshalError,
 )
 from eip.message import Exchange
+from tests.inline import inline_routes
 
 WSDL_DIR = Path(__file__).parent / "wsdl"
 WSDL = str(WSDL_DIR / "crm_erp.wsdl")
@@ -213,18 +214,10 @@ async def stub() -> AsyncIterator[SoapStub]:
         yield server
 
 
-def builder(configure: Callable[[RouteBuilder], Any]) -> RouteBuilder:
-    class Inline(RouteBuilder):
-        def configure(self) -> None:
-            configure(self)
-
-    return Inline()
-
-
 @asynccontextmanager
 async def running(target: Any, **context_options: Any) -> AsyncIterator[Context]:
     context = Context(shutdown_timeout=5, **context_options)
-    context.add_routes(builder(lambda b: b.from_("direct:x").route_id("call").to(target)))
+    context.add_routes(inline_routes(lambda b: b.from_("direct:x").route_id("call").to(target)))
     async with context:
         yield context
 
@@ -241,7 +234,7 @@ def client(stub: SoapStub, port: str = "CustomerSoap11Port", **options: Any) -> 
 
 async def start_fails(target: Any) -> RouteDefinitionError:
     context = Context(shutdown_timeout=5)
-    context.add_routes(builder(lambda b: b.from_("direct:x").to(target)))
+    context.add_routes(inline_routes(lambda b: b.from_("direct:x").to(target)))
     with pytest.raises(RouteDefinitionError) as caught:
         await context.start()
     assert not context.started
@@ -527,7 +520,7 @@ async def test_faults_are_redelivered_then_dead_lettered(stub: SoapStub) -> None
         b.from_("direct:x").route_id("credit-check").to(client(stub))
 
     context = Context(shutdown_timeout=5)
-    context.add_routes(builder(configure))
+    context.add_routes(inline_routes(configure))
     async with context:
         exchange = await context.template().send("direct:x", {"customerId": "C1", "amount": 1})
         dlq = context.mock("dlq")
