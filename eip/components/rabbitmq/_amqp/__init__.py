@@ -25,7 +25,8 @@ and text, or the exception a user callback raised. Every operation on something 
 its error, and every pending waiter fails with it. Unacked deliveries go back to the queue;
 unconfirmed publishes are simply never confirmed, which is what an at-least-once caller keys on.
 
-Modules: :mod:`.connect` (URL, handshake), :mod:`.connection` (protocol, frame parser, write
+Modules: :mod:`.connect` (URL, handshake, SASL PLAIN/EXTERNAL), :mod:`.tls` (the TLS context:
+private CA, client certificate, ``verify``), :mod:`.connection` (protocol, frame parser, write
 buffer, heartbeats, shutdown), :mod:`.channel` (publish, acks, RPCs, close), :mod:`.incoming`
 (content assembly and delivery batches), :mod:`.confirms` (publisher-confirm bookkeeping),
 :mod:`.methods` (declarations, consumers), :mod:`.heartbeat`, :mod:`.codec` (wire format),
@@ -45,6 +46,7 @@ from .errors import (
 )
 from .incoming import DeliveriesCallback
 from .message import Delivery, Properties, Returned
+from .tls import tls_context
 
 __all__ = [
     "AmqpError",
@@ -61,4 +63,5 @@ __all__ = [
     "Returned",
     "connect",
     "parse_url",
+    "tls_context",
 ]
