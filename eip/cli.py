@@ -5,8 +5,9 @@ subclass defined in a loaded module (and not marked ``abstract = True``) is inst
 no arguments. A directory with an ``__init__.py`` is imported as a package, so its modules can
 import each other as ``<package>.<module>``.
 
-Errors come out as one line naming the route and step, never a bare traceback; the exit code
-is 2 for invalid routes and 1 for runtime failures.
+Errors come out as one line naming the route and step (or endpoint, redacted), never a bare
+traceback (``--log-level DEBUG`` adds it); the exit code is 2 for invalid routes and 1 for
+runtime failures, a consumer or producer that cannot start included.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from types import ModuleType
 
 from eip.dsl.builder import RouteBuilder
 from eip.dsl.model import StepDef
-from eip.errors import EipError
+from eip.errors import EipError, RouteDefinitionError
 from eip.runtime.context import Context
 
 __all__ = ["load_builders", "main"]
@@ -214,11 +215,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         context.validate()
         print(f"ok: {len(context.route_models)} route(s) valid")
         return 0
-    except (EipError, LoadError) as exc:
-        print(f"eip: error: {exc}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:
+        return _report(exc)
+
+
+def _report(exc: Exception) -> int:
+    """One line on stderr for any failure: the route, the step or endpoint (redacted) and the
+    cause, never a bare traceback; ``--log-level DEBUG`` adds the traceback for maintainers.
+    Exit code 2 when the routes are invalid, 1 when they failed at run time."""
+    # A fault eip did not map: its type is the most useful clue.
+    text = str(exc) if isinstance(exc, (EipError, LoadError)) else f"{type(exc).__name__}: {exc}"
+    print(f"eip: error: {' '.join(text.split())}", file=sys.stderr)
+    if log.isEnabledFor(logging.DEBUG):
+        log.debug("the error's traceback", exc_info=exc)
+    return 2 if isinstance(exc, (RouteDefinitionError, LoadError)) else 1
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -34,7 +34,7 @@ Control flow (stopping a route, filtering) is not expressed with exceptions.
 
 from __future__ import annotations
 
-import re
+from eip.redaction import redact_uri
 
 __all__ = [
     "CircuitOpenError",
@@ -58,18 +58,6 @@ __all__ = [
     "UnmarshalError",
     "redact_uri",
 ]
-
-_CREDENTIALS = re.compile(r"(//[^/:@\s]+:)([^@/\s]+)(@)")
-_SECRET_OPTIONS = re.compile(
-    r"((?:^|[?&;])(?:password|passwd|pwd|secret|token|api_key|apikey|access_token)=)([^&;]*)",
-    re.IGNORECASE,
-)
-
-
-def redact_uri(uri: str) -> str:
-    """Hide passwords and secret-looking options so a URI is safe for logs and spans."""
-    uri = _CREDENTIALS.sub(r"\1***\3", uri)
-    return _SECRET_OPTIONS.sub(r"\1***", uri)
 
 
 class EipError(Exception):
@@ -120,12 +108,21 @@ class ExchangeError(EipError):
 
     route_id: str | None = None
     exchange_id: str | None = None
-    endpoint: str | None = None
+    _endpoint: str | None = None
 
     def __init__(self, message: str, *, endpoint: str | None = None) -> None:
         super().__init__(message)
         if endpoint is not None:
-            self.endpoint = redact_uri(endpoint)
+            self.endpoint = endpoint
+
+    @property
+    def endpoint(self) -> str | None:
+        """The endpoint involved; redacted whenever it is set, by eip or by anybody else."""
+        return self._endpoint
+
+    @endpoint.setter
+    def endpoint(self, value: str | None) -> None:
+        self._endpoint = None if value is None else redact_uri(value)
 
     def __str__(self) -> str:
         text = super().__str__()

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
+import uuid
 from pathlib import Path
 
 import pytest
@@ -174,3 +177,97 @@ def test_load_builders_skips_abstract(tmp_path: Path) -> None:
     )
     builders = load_builders([str(tmp_path / "abstract_mod.py")])
     assert [type(b).__name__ for b in builders] == ["Real"]
+
+
+# -- credentials in `eip routes`, and endpoints that cannot start ---------------------------
+
+SECRET_ROUTES = (
+    "from eip import RouteBuilder\n"
+    "class Secret(RouteBuilder):\n"
+    "    def configure(self) -> None:\n"
+    "        (self.from_('rabbitmq:?queue=q&url=amqp%3A%2F%2Fuser%3Ahunter2%40host%2Fvh')\n"
+    "             .route_id('relay')\n"
+    "             .to('rabbitmq:x?url=amqp://user:hunter2%40x@host/&routing_key=k')\n"
+    "             .to('http://erp:hunter2@erp.local/api?secret=hunter2&auth=basic&username=erp'))\n"
+)
+
+
+def test_routes_and_check_never_show_credentials(tmp_path: Path) -> None:
+    (tmp_path / "secret_routes.py").write_text(SECRET_ROUTES)
+    listed = run_cli("routes", str(tmp_path / "secret_routes.py"))
+    assert listed.returncode == 0, listed.stderr
+    assert "relay  from rabbitmq:?queue=q&url=amqp://user:***@host/vh" in listed.stdout
+    assert "to(rabbitmq:x?url=amqp://user:***@host/&routing_key=k)" in listed.stdout
+    assert "to(http://erp:***@erp.local/api?secret=***&auth=basic&username=erp)" in listed.stdout
+    checked = run_cli("check", str(tmp_path / "secret_routes.py"))
+    assert checked.returncode == 0, checked.stderr
+    for output in (listed.stdout, listed.stderr, checked.stdout, checked.stderr):
+        assert "hunter2" not in urllib.parse.unquote(urllib.parse.unquote(output))
+
+
+GUEST_URL = "url=amqp%3A%2F%2Fguest%3Aguest%40127.0.0.1%3A5672%2F"
+LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} [A-Z]+ +[\w.]+: ")
+
+
+def _failing_start(tmp_path: Path, endpoint: str, *args: str) -> tuple[int, list[str]]:
+    """Run a route file whose endpoint cannot start; the exit code and the non-log lines."""
+    (tmp_path / "failing_routes.py").write_text(
+        "from eip import RouteBuilder\n"
+        "class Failing(RouteBuilder):\n"
+        "    def configure(self) -> None:\n"
+        f"        {endpoint}\n"
+    )
+    result = run_cli(*args, "run", "--no-management", str(tmp_path / "failing_routes.py"))
+    assert "Traceback" not in result.stderr
+    assert "guest:guest" not in urllib.parse.unquote(result.stderr)
+    assert result.stdout == ""
+    return result.returncode, [
+        line for line in result.stderr.splitlines() if not LOG_LINE.match(line)
+    ]
+
+
+@pytest.mark.parametrize("level", [(), ("--log-level", "WARNING")])
+def test_a_producer_that_fails_at_start_is_one_line(tmp_path: Path, level: tuple[str]) -> None:
+    missing = f"no.such.exchange.{uuid.uuid4().hex}"
+    to = f"rabbitmq:{missing}?declare=false&routing_key=x&{GUEST_URL}"
+    code, lines = _failing_start(
+        tmp_path, f"self.from_('timer:tick?period=1.0').route_id('pub').to('{to}')", *level
+    )
+    assert code == 1
+    assert lines == [
+        f"eip: error: route 'pub' (step 1) could not start its producer rabbitmq:{missing}"
+        "?declare=false&routing_key=x&url=amqp://guest:***@127.0.0.1:5672/: channel closed "
+        f"(404) on Exchange.Declare: NOT_FOUND - no exchange '{missing}' in vhost '/'"
+    ]
+
+
+def test_a_consumer_that_fails_at_start_is_one_line_too(tmp_path: Path) -> None:
+    missing = f"no.such.queue.{uuid.uuid4().hex}"
+    source = f"rabbitmq:?queue={missing}&declare=false&{GUEST_URL}"
+    code, lines = _failing_start(
+        tmp_path, f"self.from_('{source}').route_id('sub').to('log:x')", "--log-level", "WARNING"
+    )
+    assert code == 1
+    assert len(lines) == 1
+    assert lines[0].startswith(
+        f"eip: error: route 'sub' could not start its consumer rabbitmq:?queue={missing}"
+    )
+    assert "url=amqp://guest:***@127.0.0.1:5672/" in lines[0]
+    assert "NOT_FOUND" in lines[0]
+
+
+def test_debug_adds_the_traceback(tmp_path: Path) -> None:
+    (tmp_path / "debug_routes.py").write_text(
+        "from eip import RouteBuilder\n"
+        "class Failing(RouteBuilder):\n"
+        "    def configure(self) -> None:\n"
+        f"        self.from_('timer:t?period=1.0').to('rabbitmq:no.such.{uuid.uuid4().hex}"
+        "?declare=false')\n"
+    )
+    result = run_cli(
+        "--log-level", "DEBUG", "run", "--no-management", str(tmp_path / "debug_routes.py")
+    )
+    assert result.returncode == 1
+    assert "Traceback" in result.stderr
+    assert "ChannelClosedError" in result.stderr  # the broker's fault, chained
+    assert result.stderr.count("eip: error: route 'route1' (step 1) could not start") == 1

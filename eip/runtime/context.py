@@ -67,6 +67,7 @@ class Context(EndpointRegistry):
         self._component_types: dict[str, str | type[Component]] = dict(BUILTIN_COMPONENTS)
         self._components: dict[str, Component] = {}
         self._producers: dict[str, Producer] = {}
+        self._producer_users: dict[str, dict[tuple[str, str | None], None]] = {}
         self._started_producers: list[Producer] = []
         self._ready_producers: dict[EndpointRef, Producer] = {}
         self._started_services: list[Service] = []
@@ -158,7 +159,7 @@ class Context(EndpointRegistry):
             for component in list(self._components.values()):
                 await self._start_component(component)
             for producer in list(self._producers.values()):
-                await producer.start()
+                await self.start_producer(producer)
                 self._started_producers.append(producer)
             self.started = True
             for route in routes:

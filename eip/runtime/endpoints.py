@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from eip.components.base import Component, EndpointSpec, Producer, build_spec
 from eip.dsl.model import EndpointRef
-from eip.errors import RouteDefinitionError, redact_uri
+from eip.errors import LifecycleError, RouteDefinitionError, redact_uri
 
 if TYPE_CHECKING:
     from eip.components.mock import MockEndpoint
@@ -37,6 +37,8 @@ class EndpointRegistry:
     _component_types: dict[str, str | type[Component]]
     _components: dict[str, Component]
     _producers: dict[str, Producer]
+    #: For each producer (by canonical URI), the routes and steps that send to it.
+    _producer_users: dict[str, dict[tuple[str, str | None], None]]
     _started_producers: list[Producer]
     _ready_producers: dict[EndpointRef, Producer]
     _started_components: set[str]
@@ -111,7 +113,31 @@ class EndpointRegistry:
             producer = component.create_producer(spec)
             producer.uri = redact_uri(key)
             self._producers[key] = producer
+        if route_id is not None:
+            self._producer_users.setdefault(key, {})[(route_id, step)] = None
         return producer
+
+    async def start_producer(self, producer: Producer) -> None:
+        """Start one producer; a failure becomes one LifecycleError naming the routes that send
+        to it, the endpoint (redacted) and the cause, as a consumer's failure does. An invalid
+        route found only at start (a WSDL without the operation) stays a RouteDefinitionError
+        (exit code 2 in the CLI)."""
+        try:
+            await producer.start()
+        except RouteDefinitionError:
+            raise  # already one line that names what is wrong (the WSDL, the operation)
+        except Exception as exc:
+            names = [f"'{r}'" + (f" (step {s})" if s else "") for r, s in self._users_of(producer)]
+            who = f"route {names[0]}" if len(names) == 1 else f"routes {', '.join(names)}"
+            reason = redact_uri(str(exc) or type(exc).__name__)
+            raise LifecycleError(
+                f"{who if names else 'the producer template'} could not start its producer "
+                f"{producer.uri}: {reason}"
+            ) from exc
+
+    def _users_of(self, producer: Producer) -> list[tuple[str, str | None]]:
+        key = next((k for k, p in self._producers.items() if p is producer), "")
+        return list(self._producer_users.get(key, ()))
 
     async def producer(self, ref: EndpointRef) -> Producer:
         """A started producer, for code outside routes (the producer template)."""
@@ -121,7 +147,7 @@ class EndpointRegistry:
         producer = self.producer_for(ref)
         if producer not in self._started_producers:
             await self._start_component_of(ref)
-            await producer.start()
+            await self.start_producer(producer)
             self._started_producers.append(producer)
         self._ready_producers[ref] = producer
         return producer
