@@ -23,6 +23,9 @@
         ├── CircuitOpenError         a circuit breaker is open and has no fallback
         └── EndpointError            a transport failed; third-party faults are mapped here
             │                        at the component boundary with ``raise ... from exc``
+            ├── OutcomeUnknownError  a send whose outcome is unknown (the connection died
+            │                        before the confirm, the confirm timed out, the broker
+            │                        blocked publishing): never dead-lettered; requeued
             ├── HttpOperationFailed  an HTTP call answered status >= 400: status, URL
             │                        (credentials redacted), response body excerpt
             └── SoapFault            a SOAP Fault: code (namespace resolved), subcodes, reason,
@@ -51,6 +54,7 @@ __all__ = [
     "MarshalError",
     "NoConsumerError",
     "NoMessageIdError",
+    "OutcomeUnknownError",
     "ResolveEndpointError",
     "RouteDefinitionError",
     "SoapFault",
@@ -272,3 +276,15 @@ class ThrottledError(ExchangeError):
 
 class CircuitOpenError(ExchangeError):
     """The circuit breaker is open (or its half-open probes are taken) and has no fallback."""
+
+
+class OutcomeUnknownError(EndpointError):
+    """A send whose outcome is unknown, or that could not be tried for reasons that are not
+    the message's: the connection or channel died before the broker confirmed it, the
+    confirm did not come within ``confirm_timeout``, or the broker blocked publishing for
+    longer than ``publish_timeout``.
+
+    It is not a failure of the message, so the dead letter channel never takes it: redelivery
+    policies still retry it, and a RabbitMQ consumer then puts its source message back on its
+    queue (bounded by the poison limit) instead of rejecting it.
+    """

@@ -100,6 +100,11 @@ class Consumer(abc.ABC):
         """Whether the consumer is connected and taking messages (for readiness checks)."""
         return True
 
+    @property
+    def problem(self) -> str | None:
+        """Why the consumer is not ready (None when it is), for readiness answers and logs."""
+        return None if self.ready else "consumer not connected"
+
 
 class Component(abc.ABC):
     """A transport: turns endpoint specs into producers and consumers, and owns shared state
@@ -114,6 +119,11 @@ class Component(abc.ABC):
     def parse(self, uri: str) -> EndpointSpec:
         """Parse a URI into this component's spec; override for schemes with several forms."""
         return parse_uri(uri, self.spec_type)
+
+    def problems(self) -> dict[str, str]:
+        """Shared state that keeps this component's endpoints from working now (a broker
+        connection that is down or blocked, say): name -> reason, for readiness checks."""
+        return {}
 
     def validate(self, spec: Any) -> None:
         """Check semantic rules beyond types; raise ValueError naming the option."""
@@ -167,7 +177,40 @@ def parse_uri(
         listed = options.get(name)
         if isinstance(listed, str):  # lists are comma-separated in URIs: binding_keys=a.*,b.#
             options[name] = [item for item in listed.split(",") if item]
+    dict_fields = _dict_fields(spec_type)
+    if dict_fields:
+        _collect_dict_options(options, dict_fields)
     return build_spec(spec_type, options, redact_uri(uri))
+
+
+def _collect_dict_options(options: dict[str, Any], fields: tuple[str, ...]) -> None:
+    """``queue_arguments.x-max-priority=10`` -> ``queue_arguments={"x-max-priority": 10}``.
+
+    URI values are strings; a mapping's values are typed here (integers, ``true``/``false``),
+    because what reads them (AMQP arguments, say) cares about the type."""
+    for key in [k for k in options if "." in k]:
+        name, _, item = key.partition(".")
+        if name in fields and item:
+            options.setdefault(name, {})[item] = _scalar(options.pop(key))
+
+
+def _scalar(text: Any) -> Any:
+    if not isinstance(text, str):
+        return text
+    if re.fullmatch(r"-?\d+", text):
+        return int(text)
+    if text in ("true", "false"):
+        return text == "true"
+    return text
+
+
+@functools.cache
+def _dict_fields(spec_type: type[EndpointSpec]) -> tuple[str, ...]:
+    return tuple(
+        f.name
+        for f in msgspec.structs.fields(spec_type)
+        if getattr(f.type, "__origin__", None) is dict
+    )
 
 
 @functools.cache
@@ -221,12 +264,15 @@ def spec_to_uri(spec: EndpointSpec) -> str:
             strict=True,
         )
     )
-    options = []
+    options: list[tuple[str, str]] = []
     for name in sorted(spec.__struct_fields__):
         if name == spec.path_field:
             continue
         value = getattr(spec, name)
         if value == defaults.get(name, _NO_DEFAULT):
+            continue
+        if isinstance(value, dict):
+            options.extend((f"{name}.{k}", _option_text(v)) for k, v in sorted(value.items()))
             continue
         options.append((name, _option_text(value)))
     query = urllib.parse.urlencode(options, safe="/:,*{}")  # readable paths, URLs, globs

@@ -21,7 +21,7 @@ from eip.components.base import Component, Producer
 from eip.dsl.builder import RouteBuilder
 from eip.dsl.compiler import compile_route
 from eip.dsl.model import EndpointRef, RouteModel
-from eip.errors import LifecycleError, RouteDefinitionError
+from eip.errors import LifecycleError, RouteDefinitionError, redact_uri
 from eip.runtime.clock import Clock, SystemClock
 from eip.runtime.endpoints import BUILTIN_COMPONENTS, EndpointRegistry
 from eip.runtime.route import Route, RouteStatus, Service
@@ -119,7 +119,7 @@ class Context(EndpointRegistry):
                 return False
             if route.consumer is not None and not route.consumer.ready:
                 return False
-        return True
+        return not any(component.problems() for component in self._components.values())
 
     def validate(self) -> None:
         """Compile every route without starting anything; raises RouteDefinitionError."""
@@ -196,7 +196,8 @@ class Context(EndpointRegistry):
         except Exception as exc:
             route.status = RouteStatus.STOPPED
             raise LifecycleError(
-                f"route '{route.id}' could not start its consumer {route.source_uri}: {exc}"
+                f"route '{route.id}' could not start its consumer {route.source_uri}: "
+                f"{redact_uri(str(exc))}"
             ) from exc
         route.status = RouteStatus.STARTED
         self._start_order.append(route.id)

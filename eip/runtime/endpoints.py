@@ -3,6 +3,7 @@ started producer of each endpoint (a part of :class:`eip.runtime.context.Context
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 from typing import TYPE_CHECKING, Any
 
@@ -46,6 +47,10 @@ class EndpointRegistry:
     def add_component(self, component: type[Component], scheme: str | None = None) -> None:
         """Register a component class for its scheme (or ``scheme``)."""
         self._component_types[scheme or component.scheme] = component
+
+    def components(self) -> list[Component]:
+        """The components created so far."""
+        return list(self._components.values())
 
     def component(self, scheme: str) -> Component:
         """The component for ``scheme``, created on first use."""
@@ -145,10 +150,13 @@ class EndpointRegistry:
         if producer is not None:
             return producer
         producer = self.producer_for(ref)
-        if producer not in self._started_producers:
-            await self._start_component_of(ref)
-            await self.start_producer(producer)
-            self._started_producers.append(producer)
+        # Many first sends may arrive at once: the producer starts once, the others wait.
+        locks: dict[int, asyncio.Lock] = self.__dict__.setdefault("_producer_start_locks", {})
+        async with locks.setdefault(id(producer), asyncio.Lock()):
+            if producer not in self._started_producers:
+                await self._start_component_of(ref)
+                await self.start_producer(producer)
+                self._started_producers.append(producer)
         self._ready_producers[ref] = producer
         return producer
 

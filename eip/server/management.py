@@ -5,9 +5,10 @@ the routes' HTTP server, so a load balancer's or Kubernetes' probes never compet
 and the metrics are never exposed on a public API port by accident.
 
 - ``GET /health/live``: 200 while the process serves requests at all.
-- ``GET /health/ready``: 200 when every auto-started route is started and every consumer is
-  connected (a RabbitMQ consumer whose connection dropped makes it 503), else 503 with the
-  routes that are not ready and why.
+- ``GET /health/ready``: 200 when every auto-started route is started, every consumer is
+  connected and no component reports a problem (a RabbitMQ connection that dropped or that
+  the broker blocked, a producer whose channel is being reopened), else 503 with the routes
+  (and shared connections) that are not ready and why.
 - ``GET /metrics``: Prometheus text format (see :mod:`eip.runtime.metrics`).
 """
 
@@ -36,7 +37,9 @@ def readiness(context: Context) -> tuple[bool, dict[str, str]]:
         if route.model.auto_startup and route.status is not RouteStatus.STARTED:
             problems[route.id] = f"route is {route.status.value}"
         elif route.consumer is not None and not route.consumer.ready:
-            problems[route.id] = "consumer not connected"
+            problems[route.id] = route.consumer.problem or "consumer not connected"
+    for component in context.components():
+        problems.update(component.problems())
     return context.ready and not problems, problems
 
 

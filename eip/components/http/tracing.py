@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from opentelemetry.trace import SpanKind
 
+from eip.errors import redact_uri
 from eip.message import Exchange
 from eip.tracing import Tracing, extract
 
@@ -77,7 +78,7 @@ class ClientSpans:
             "http.request.method": method,
             "server.address": self.host,
             "server.port": self.port,
-            "url.full": url,
+            "url.full": redact_uri(url),  # cached: a URL seen before costs one dict lookup
         }
         return self.spans.start(method, exchange.trace_context, SpanKind.CLIENT, attributes)
 

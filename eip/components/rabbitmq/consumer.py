@@ -1,26 +1,33 @@
-"""The RabbitMQ consumer: at-least-once, batched, acks in order.
+"""The RabbitMQ consumer: at-least-once, batched, self-healing.
 
 Deliveries arrive in batches (everything parsed from one socket read) and are dispatched by one
 worker task per consumer, with no task per message: a route that completes synchronously is a
 plain call, and only exchanges that really suspend are awaited (``concurrency=1``, in order)
 or run as tasks (up to ``concurrency`` at a time).
 
-**Acks.** A message is acked only when its exchange's unit of work has completed successfully
-(after the route, its on-completion callbacks, and a reply for a request). Acks go out with
-``multiple=true`` up to the highest delivery tag below which *every* message has completed, so
-a finished message is never acked past an unfinished one: at-least-once stays exact with any
-concurrency. A message whose route failed (its error handler gave up) is rejected without
-requeue, so the broker dead-letters it (configure ``dead_letter_exchange``); a route with a
-dead letter channel handles the failure itself, and the message is then acked.
+**Settlement** (see :mod:`.settlement` for the ack window and the poison counts). A message is
+settled only when its exchange's unit of work has completed:
 
-**Poison messages.** On a quorum queue the broker's ``x-delivery-count`` says how often a
-message was delivered; elsewhere the consumer counts redeliveries itself, per message id, in
-memory. A message delivered more than ``max_redeliveries`` times is rejected without requeue
-before it is processed, so a message that crashes the process cannot loop for ever.
+- it succeeded (or the route's error handling handled the failure, e.g. a dead letter
+  channel took it): **ack**;
+- it failed (the error handler gave up): **reject without requeue**, so the broker
+  dead-letters it (configure ``dead_letter_exchange``; without one the broker drops it, and
+  the log says so);
+- its outcome is unknown (:class:`~eip.errors.OutcomeUnknownError`: a send whose connection
+  died before the confirm, a confirm timeout, a blocked broker): **nack with requeue**, so it
+  is tried again; after ``max_redeliveries`` requeues it is rejected like a failure, so it
+  cannot loop for ever.
 
-**Reconnects.** When the connection drops, unacked messages go back to the queue (the broker
-does that), messages buffered here are dropped, and acks for messages of the dead channel are
-skipped; after the reconnect the topology is declared again and consumption resumes.
+A message delivered more than ``max_redeliveries`` times by a quorum queue
+(``x-delivery-count``) is rejected before it is processed.
+
+**Recovery.** When the connection drops, unacked messages go back to the queue (the broker
+does that), messages buffered here are dropped and acks for the dead channel are skipped. When
+the broker closes the consumer's channel (``consumer_timeout``, a channel error) or cancels the
+consumer (its queue was deleted or failed over), the consumer re-attaches on its own, with
+backoff: it re-declares its topology when it declares, and otherwise reports the queue gone
+(readiness false, with the broker's reason) and keeps checking. Other endpoints on the
+connection are not affected.
 
 **Shutdown.** ``stop`` cancels the consumer, lets the buffered and in-flight messages finish
 (within the context's shutdown timeout), acks them and closes the channel.
@@ -36,7 +43,10 @@ from typing import TYPE_CHECKING, Any
 from eip.components.base import Consumer
 from eip.components.rabbitmq._amqp import Channel, Connection, Delivery, Properties
 from eip.components.rabbitmq.mapping import DELIVERY_COUNT, exchange_from_delivery
+from eip.components.rabbitmq.recovery import Backoff, Recovery
+from eip.components.rabbitmq.settlement import AckWindow, RequeueCounts
 from eip.components.rabbitmq.spec import RabbitMQSpec
+from eip.errors import OutcomeUnknownError
 from eip.message import Exchange, ExchangePattern
 
 if TYPE_CHECKING:
@@ -54,8 +64,15 @@ async def declare_topology(channel: Channel, spec: RabbitMQSpec, *, consumer: bo
     passive = not spec.declare
     if spec.exchange:
         await channel.exchange_declare(
-            spec.exchange, spec.exchange_type, durable=spec.exchange_durable, passive=passive
+            spec.exchange,
+            spec.exchange_type,
+            durable=spec.exchange_durable,
+            passive=passive,
+            arguments=spec.exchange_arguments or None,
         )
+        if spec.declare:
+            for source, key in spec.source_exchanges:
+                await channel.exchange_bind(spec.exchange, source, key)
     if not consumer:
         return
     await channel.queue_declare(
@@ -64,11 +81,23 @@ async def declare_topology(channel: Channel, spec: RabbitMQSpec, *, consumer: bo
         exclusive=spec.exclusive,
         auto_delete=spec.auto_delete,
         passive=passive,
-        arguments=spec.queue_arguments or None,
+        arguments=spec.queue_declare_arguments or None,
     )
     if spec.exchange and spec.declare:
         for key in spec.bindings:
-            await channel.queue_bind(spec.queue_name, spec.exchange, key)
+            await channel.queue_bind(
+                spec.queue_name, spec.exchange, key, spec.binding_arguments or None
+            )
+
+
+def _outcome_unknown(error: BaseException | None) -> bool:
+    seen = 0
+    while error is not None and seen < 8:
+        if isinstance(error, OutcomeUnknownError):
+            return True
+        error = error.__cause__
+        seen += 1
+    return False
 
 
 class RabbitMQConsumer(Consumer):
@@ -76,21 +105,26 @@ class RabbitMQConsumer(Consumer):
         super().__init__(route)
         self.component = component
         self.spec = spec
-        self.link = component.link(spec.broker_url)
+        self.link = component.link(spec)
         self.channel: Channel | None = None
+        self._window: AckWindow | None = None
         self._consumer_tag = ""
-        self._buffer: collections.deque[tuple[Channel, Delivery]] = collections.deque()
-        # Delivery tags in arrival order, and their state: 0 running, 1 done, 2 rejected.
-        self._order: collections.deque[int] = collections.deque()
-        self._state: dict[int, int] = {}
-        self._ack_upto = 0
-        self._ack_scheduled = False
+        self._buffer: collections.deque[tuple[AckWindow, Delivery]] = collections.deque()
         self._wake = asyncio.Event()
         self._slots = asyncio.Semaphore(max(1, spec.concurrency))
         self._tasks: set[asyncio.Task[None]] = set()
         self._worker: asyncio.Task[None] | None = None
         self._stopping = False
-        self._deliveries: collections.OrderedDict[str, int] = collections.OrderedDict()
+        self._requeues = RequeueCounts()
+        self._recovery = Recovery(
+            f"consumer of route {route.id} ({spec.queue_name})",
+            self.link,
+            self._attach,
+            Backoff(spec.reconnect_delay, spec.reconnect_max_delay, spec.reconnect_jitter),
+        )
+        self._dead_letter = spec.dead_letter_exchange or str(
+            spec.queue_arguments.get("x-dead-letter-exchange", "")
+        )
         self.consumed = 0
 
     @property
@@ -99,24 +133,55 @@ class RabbitMQConsumer(Consumer):
 
     @property
     def ready(self) -> bool:
-        return self.link.ready and self.channel is not None and self.channel.is_open
+        channel = self.channel
+        return (
+            self.link.is_open
+            and channel is not None
+            and channel.is_open
+            and bool(self._consumer_tag)
+        )
+
+    @property
+    def problem(self) -> str | None:
+        if self.ready:
+            return None
+        if not self.link.is_open and self.link.problem:
+            return self.link.problem
+        return self._recovery.problem or "consumer not connected"
 
     async def start(self) -> None:
         self._stopping = False
         self._worker = asyncio.create_task(self._work(), name=f"rabbitmq-consumer {self.route.id}")
-        await self.link.acquire(self._resume)
+        connection = await self.link.acquire()
+        try:
+            await self._attach(connection)
+        except BaseException:
+            await self._recovery.stop()
+            await self.link.release()
+            raise
 
-    async def _resume(self, connection: Connection) -> None:
-        """Open a channel, declare the topology and consume; runs again after a reconnect."""
-        self._buffer.clear()
-        self._order.clear()
-        self._state.clear()
-        self._ack_upto = 0
-        channel = await connection.channel()
+    # -- attaching -------------------------------------------------------------------------
+    async def _attach(self, connection: Connection) -> None:
+        """Open a channel (or keep the one whose consumer was cancelled), declare, consume."""
+        if self.ready:
+            return
+        channel = self.channel
+        if channel is None or not channel.is_open:
+            channel = await connection.channel()
+            await channel.basic_qos(self.spec.prefetch)
+            channel.on_cancel = self._on_cancel
+            self._buffer.clear()
+            self._window = AckWindow(channel, self.spec.prefetch)
+            self.channel = channel  # before consuming: deliveries may come before ConsumeOk
+            channel.closed.add_done_callback(lambda closed: self._lost(channel, closed))
         await declare_topology(channel, self.spec, consumer=True)
-        await channel.basic_qos(self.spec.prefetch)
-        self.channel = channel  # before consuming: deliveries may come before ConsumeOk returns
-        self._consumer_tag = await channel.basic_consume(self.spec.queue_name, self._on_deliveries)
+        self._consumer_tag = await channel.basic_consume(
+            self.spec.queue_name,
+            self._on_deliveries,
+            consumer_tag=self.spec.consumer_tag,
+            exclusive=self.spec.exclusive_consumer,
+            arguments=self.spec.consume_arguments or None,
+        )
         log.info(
             "rabbitmq consumer of route %s consuming %s (prefetch %d, concurrency %d)",
             self.route.id,
@@ -125,15 +190,31 @@ class RabbitMQConsumer(Consumer):
             self.spec.concurrency,
         )
 
-    def _on_deliveries(self, deliveries: list[Delivery]) -> None:
-        channel = self.channel
-        if channel is None:
+    def _lost(self, channel: Channel, closed: asyncio.Future[BaseException | None]) -> None:
+        if channel is not self.channel or self._stopping:
             return
-        order, state = self._order, self._state
+        self._consumer_tag = ""
+        reason = None if closed.cancelled() else closed.result()
+        if reason is not None:
+            self._recovery.trigger(f"channel closed: {reason}")
+
+    def _on_cancel(self, tag: str) -> None:
+        if tag != self._consumer_tag or self._stopping:
+            return
+        self._consumer_tag = ""
+        self._recovery.trigger(
+            f"the broker cancelled the consumer of queue {self.spec.queue_name!r} "
+            "(deleted or failed over)"
+        )
+
+    def _on_deliveries(self, deliveries: list[Delivery]) -> None:
+        window = self._window
+        if window is None:
+            return
+        buffer = self._buffer
         for delivery in deliveries:
-            self._buffer.append((channel, delivery))
-            order.append(delivery.delivery_tag)
-            state[delivery.delivery_tag] = 0
+            buffer.append((window, delivery))
+            window.arrived(delivery.delivery_tag)
         self._wake.set()
 
     # -- dispatching ---------------------------------------------------------------------
@@ -144,11 +225,11 @@ class RabbitMQConsumer(Consumer):
                 self._wake.clear()
                 await self._wake.wait()
                 continue
-            channel, delivery = buffer.popleft()
-            if channel is not self.channel:
+            window, delivery = buffer.popleft()
+            if window is not self._window or not window.open:
                 continue  # from a channel that died: the broker redelivers it
             try:
-                waiting = self._handle(channel, delivery)
+                waiting = self._handle(window, delivery)
                 if waiting is not None:
                     await waiting
             except Exception:
@@ -159,14 +240,12 @@ class RabbitMQConsumer(Consumer):
                     self.route.id,
                     delivery.delivery_tag,
                 )
-                if channel is self.channel and channel.is_open:
-                    self._state[delivery.delivery_tag] = 2
-                    channel.reject(delivery.delivery_tag, requeue=False)
-                    self._advance(channel)
+                if window is self._window and window.open:
+                    window.reject(delivery.delivery_tag, requeue=False)
 
-    def _handle(self, channel: Channel, delivery: Delivery) -> Any:
+    def _handle(self, window: AckWindow, delivery: Delivery) -> Any:
         """Dispatch one delivery; None when it settled synchronously, else an awaitable."""
-        if self._poisoned(channel, delivery):
+        if self._poisoned(window, delivery):
             return None
         exchange = exchange_from_delivery(delivery, self.component.context.tracing.enabled)
         if delivery.properties.reply_to:
@@ -174,23 +253,23 @@ class RabbitMQConsumer(Consumer):
         self.consumed += 1
         pending = self._dispatch(exchange)
         if pending is None:
-            self._settle(channel, delivery, exchange)
+            self._settle(window, delivery, exchange)
             return None
         if self.spec.concurrency <= 1:
-            return self._await_and_settle(pending, channel, delivery, exchange)
-        return self._launch(pending, channel, delivery, exchange)
+            return self._await_and_settle(pending, window, delivery, exchange)
+        return self._launch(pending, window, delivery, exchange)
 
     async def _await_and_settle(
-        self, pending: Any, channel: Channel, delivery: Delivery, exchange: Exchange
+        self, pending: Any, window: AckWindow, delivery: Delivery, exchange: Exchange
     ) -> None:
         await pending
-        self._settle(channel, delivery, exchange)
+        self._settle(window, delivery, exchange)
 
     async def _launch(
-        self, pending: Any, channel: Channel, delivery: Delivery, exchange: Exchange
+        self, pending: Any, window: AckWindow, delivery: Delivery, exchange: Exchange
     ) -> None:
         await self._slots.acquire()
-        task = asyncio.create_task(self._run(pending, channel, delivery, exchange))
+        task = asyncio.create_task(self._run(pending, window, delivery, exchange))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -199,7 +278,7 @@ class RabbitMQConsumer(Consumer):
         try:
             result = self.route.dispatch(exchange)
         except Exception as exc:
-            self._failed(exchange, exc)
+            exchange.exception = exc
             result = None
         if result is not None:
             self.route.inflight += 1
@@ -215,7 +294,7 @@ class RabbitMQConsumer(Consumer):
             try:
                 await pending
             except Exception as exc:
-                self._failed(exchange, exc)
+                exchange.exception = exc
             done = exchange.done()
             if done is not None:
                 await done
@@ -229,62 +308,68 @@ class RabbitMQConsumer(Consumer):
             self.route.leave()
 
     async def _run(
-        self, pending: Any, channel: Channel, delivery: Delivery, exchange: Exchange
+        self, pending: Any, window: AckWindow, delivery: Delivery, exchange: Exchange
     ) -> None:
         try:
             await pending
-            self._settle(channel, delivery, exchange)
+            self._settle(window, delivery, exchange)
         finally:
             self._slots.release()
 
-    def _failed(self, exchange: Exchange, exc: Exception) -> None:
-        exchange.exception = exc
-        _failures.error(
-            "route %s failed exchange %s: %s: %s",
-            self.route.id,
-            exchange.id,
-            type(exc).__name__,
-            exc,
-        )
-
     # -- settling --------------------------------------------------------------------------
-    def _settle(self, channel: Channel, delivery: Delivery, exchange: Exchange) -> None:
-        if channel is not self.channel or not channel.is_open:
+    def _settle(self, window: AckWindow, delivery: Delivery, exchange: Exchange) -> None:
+        if window is not self._window or not window.open:
             return  # the channel died meanwhile: the broker redelivers this message
         tag = delivery.delivery_tag
-        if exchange.exception is not None:
-            self._state[tag] = 2
-            channel.reject(tag, requeue=False)
-        else:
+        error = exchange.exception
+        if error is None:
             if delivery.properties.reply_to:
-                self._reply(channel, delivery, exchange)
-            self._state[tag] = 1
-        self._advance(channel)
-
-    def _advance(self, channel: Channel) -> None:
-        """Ack (multiple) up to the last success below which everything has settled."""
-        order, state = self._order, self._state
-        upto = 0
-        while order:
-            tag = order[0]
-            outcome = state[tag]
-            if not outcome:
-                break
-            order.popleft()
-            del state[tag]
-            if outcome == 1:
-                upto = tag
-        if not upto:
+                self._reply(window.channel, delivery, exchange)
+            self._requeues.completed(delivery)
+            window.done(tag)
             return
-        self._ack_upto = upto
-        if not self._ack_scheduled:
-            self._ack_scheduled = True
-            asyncio.get_running_loop().call_soon(self._send_ack, channel)
+        if _outcome_unknown(error):
+            count = self._requeues.requeued(delivery)
+            if count <= self.spec.max_redeliveries:
+                self._log_failure(
+                    exchange,
+                    delivery,
+                    error,
+                    f"requeued ({count} of {self.spec.max_redeliveries}): its outcome is unknown",
+                )
+                window.reject(tag, requeue=True)
+                return
+            self._log_failure(
+                exchange, delivery, error, f"outcome unknown {count} times; {self._rejected()}"
+            )
+            self._requeues.completed(delivery)
+        else:
+            self._log_failure(exchange, delivery, error, self._rejected())
+        window.reject(tag, requeue=False)
 
-    def _send_ack(self, channel: Channel) -> None:
-        self._ack_scheduled = False
-        if channel is self.channel and channel.is_open and self._ack_upto:
-            channel.ack(self._ack_upto, multiple=True)
+    def _rejected(self) -> str:
+        if self._dead_letter:
+            return f"rejected to dead letter exchange {self._dead_letter!r}"
+        return (
+            f"rejected without requeue; the endpoint configures no dead letter exchange for "
+            f"queue {self.spec.queue_name!r}, so unless a broker policy sets one it is dropped"
+        )
+
+    def _log_failure(
+        self, exchange: Exchange, delivery: Delivery, error: BaseException, outcome: str
+    ) -> None:
+        _failures.error(
+            "route %s failed exchange %s (message id %s, delivery %d of queue %s%s): %s: %s; %s",
+            self.route.id,
+            exchange.id,
+            delivery.properties.message_id,
+            delivery.delivery_tag,
+            self.spec.queue_name,
+            ", redelivered" if delivery.redelivered else "",
+            type(error).__name__,
+            error,
+            outcome,
+        )
 
     def _reply(self, channel: Channel, delivery: Delivery, exchange: Exchange) -> None:
         body = exchange.body
@@ -300,44 +385,43 @@ class RabbitMQConsumer(Consumer):
         properties = Properties(correlation_id=delivery.properties.correlation_id)
         channel.publish(bytes(body), "", delivery.properties.reply_to or "", properties)
 
-    def _poisoned(self, channel: Channel, delivery: Delivery) -> bool:
-        limit = self.spec.max_redeliveries
+    def _poisoned(self, window: AckWindow, delivery: Delivery) -> bool:
+        """A quorum queue's delivery count over the limit: reject before processing."""
         headers = delivery.properties.headers
-        count = headers.get(DELIVERY_COUNT) if headers else None
-        if count is None and delivery.redelivered:
-            key = delivery.properties.message_id or f"{delivery.routing_key}:{hash(delivery.body)}"
-            count = self._deliveries.get(key, 0) + 1
-            self._deliveries[key] = count
-            self._deliveries.move_to_end(key)
-            if len(self._deliveries) > 100_000:
-                self._deliveries.popitem(last=False)
-        if count is None or int(count) <= limit:
+        if not headers or not delivery.redelivered:
+            return False
+        count = headers.get(DELIVERY_COUNT)
+        if count is None or int(count) <= self.spec.max_redeliveries:
             return False
         log.error(
-            "route %s: message %s was delivered %s times (limit %d); rejected to the dead letter "
-            "exchange without processing",
+            "route %s: message %s (delivery %d of queue %s) was delivered %s times (limit %d); "
+            "%s, without processing",
             self.route.id,
             delivery.properties.message_id,
+            delivery.delivery_tag,
+            self.spec.queue_name,
             count,
-            limit,
+            self.spec.max_redeliveries,
+            self._rejected(),
         )
-        self._state[delivery.delivery_tag] = 2
-        channel.reject(delivery.delivery_tag, requeue=False)
-        self._advance(channel)
+        window.reject(delivery.delivery_tag, requeue=False)
         return True
 
     # -- shutdown --------------------------------------------------------------------------
     async def stop(self) -> None:
         self._stopping = True
+        await self._recovery.stop()
         channel = self.channel
         if channel is not None and channel.is_open and self._consumer_tag:
             try:
                 await channel.basic_cancel(self._consumer_tag)
             except Exception as exc:
                 log.warning("rabbitmq consumer of route %s: cancel failed: %s", self.route.id, exc)
-        deadline = asyncio.get_running_loop().time() + self.component.context.shutdown_timeout
-        while (self._buffer or self._tasks or self.route.inflight) and channel is self.channel:
-            if asyncio.get_running_loop().time() > deadline:
+        window = self._window
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.component.context.shutdown_timeout
+        while (self._buffer or self._tasks or self.route.inflight) and window is self._window:
+            if loop.time() > deadline:
                 log.warning(
                     "rabbitmq consumer of route %s stopped with %d buffered and %d running "
                     "messages; the broker will redeliver them",
@@ -347,11 +431,15 @@ class RabbitMQConsumer(Consumer):
                 )
                 break
             await asyncio.sleep(0.005)
-        if channel is not None and channel is self.channel:
-            self._send_ack(channel)
+        if window is not None and window is self._window:
+            window.flush()
         if self._worker is not None:
             self._worker.cancel()
             await asyncio.gather(self._worker, return_exceptions=True)
             self._worker = None
+        self._consumer_tag = ""
         self.channel = None
-        await self.link.release(self._resume)
+        self._window = None
+        if channel is not None and channel.is_open:
+            await channel.close()
+        await self.link.release()

@@ -1,11 +1,16 @@
-"""One shared, self-healing connection per broker URL.
+"""One shared, self-healing connection per broker URL and connection options.
 
-Consumers and producers of a context that use the same broker share one AMQP connection, each
-with its own channel. When the connection drops (broker restart, network, a forced close),
-the link reconnects with exponential backoff (0.5 s doubling to 30 s) and tells every user,
-which then opens a new channel, re-declares its topology and resumes. Each state change is
-logged once, on logger ``eip.rabbitmq``, with the URL redacted; ``state`` is exposed for
-readiness checks.
+Consumers and producers of a context that use the same broker with the same connection
+options share one AMQP connection, each with its own channel. When the connection drops
+(broker restart, network, a forced close, missed heartbeats), the link reconnects with
+exponential backoff (``reconnect_delay`` doubling to ``reconnect_max_delay``, spread by
+``reconnect_jitter``); every endpoint notices on its own channel and re-attaches through its
+:class:`~eip.components.rabbitmq.recovery.Recovery`. Each state change is logged once, on
+logger ``eip.rabbitmq``, with the URL redacted.
+
+``problem`` is None while the link is usable, else why not: connecting, reconnecting after a
+loss, or blocked by the broker (a memory or disk alarm, from Connection.Blocked): readiness
+checks show it.
 """
 
 from __future__ import annotations
@@ -14,16 +19,17 @@ import asyncio
 import contextlib
 import enum
 import logging
-from collections.abc import Awaitable, Callable
+import ssl
+from typing import Any
 
-from eip.components.rabbitmq._amqp import Channel, Connection, connect
+from eip.components.rabbitmq._amqp import Connection, connect
+from eip.components.rabbitmq.recovery import Backoff
+from eip.components.rabbitmq.spec import RabbitMQSpec
 from eip.errors import EndpointError, redact_uri
 
 __all__ = ["BrokerLink", "LinkState"]
 
 log = logging.getLogger("eip.rabbitmq")
-
-Listener = Callable[[Connection], Awaitable[None]]
 
 
 class LinkState(enum.Enum):
@@ -36,123 +42,161 @@ class LinkState(enum.Enum):
 class BrokerLink:
     """The connection to one broker, shared by the endpoints of one context."""
 
-    def __init__(
-        self,
-        url: str,
-        *,
-        heartbeat: int = 30,
-        initial_backoff: float = 0.5,
-        max_backoff: float = 30.0,
-        connect_timeout: float = 10.0,
-    ) -> None:
-        self.url = url
-        self.safe_url = redact_uri(url)
-        self.heartbeat = heartbeat
-        self.initial_backoff = initial_backoff
-        self.max_backoff = max_backoff
-        self.connect_timeout = connect_timeout
+    def __init__(self, spec: RabbitMQSpec) -> None:
+        self.spec = spec
+        self.url = spec.broker_url
+        self.safe_url = redact_uri(self.url)
+        self.heartbeat = spec.heartbeat
+        self.connect_timeout = spec.connect_timeout
+        self.backoff = Backoff(
+            spec.reconnect_delay, spec.reconnect_max_delay, spec.reconnect_jitter
+        )
         self.state = LinkState.CLOSED
         self.connection: Connection | None = None
-        self._listeners: list[Listener] = []
+        self._ssl: ssl.SSLContext | None = None
         self._users = 0
         self._watcher: asyncio.Task[None] | None = None
-        self._connected = asyncio.Event()
+        self._changed = asyncio.Event()
+        self._detail = ""
         self.reconnects = 0
 
     @property
     def ready(self) -> bool:
-        return self.state is LinkState.CONNECTED
+        return self.problem is None
+
+    @property
+    def is_open(self) -> bool:
+        connection = self.connection
+        return connection is not None and connection.is_open
+
+    @property
+    def problem(self) -> str | None:
+        """Why the link cannot be used now, or None."""
+        if self.state is LinkState.CONNECTED and not self.is_open:
+            lost = self.connection.error if self.connection is not None else None
+            return f"rabbitmq {self.safe_url} connection lost: {lost}"
+        if self.state is not LinkState.CONNECTED:
+            detail = f": {self._detail}" if self._detail else ""
+            return f"rabbitmq {self.safe_url} {self.state.value}{detail}"
+        assert self.connection is not None
+        if self.connection.blocked:
+            return (
+                f"rabbitmq {self.safe_url} blocked by the broker: {self.connection.blocked_reason}"
+            )
+        return None
 
     def _set_state(self, state: LinkState, detail: str = "") -> None:
+        self._detail = detail
         if state is not self.state:
             self.state = state
             log.info(
                 "rabbitmq %s: %s%s", self.safe_url, state.value, f" ({detail})" if detail else ""
             )
+        self._changed.set()
+        self._changed = asyncio.Event()
 
-    async def acquire(self, on_connected: Listener) -> None:
-        """Join the link; ``on_connected`` runs now (connected) and after every reconnect.
+    async def acquire(self) -> Connection:
+        """Join the link and return its open connection.
 
         The first connect must succeed, so a route does not report started while its broker
         is unreachable; later losses are healed in the background.
         """
-        if self.connection is None or not self.connection.is_open:
+        if not self.is_open:
             if self._watcher is None:
                 await self._first_connect()
             else:
-                await self._connected.wait()
-        assert self.connection is not None
-        await on_connected(self.connection)
+                await asyncio.wait_for(self.wait_open(), self.connect_timeout)
         self._users += 1
-        self._listeners.append(on_connected)  # after: a reconnect must not run it twice
+        assert self.connection is not None
+        return self.connection
 
-    async def release(self, on_connected: Listener) -> None:
-        with contextlib.suppress(ValueError):
-            self._listeners.remove(on_connected)
+    async def release(self) -> None:
         self._users -= 1
         if self._users <= 0:
             await self.close()
 
-    async def channel(self, *, publisher_confirms: bool = False) -> Channel:
-        if self.connection is None or not self.connection.is_open:
-            await asyncio.wait_for(self._connected.wait(), self.connect_timeout)
-        assert self.connection is not None
-        return await self.connection.channel(publisher_confirms=publisher_confirms)
+    async def wait_open(self) -> Connection:
+        """The open connection, once there is one."""
+        while True:
+            connection = self.connection
+            if connection is not None and connection.is_open and self.state is LinkState.CONNECTED:
+                return connection
+            if self.state is LinkState.CLOSED and self._watcher is None:
+                raise EndpointError(f"rabbitmq {self.safe_url} is closed", endpoint=self.safe_url)
+            await self._changed.wait()
 
-    async def wait_connected(self, timeout: float | None = None) -> None:
-        await asyncio.wait_for(self._connected.wait(), timeout)
+    async def _connect(self) -> Connection:
+        if self._ssl is None and self.url.startswith("amqps://"):
+            self._ssl = self._tls_context()
+        options: dict[str, Any] = {}
+        if self._ssl is not None:
+            options["ssl_context"] = self._ssl
+        if self.spec.auth_mechanism != "PLAIN":
+            options["auth_mechanism"] = self.spec.auth_mechanism
+        return await connect(
+            self.url, heartbeat=self.heartbeat, connect_timeout=self.connect_timeout, **options
+        )
+
+    def _tls_context(self) -> ssl.SSLContext:
+        from eip.components.rabbitmq._amqp.tls import tls_context
+
+        spec = self.spec
+        return tls_context(
+            ca_file=spec.ca_file,
+            cert_file=spec.cert_file,
+            key_file=spec.key_file,
+            verify=spec.verify,
+        )
 
     async def _first_connect(self) -> None:
         self._set_state(LinkState.CONNECTING)
         try:
-            self.connection = await connect(
-                self.url, heartbeat=self.heartbeat, connect_timeout=self.connect_timeout
-            )
+            self.connection = await self._connect()
         except Exception as exc:
             self._set_state(LinkState.CLOSED, f"{type(exc).__name__}: {exc}")
             raise EndpointError(
                 f"cannot connect to RabbitMQ at {self.safe_url}: {exc}", endpoint=self.safe_url
             ) from exc
-        self._connected.set()
         self._set_state(LinkState.CONNECTED)
         self._watcher = asyncio.create_task(self._watch(), name=f"rabbitmq-link {self.safe_url}")
 
     async def _watch(self) -> None:
         while True:
             assert self.connection is not None
+            self.connection.on_blocked = self._on_blocked
             reason = await asyncio.shield(self.connection.closed)
             if self.state is LinkState.CLOSED:
                 return
-            self._connected.clear()
             self._set_state(LinkState.RECONNECTING, f"connection lost: {reason}")
             await self._reconnect()
 
+    def _on_blocked(self, blocked: bool) -> None:
+        self._set_state(self.state, self._detail)  # wake whoever waits for a change
+        if blocked:
+            log.warning("rabbitmq %s: not ready: %s", self.safe_url, self.problem)
+        else:
+            log.info("rabbitmq %s: unblocked by the broker", self.safe_url)
+
     async def _reconnect(self) -> None:
-        delay = self.initial_backoff
+        backoff = self.backoff
         while self.state is not LinkState.CLOSED:
             try:
-                self.connection = await connect(
-                    self.url, heartbeat=self.heartbeat, connect_timeout=self.connect_timeout
-                )
+                self.connection = await self._connect()
             except Exception as exc:
+                delay = backoff.next()
                 log.warning(
-                    "rabbitmq %s: reconnect failed (%s: %s); retrying in %.1fs",
+                    "rabbitmq %s: reconnect failed (%s: %s); retrying in %.2fs",
                     self.safe_url,
                     type(exc).__name__,
                     exc,
                     delay,
                 )
+                self._detail = f"reconnect failed: {type(exc).__name__}: {exc}"
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, self.max_backoff)
                 continue
+            backoff.reset()
             self.reconnects += 1
-            self._connected.set()
             self._set_state(LinkState.CONNECTED, f"reconnect #{self.reconnects}")
-            for listener in list(self._listeners):
-                try:
-                    await listener(self.connection)
-                except Exception:
-                    log.exception("rabbitmq %s: resuming an endpoint failed", self.safe_url)
             return
 
     async def close(self) -> None:
@@ -163,7 +207,7 @@ class BrokerLink:
             with contextlib.suppress(asyncio.CancelledError):
                 await watcher
         connection, self.connection = self.connection, None
-        self._connected.clear()
         if connection is not None and connection.is_open:
             with contextlib.suppress(Exception):
                 await connection.close()
+        self._set_state(LinkState.CLOSED)

@@ -11,8 +11,11 @@ Publishing: ``rabbitmq.<property>`` headers become the properties again (so a me
 correlation id survive a route from one queue to another); every other header that is not an
 ``eip.*`` or ``rabbitmq.*`` one becomes an application header (values AMQP cannot carry are
 sent as their ``str``). Not forwarded: ``rabbitmq.reply_to`` (the consumer answers requests
-itself, and a forwarded reply address would send someone else's answer astray), and the
-per-delivery headers (exchange, routing key, redelivered, delivery count).
+itself, and a forwarded reply address would send someone else's answer astray),
+``rabbitmq.user_id`` (the broker checks it against the publishing connection's user and
+closes the channel with 406 when they differ, so a message consumed from one broker user
+could never be published by another), and the per-delivery headers (exchange, routing key,
+redelivered, delivery count).
 """
 
 from __future__ import annotations
@@ -44,10 +47,9 @@ _FORWARDED = (
     "timestamp",
     "priority",
     "expiration",
-    "user_id",
 )
 _FORWARDED_HEADERS = {f"{PREFIX}{name}": name for name in _FORWARDED}
-_ALL_PROPERTIES = (*_FORWARDED, "reply_to", "delivery_mode", "cluster_id")
+_ALL_PROPERTIES = (*_FORWARDED, "reply_to", "user_id", "delivery_mode", "cluster_id")
 _TRACE = ("traceparent", "tracestate")
 _PLAIN = (str, int, float, bool, bytes, type(None), datetime.datetime, decimal.Decimal)
 

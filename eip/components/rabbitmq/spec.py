@@ -20,14 +20,28 @@ Decisions, where the issue left room:
   to take ``$EIP_RABBITMQ_URL`` (default ``amqp://guest:guest@127.0.0.1:5672/``), so secrets
   can stay in the environment.
 - **Poison messages**: a message is redelivered at most ``max_redeliveries`` times (from the
-  quorum queue's ``x-delivery-count``, else the engine's own count) before it is rejected
-  without requeue, so the broker dead-letters it.
+  quorum queue's ``x-delivery-count``, else the engine's own count of the times it requeued
+  it) before it is rejected without requeue, so the broker dead-letters it.
+- **Connection options** (``heartbeat``, ``connect_timeout``, ``reconnect_delay``,
+  ``reconnect_max_delay``, ``reconnect_jitter``, TLS and ``auth_mechanism``) belong to the
+  connection: endpoints that agree on all of them share one connection per broker URL.
+- **Broker arguments** are generic: ``queue_arguments``, ``exchange_arguments``,
+  ``binding_arguments`` and ``consumer_arguments`` are passed to the broker as they are
+  (``x-max-priority``, ``x-overflow``, ``x-single-active-consumer``, ``alternate-exchange``,
+  ``x-priority``, ``x-match``...). In a URI they are written one key at a time,
+  ``queue_arguments.x-max-priority=10``; digits become integers and ``true``/``false``
+  booleans, as the broker expects. The dedicated options (``queue_type``,
+  ``dead_letter_exchange``...) win over the same key given in ``queue_arguments``.
+- **Exchange-to-exchange bindings**: ``exchange_bindings=["crm.events:customer.#"]`` binds the
+  endpoint's exchange to the source exchange ``crm.events`` with that key (declared by whoever
+  declares the exchange).
 """
 
 from __future__ import annotations
 
+import datetime
 import os
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 from eip.components.base import EndpointSpec
 
@@ -37,6 +51,7 @@ DEFAULT_URL = "amqp://guest:guest@127.0.0.1:5672/"
 
 ExchangeType = Literal["direct", "topic", "fanout", "headers"]
 QueueType = Literal["classic", "quorum", "stream"]
+AuthMechanism = Literal["PLAIN", "EXTERNAL"]
 
 
 class RabbitMQSpec(EndpointSpec, frozen=True):
@@ -45,9 +60,22 @@ class RabbitMQSpec(EndpointSpec, frozen=True):
 
     exchange: str = ""
     url: str = ""
+    # connection (shared by the endpoints that agree on all of these)
+    heartbeat: int = 30
+    connect_timeout: float = 10.0
+    reconnect_delay: float = 0.5
+    reconnect_max_delay: float = 30.0
+    reconnect_jitter: float = 0.2
+    ca_file: str = ""
+    cert_file: str = ""
+    key_file: str = ""
+    verify: bool = True
+    auth_mechanism: AuthMechanism = "PLAIN"
     # exchange
     exchange_type: ExchangeType = "topic"
     exchange_durable: bool = True
+    exchange_arguments: dict[str, Any] = {}
+    exchange_bindings: list[str] = []
     # queue (consumer)
     queue: str = ""
     queue_type: QueueType = "classic"
@@ -59,11 +87,17 @@ class RabbitMQSpec(EndpointSpec, frozen=True):
     message_ttl: int = 0
     max_length: int = 0
     binding_keys: list[str] = []
+    binding_arguments: dict[str, Any] = {}
+    queue_arguments: dict[str, Any] = {}
     declare: bool = True
     # consumer
     prefetch: int = 200
     concurrency: int = 1
     max_redeliveries: int = 5
+    consumer_tag: str = ""
+    exclusive_consumer: bool = False
+    consumer_arguments: dict[str, Any] = {}
+    stream_offset: str = ""
     # producer
     routing_key: str = ""
     routing_key_header: str = ""
@@ -71,6 +105,7 @@ class RabbitMQSpec(EndpointSpec, frozen=True):
     persistent: bool = True
     mandatory: bool = False
     publish_timeout: float = 30.0
+    confirm_timeout: float = 30.0
     request_timeout: float = 30.0
 
     @property
@@ -95,8 +130,25 @@ class RabbitMQSpec(EndpointSpec, frozen=True):
         return [""]
 
     @property
-    def queue_arguments(self) -> dict[str, object]:
-        arguments: dict[str, object] = {}
+    def connection_key(self) -> tuple[object, ...]:
+        """What makes two endpoints share a connection: the URL and every connection option."""
+        return (
+            self.broker_url,
+            self.heartbeat,
+            self.connect_timeout,
+            self.reconnect_delay,
+            self.reconnect_max_delay,
+            self.reconnect_jitter,
+            self.ca_file,
+            self.cert_file,
+            self.key_file,
+            self.verify,
+            self.auth_mechanism,
+        )
+
+    @property
+    def queue_declare_arguments(self) -> dict[str, object]:
+        arguments: dict[str, object] = dict(self.queue_arguments)
         if self.queue_type != "classic":
             arguments["x-queue-type"] = self.queue_type
         if self.dead_letter_exchange:
@@ -108,6 +160,38 @@ class RabbitMQSpec(EndpointSpec, frozen=True):
         if self.max_length:
             arguments["x-max-length"] = self.max_length
         return arguments
+
+    @property
+    def consume_arguments(self) -> dict[str, object]:
+        arguments: dict[str, object] = dict(self.consumer_arguments)
+        if self.stream_offset:
+            arguments["x-stream-offset"] = stream_offset_value(self.stream_offset)
+        return arguments
+
+    @property
+    def source_exchanges(self) -> list[tuple[str, str]]:
+        """``exchange_bindings`` as (source exchange, routing key) pairs."""
+        pairs = []
+        for text in self.exchange_bindings:
+            source, _, key = text.partition(":")
+            pairs.append((source, key))
+        return pairs
+
+
+def stream_offset_value(text: str) -> object:
+    """``x-stream-offset``: first, last, next, an offset (digits), an ISO timestamp or an
+    interval such as ``1h`` / ``30m`` (the broker's own syntax)."""
+    if text in ("first", "last", "next"):
+        return text
+    if text.isdigit():
+        return int(text)
+    try:
+        moment = datetime.datetime.fromisoformat(text)
+    except ValueError:
+        return text  # an interval ("7D", "1h"...): the broker validates it
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=datetime.UTC)
+    return moment
 
 
 def rabbitmq(exchange: str = "", **options: object) -> RabbitMQSpec:

@@ -16,7 +16,7 @@ from eip import headers as H
 from eip.components.soap._version import SoapVersion
 from eip.components.soap.codec import compile_reader, compile_writer
 from eip.components.soap.spec import SoapClientSpec
-from eip.errors import MarshalError, RouteDefinitionError
+from eip.errors import MarshalError, RouteDefinitionError, redact_uri
 
 __all__ = ["Operation", "add_header_blocks", "choose_port", "declared_faults", "prepare"]
 
@@ -91,10 +91,14 @@ def _named(kind: str, wanted: str, found: dict[str, Any], wsdl: str) -> Any:
     """``found[wanted]``, or the only entry when nothing is wanted; else an error listing."""
     names = ", ".join(found) or "none"
     if wanted and wanted not in found:
-        raise RouteDefinitionError(f"WSDL {wsdl} has no {kind} '{wanted}' ({kind}s: {names})")
+        raise RouteDefinitionError(
+            f"WSDL {redact_uri(wsdl)} has no {kind} '{wanted}' ({kind}s: {names})"
+        )
     if not wanted and len(found) != 1:
         option = "wsdl_port (or soap_version)" if kind == "port" else kind
-        raise RouteDefinitionError(f"WSDL {wsdl} has {len(found)} {kind}s ({names}): set {option}=")
+        raise RouteDefinitionError(
+            f"WSDL {redact_uri(wsdl)} has {len(found)} {kind}s ({names}): set {option}="
+        )
     return found[wanted] if wanted else next(iter(found.values()))
 
 
@@ -112,7 +116,7 @@ def choose_port(client: Any, spec: SoapClientSpec) -> tuple[Any, Any, SoapVersio
     port, version = _named("port", spec.wsdl_port, ports, spec.wsdl)
     if spec.soap_version and version.value != spec.soap_version:
         raise RouteDefinitionError(
-            f"WSDL {spec.wsdl}: port '{port.name}' is SOAP {version.value}, "
+            f"WSDL {redact_uri(spec.wsdl)}: port '{port.name}' is SOAP {version.value}, "
             f"not the soap_version={spec.soap_version} asked for"
         )
     return service, port, version

@@ -85,7 +85,8 @@ class SoapProducer(Producer):
         self.address = spec.address or (port.binding_options or {}).get("address") or ""
         if not self.address:
             raise RouteDefinitionError(
-                f"WSDL {spec.wsdl}: port '{port.name}' has no soap:address; set address="
+                f"WSDL {redact_uri(spec.wsdl)}: port '{port.name}' has no soap:address; "
+                "set address="
             )
         binding = port.binding
         self.operations = {
@@ -93,7 +94,8 @@ class SoapProducer(Producer):
         }
         if spec.operation and spec.operation not in self.operations:
             raise RouteDefinitionError(
-                f"WSDL {spec.wsdl} has no operation '{spec.operation}' in port '{port.name}' "
+                f"WSDL {redact_uri(spec.wsdl)} has no operation '{spec.operation}' "
+                f"in port '{port.name}' "
                 f"(operations: {', '.join(self.operations)})"
             )
         if not spec.operation and len(self.operations) == 1:
@@ -138,7 +140,7 @@ class SoapProducer(Producer):
             raise EndpointError(f"SOAP producer {self.uri} is not started", endpoint=self.uri)
         spans, span, status = self._spans, None, 0
         if spans is not None:  # a CLIENT span, its context sent as traceparent
-            span = spans.start(exchange, "POST", self.address)
+            span = spans.start(exchange, "POST", self.endpoint)
             spans.spans.annotate(span, {**self._rpc, "rpc.method": operation.name})
             inject_span(span, headers)
         try:
@@ -168,7 +170,7 @@ class SoapProducer(Producer):
         )
         known = ", ".join(self.operations)
         raise EndpointError(
-            f"WSDL {self.spec.wsdl}: {what} (operations: {known})", endpoint=self.uri
+            f"WSDL {redact_uri(self.spec.wsdl)}: {what} (operations: {known})", endpoint=self.uri
         )
 
     def _envelope(self, operation: Operation, body: Any, blocks: Any = None) -> bytes:

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from eip.errors import RouteDefinitionError
+from eip.errors import RouteDefinitionError, redact_uri
 
 if TYPE_CHECKING:
     from lxml import etree
@@ -70,7 +70,7 @@ def load_client_sync(wsdl: str, timeout: float) -> Any:
     if not remote:
         path = Path(wsdl)
         if not path.is_file():
-            raise RouteDefinitionError(f"WSDL {wsdl}: no such file")
+            raise RouteDefinitionError(f"WSDL {redact_uri(wsdl)}: no such file")
         location = str(path.resolve())
     try:
         return zeep.Client(location, settings=settings, transport=Transport(timeout=timeout))
@@ -78,7 +78,7 @@ def load_client_sync(wsdl: str, timeout: float) -> Any:
         raise
     except Exception as exc:
         raise RouteDefinitionError(
-            f"WSDL {wsdl} cannot be loaded: {type(exc).__name__}: {exc}"
+            f"WSDL {redact_uri(wsdl)} cannot be loaded: {type(exc).__name__}: {exc}"
         ) from exc
 
 
@@ -88,7 +88,9 @@ async def load_client(wsdl: str, timeout: float) -> Any:
     try:
         return await asyncio.wait_for(asyncio.to_thread(load_client_sync, wsdl, timeout), timeout)
     except TimeoutError:
-        raise RouteDefinitionError(f"WSDL {wsdl} did not load within {timeout:g}s") from None
+        raise RouteDefinitionError(
+            f"WSDL {redact_uri(wsdl)} did not load within {timeout:g}s"
+        ) from None
 
 
 def to_data(value: Any) -> Any:

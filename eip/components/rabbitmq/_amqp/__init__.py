@@ -39,6 +39,7 @@ from .connection import Connection
 from .errors import (
     AmqpError,
     ChannelClosedError,
+    ConfirmTimeoutError,
     ConnectionClosedError,
     ConsumerCancelledError,
     MessageNackedError,
@@ -52,6 +53,7 @@ __all__ = [
     "AmqpError",
     "Channel",
     "ChannelClosedError",
+    "ConfirmTimeoutError",
     "Connection",
     "ConnectionClosedError",
     "ConsumerCancelledError",

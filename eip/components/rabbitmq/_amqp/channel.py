@@ -119,6 +119,22 @@ class Channel(ChannelIncoming, ChannelMethods):
         return self._error is None
 
     @property
+    def writable(self) -> bool:
+        """False while the connection's socket is over its high-water mark or the broker has
+        blocked it: publish after ``await drain()``."""
+        return self._conn.writable
+
+    @property
+    def next_publish_seq(self) -> int:
+        """The sequence number the next publish will get (with confirms on)."""
+        return 1 if self._tracker is None else self._tracker.next_seq
+
+    def expire_confirms(self, before: int, error: AmqpError) -> int:
+        """Fail the ``wait_confirm`` calls of publishes numbered below ``before`` with
+        ``error`` (a late confirm is then ignored); returns how many waits failed."""
+        return 0 if self._tracker is None else self._tracker.expire(before, error)
+
+    @property
     def unconfirmed_count(self) -> int:
         """Publishes not yet acked or nacked by the broker (0 without confirms)."""
         return 0 if self._tracker is None else len(self._tracker.unconfirmed)

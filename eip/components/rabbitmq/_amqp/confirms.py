@@ -156,6 +156,17 @@ class ConfirmTracker:
         if seq <= self._evicted_max:
             raise AmqpError(f"the outcome of publish {seq} is no longer known")
 
+    def expire(self, before: int, error: AmqpError) -> int:
+        """Fail the waiters of unconfirmed publishes numbered below ``before``; the publishes
+        stay unconfirmed (a late confirm settles them with nobody waiting)."""
+        expired = 0
+        for seq in [s for s in self._waiters if s < before]:
+            for fut in self._waiters.pop(seq):
+                if not fut.done():
+                    fut.set_exception(fresh(error))
+                    expired += 1
+        return expired
+
     def terminate(self, error: AmqpError) -> None:
         """The channel closed: every waiter fails; unconfirmed publishes stay in doubt."""
         self._error = error

@@ -85,7 +85,8 @@ class ConnectionParameters:
 def parse_url(url: str) -> ConnectionParameters:
     parts = urlsplit(url)
     if parts.scheme not in ("amqp", "amqps"):
-        raise ValueError(f"not an amqp:// or amqps:// URL: {url!r}")
+        scheme = parts.scheme or "no scheme"
+        raise ValueError(f"not an amqp:// or amqps:// URL (got {scheme}://...)")
     if parts.query:
         raise ValueError("AMQP URL query options are not supported; use keyword arguments")
     tls = parts.scheme == "amqps"

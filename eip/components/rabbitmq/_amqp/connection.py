@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
+from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
 from pamqp import base, commands
@@ -65,6 +66,9 @@ class Connection(HeartbeatMixin, asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self.closed: asyncio.Future[BaseException | None] = loop.create_future()
         self.blocked = False
+        self.blocked_reason = ""
+        #: Called with True on Connection.Blocked and False on Unblocked (from data_received).
+        self.on_blocked: Callable[[bool], None] | None = None
         self.server_properties: dict[str, Any] = {}
         self.frame_max = 131072
         self.channel_max = 2047
@@ -88,6 +92,7 @@ class Connection(HeartbeatMixin, asyncio.Protocol):
         self._heartbeat_timer: asyncio.TimerHandle | None = None
         self._rx = self._tx = False
         self._idle_ticks = 0
+        self._quiet_ticks = 0
 
     def __repr__(self) -> str:
         state = "open" if self.is_open else "closed"
@@ -96,6 +101,17 @@ class Connection(HeartbeatMixin, asyncio.Protocol):
     @property
     def is_open(self) -> bool:
         return self._opened and self._error is None
+
+    @property
+    def error(self) -> AmqpError | None:
+        """Why the connection is closed (None while it is open)."""
+        return self._error
+
+    @property
+    def writable(self) -> bool:
+        """False while the socket's buffer is over its high-water mark or the broker has
+        blocked the connection: publishers should ``drain`` first."""
+        return not (self._write_paused or self.blocked)
 
     # -- public API ------------------------------------------------------------------------
 
@@ -249,10 +265,14 @@ class Connection(HeartbeatMixin, asyncio.Protocol):
         elif isinstance(method, commands.Connection.Blocked):
             log.warning("the broker blocked the connection: %s", method.reason)
             self.blocked = True
+            self.blocked_reason = str(method.reason or "no reason given")
+            self._blocked_changed(True)
         elif isinstance(method, commands.Connection.Unblocked):
             log.info("the broker unblocked the connection")
             self.blocked = False
+            self.blocked_reason = ""
             self._wake_writers()
+            self._blocked_changed(False)
         elif not self._opened:
             self._handshake.append(method)
             waiter = self._handshake_waiter
@@ -260,6 +280,14 @@ class Connection(HeartbeatMixin, asyncio.Protocol):
                 waiter.set_result(None)
         else:
             log.debug("ignored %s on channel 0", method.name)
+
+    def _blocked_changed(self, blocked: bool) -> None:
+        callback = self.on_blocked
+        if callback is not None:
+            try:
+                callback(blocked)
+            except Exception:
+                log.exception("on_blocked callback raised")
 
     async def _expect(self, expected: type[_F]) -> _F:
         """The next channel-0 method during the handshake."""

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 __all__ = [
     "AmqpError",
     "ChannelClosedError",
+    "ConfirmTimeoutError",
     "ConnectionClosedError",
     "ConsumerCancelledError",
     "MessageNackedError",
@@ -70,6 +71,11 @@ class ConsumerCancelledError(AmqpError):
 
     def __str__(self) -> str:
         return f"consumer {self.consumer_tag!r} was cancelled by the broker"
+
+
+class ConfirmTimeoutError(AmqpError):
+    """``wait_confirm``: no confirm came in time (see ``Channel.expire_confirms``); the
+    publish may still be confirmed later, so its outcome is unknown."""
 
 
 class MessageNackedError(AmqpError):

@@ -1,11 +1,12 @@
 """Heartbeats: one ``call_later`` timer per connection, never anything per message.
 
-The timer ticks every heartbeat/2 seconds. The hot path only sets two flags: ``_rx`` in
-``data_received`` and ``_tx`` when the write buffer is flushed. A tick sends a heartbeat frame if
-nothing was written since the previous tick (so the broker, which drops a peer silent for about
-2 x heartbeat, always hears from us at least every heartbeat seconds), and fails the connection
-with ``ConnectionClosedError(0, "missed heartbeats...")`` after 4 ticks (2 x heartbeat) without
-receiving anything: the socket is aborted, every channel and waiter fails, ``closed`` resolves.
+The timer ticks every heartbeat/4 seconds. The hot path only sets two flags: ``_rx`` in
+``data_received`` and ``_tx`` when the write buffer is flushed. A heartbeat frame is sent when
+nothing was written for two ticks (so the broker, which drops a peer silent for about
+2 x heartbeat, always hears from us at least every heartbeat/2 seconds), and the connection
+fails with ``ConnectionClosedError(0, "missed heartbeats...")`` after 8 ticks (2 x heartbeat,
+at most a quarter heartbeat late) without receiving anything: the socket is aborted, every
+channel and waiter fails, ``closed`` resolves.
 
 Counting ticks rather than comparing timestamps keeps an event loop that stalled for a while
 (a long synchronous step) from mistaking the stall for a dead broker: a late tick is one tick.
@@ -35,6 +36,7 @@ class HeartbeatMixin:
     _rx: bool
     _tx: bool
     _idle_ticks: int
+    _quiet_ticks: int
 
     def _write_now(self, data: bytes) -> None:
         raise NotImplementedError  # pragma: no cover - implemented by Connection
@@ -44,7 +46,7 @@ class HeartbeatMixin:
 
     def _start_heartbeat(self) -> None:
         if self.heartbeat > 0:
-            self._heartbeat_timer = self._loop.call_later(self.heartbeat / 2, self._tick)
+            self._heartbeat_timer = self._loop.call_later(self.heartbeat / 4, self._tick)
 
     def _tick(self) -> None:
         self._heartbeat_timer = None
@@ -55,7 +57,7 @@ class HeartbeatMixin:
             self._idle_ticks = 0
         else:
             self._idle_ticks += 1
-            if self._idle_ticks >= 4:
+            if self._idle_ticks >= 8:
                 error = ConnectionClosedError(
                     0, f"missed heartbeats: nothing from the broker for {2 * self.heartbeat} s"
                 )
@@ -64,8 +66,13 @@ class HeartbeatMixin:
                 if self._transport is not None:
                     self._transport.abort()
                 return
-        if not self._tx:
-            self._write_now(HEARTBEAT_FRAME)
+        if self._tx:
+            self._quiet_ticks = 0
+        else:
+            self._quiet_ticks += 1
+            if self._quiet_ticks >= 2:
+                self._quiet_ticks = 0
+                self._write_now(HEARTBEAT_FRAME)
         self._tx = False
         self._start_heartbeat()
 

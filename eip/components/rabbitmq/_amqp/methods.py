@@ -30,6 +30,7 @@ _QOS = struct.Struct(">IH")
 
 EXCHANGE_DECLARE = 0x0028000A
 EXCHANGE_DELETE = 0x00280014
+EXCHANGE_BIND = 0x0028001E
 QUEUE_DECLARE = 0x0032000A
 QUEUE_BIND = 0x00320014
 QUEUE_PURGE = 0x0032001E
@@ -85,6 +86,29 @@ class ChannelMethods:
         )
         await self._call(
             method_frame(self.number, EXCHANGE_DECLARE, payload), commands.Exchange.DeclareOk
+        )
+
+    async def exchange_bind(
+        self,
+        destination: str,
+        source: str,
+        routing_key: str = "",
+        arguments: dict[str, Any] | None = None,
+    ) -> None:
+        """Bind exchange ``destination`` to ``source``: what is routed to ``source`` with a
+        matching key is routed on to ``destination`` (a RabbitMQ extension)."""
+        payload = b"".join(
+            (
+                _TICKET,
+                shortstr(destination),
+                shortstr(source),
+                shortstr(routing_key),
+                bits(False),
+                table(arguments),
+            )
+        )
+        await self._call(
+            method_frame(self.number, EXCHANGE_BIND, payload), commands.Exchange.BindOk
         )
 
     async def exchange_delete(self, exchange: str, *, if_unused: bool = False) -> None:

@@ -1,0 +1,210 @@
+"""Outcome-aware settlement against the real broker: failed vs unknown outcome, the poison
+limit for requeued messages, a slow message that must not stall its queue, and failure logs
+that can be matched to the dead-letter queue."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from eip import Context, Exchange, RedeliveryPolicy, RouteBuilder, default_error_handler
+from eip.components.rabbitmq._amqp import Channel, Connection, Properties, connect
+from eip.errors import OutcomeUnknownError
+
+pytestmark = pytest.mark.rabbitmq
+URL = "amqp://guest:guest@127.0.0.1:5672/"
+
+
+def unique(name: str) -> str:
+    return f"eip.test.{name}.{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+async def broker() -> AsyncIterator[tuple[Channel, list[str], list[str]]]:
+    connection: Connection = await connect(URL)
+    channel = await connection.channel(publisher_confirms=True)
+    queues: list[str] = []
+    exchanges: list[str] = []
+    try:
+        yield channel, queues, exchanges
+    finally:
+        cleanup = await connection.channel()
+        for queue in queues:
+            await cleanup.queue_delete(queue)
+        for exchange in exchanges:
+            await cleanup.exchange_delete(exchange)
+        await connection.close()
+
+
+async def depth(channel: Channel, queue: str) -> int:
+    return (await channel.queue_declare(queue, passive=True))[1]
+
+
+async def until(check: Any, timeout: float = 10.0, what: str = "condition") -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        result = check()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return
+        assert loop.time() < deadline, f"{what} not reached within {timeout}s"
+        await asyncio.sleep(0.02)
+
+
+async def dead_letter_setup(
+    channel: Channel, queues: list[str], exchanges: list[str]
+) -> tuple[str, str, str]:
+    work, dead, dlx = unique("work"), unique("dead"), unique("dlx")
+    queues += [work, dead]
+    exchanges.append(dlx)
+    await channel.exchange_declare(dlx, "fanout")
+    await channel.queue_declare(dead)
+    await channel.queue_bind(dead, dlx)
+    return work, dead, dlx
+
+
+def one_route(uri: str, process: Any, redelivery: RedeliveryPolicy | None = None) -> RouteBuilder:
+    class R(RouteBuilder):
+        def configure(self) -> None:
+            route = self.from_(uri).route_id("work")
+            if redelivery is not None:
+                route.error_handler(default_error_handler(redelivery))
+            route.process(process).to("mock:done")
+
+    return R()
+
+
+async def test_unknown_outcome_requeues_and_the_message_is_not_lost(broker: Any) -> None:
+    channel, queues, exchanges = broker
+    work, dead, dlx = await dead_letter_setup(channel, queues, exchanges)
+    attempts: dict[bytes, int] = {}
+
+    def flaky_send(exchange: Exchange) -> None:
+        attempts[exchange.body] = attempts.get(exchange.body, 0) + 1
+        if exchange.body == b"unlucky" and attempts[exchange.body] <= 2:
+            raise OutcomeUnknownError("connection lost before the confirm")
+
+    context = Context()
+    context.add_routes(one_route(f"rabbitmq:?queue={work}&dead_letter_exchange={dlx}", flaky_send))
+    async with context:
+        for body in (b"a", b"unlucky", b"b"):
+            channel.publish(body, "", work, Properties(delivery_mode=2))
+        await context.mock("done").wait_for(3)
+    assert sorted(context.mock("done").received_bodies) == [b"a", b"b", b"unlucky"]
+    assert attempts[b"unlucky"] == 3  # requeued twice by the consumer, then done
+    assert await depth(channel, dead) == 0
+    assert await depth(channel, work) == 0
+
+
+async def test_unknown_outcome_for_ever_is_bounded_by_the_poison_limit(
+    broker: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    channel, queues, exchanges = broker
+    work, dead, dlx = await dead_letter_setup(channel, queues, exchanges)
+    attempts = 0
+
+    def always_unknown(exchange: Exchange) -> None:
+        nonlocal attempts
+        attempts += 1
+        raise OutcomeUnknownError("confirm timed out")
+
+    caplog.set_level(logging.ERROR, logger="eip.route.failures")
+    context = Context()
+    context.add_routes(
+        one_route(
+            f"rabbitmq:?queue={work}&dead_letter_exchange={dlx}&max_redeliveries=3",
+            always_unknown,
+        )
+    )
+    async with context:
+        channel.publish(b"x", "", work, Properties(delivery_mode=2, message_id="m-77"))
+        await until(lambda: _at_least(depth(channel, dead), 1), what="dead-lettered")
+    assert attempts == 4  # the first delivery and 3 requeues
+    lines = [r.getMessage() for r in caplog.records]
+    assert sum("requeued" in line for line in lines) == 3
+    assert any(
+        "message id m-77" in line and f"rejected to dead letter exchange {dlx!r}" in line
+        for line in lines
+    )
+
+
+async def _at_least(value: Any, expected: int) -> bool:
+    return bool(await value >= expected)
+
+
+async def test_a_failure_without_a_dead_letter_exchange_says_it_is_dropped(
+    broker: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    channel, queues, _ = broker
+    work = unique("nodlx")
+    queues.append(work)
+
+    def fail(exchange: Exchange) -> None:
+        raise ValueError("cannot map")
+
+    caplog.set_level(logging.ERROR, logger="eip.route.failures")
+    context = Context()
+    context.add_routes(one_route(f"rabbitmq:?queue={work}", fail))
+    async with context:
+        channel.publish(b"x", "", work, Properties(delivery_mode=2, message_id="id-9"))
+        await until(
+            lambda: any("id-9" in r.getMessage() for r in caplog.records), what="failure log"
+        )
+    line = next(r.getMessage() for r in caplog.records if "id-9" in r.getMessage())
+    assert "ValueError: cannot map" in line
+    assert "delivery 1 of queue" in line
+    assert "no dead letter exchange" in line
+    assert "dead letter exchange '" not in line
+
+
+async def test_a_message_in_long_backoff_does_not_stall_its_queue(broker: Any) -> None:
+    channel, queues, _ = broker
+    work, out = unique("stall"), unique("stall.out")
+    queues += [work, out]
+    await channel.queue_declare(out)
+    retries = 0
+
+    def poison(exchange: Exchange) -> None:
+        nonlocal retries
+        if exchange.body == b"poison":
+            retries += 1
+            raise ValueError("always fails")
+
+    class Relay(RouteBuilder):
+        def configure(self) -> None:
+            (
+                self.from_(f"rabbitmq:?queue={work}&prefetch=200&concurrency=50")
+                .route_id("work")
+                .error_handler(
+                    default_error_handler(RedeliveryPolicy(max_redeliveries=6, delay=0.6))
+                )
+                .process(poison)
+                .to(f"rabbitmq:?routing_key={out}")
+            )
+
+    context = Context()
+    context.add_routes(Relay())
+    async with context:
+        channel.publish(b"poison", "", work, Properties(delivery_mode=2))
+        for n in range(3000):
+            channel.publish(b"%d" % n, "", work, Properties(delivery_mode=2))
+        await channel.wait_confirm(3001)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        await until(lambda: _at_least(depth(channel, out), 3000), timeout=30, what="3000 out")
+        elapsed = loop.time() - started
+        # The poison message needs 6 x 0.6 s of backoff; everything else went past it.
+        assert retries < 7, f"the others waited for the poison message ({elapsed:.1f}s)"
+        await until(lambda: retries == 7, timeout=10, what="the poison message gives up")
+        await until(lambda: _at_least_zero(depth(channel, work)), what="queue empty")
+
+
+async def _at_least_zero(value: Any) -> bool:
+    return bool(await value == 0)
