@@ -2,7 +2,9 @@
 
 A file is written to ``.{name}.{random}.tmp`` in the target directory, flushed, fsynced and
 renamed over the final name with :func:`os.replace` (atomic on one filesystem), so a reader
-never sees half a file; ``file_exist=append`` is the exception.
+never sees half a file; ``file_exist=append`` is the exception. A name that would leave the
+directory (a separator, ``..``) or holds a NUL is refused with an error naming where it came
+from (the ``eip.file.name`` header or the ``file_name`` option), before anything is opened.
 """
 
 from __future__ import annotations
@@ -75,10 +77,25 @@ class FileProducer(Producer):
             )
         if name in ("", ".") or ".." in name or any(sep in name for sep in ("/", "\\", os.sep)):
             raise EndpointError(
-                f"refusing file name {name!r}: it must be a plain name inside the directory",
+                f"refusing file name {name!r} (from {self._name_source(template)}): it must be "
+                "a plain name inside the directory",
+                endpoint=self.uri,
+            )
+        if "\0" in name:
+            raise EndpointError(
+                f"refusing file name {name!r} (from {self._name_source(template)}): it holds a "
+                "NUL character, which no file name can",
                 endpoint=self.uri,
             )
         return name
+
+    def _name_source(self, template: str) -> str:
+        """Where a refused name came from, so the error says what to fix."""
+        if not template:
+            return f"the {FILE_NAME} header"
+        if self._fields & {"name", "stem", "ext"}:
+            return f"the file_name option {template!r} with the {FILE_NAME} header"
+        return f"the file_name option {template!r}"
 
     def _write(self, name: str, data: bytes) -> Path:
         target = self.directory / name
