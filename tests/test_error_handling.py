@@ -16,6 +16,7 @@ from eip import (
     when,
 )
 from eip import headers as H
+from eip.dsl.builder import pipeline
 from eip.errors import ExchangeError
 from eip.message import Exchange
 from eip.testing import ManualClock
@@ -325,3 +326,112 @@ def test_redelivery_policy_delays_and_validation() -> None:
         RedeliveryPolicy(backoff_multiplier=0.5)
     with pytest.raises(ValueError, match="jitter"):
         RedeliveryPolicy(jitter=2)
+
+
+# -- error handling runs once ------------------------------------------------------------------
+@pytest.mark.parametrize("parallel", [False, True], ids=["sequential", "parallel"])
+async def test_a_failing_split_part_runs_its_clause_once(
+    eip_context: Context, manual_clock: ManualClock, parallel: bool
+) -> None:
+    clause_runs: list[object] = []
+    splits: list[object] = []
+    attempts: list[object] = []
+
+    def fail_on_two(exchange: Exchange) -> None:
+        attempts.append(exchange.body)
+        if exchange.body == 2:
+            raise ValueError("part 2 is bad")
+
+    def parts(exchange: Exchange) -> list[int]:
+        splits.append(exchange.body)
+        return list(exchange.body)
+
+    class R(RouteBuilder):
+        def configure(self) -> None:
+            self.error_handler(
+                default_error_handler(RedeliveryPolicy(max_redeliveries=1, delay=1.0))
+            )
+            self.on_exception(ValueError).process(lambda ex: clause_runs.append(ex.body))
+            self.from_("direct:in").route_id("r").split(
+                parts, pipeline().process(fail_on_two).to("mock:part"), parallel=parallel
+            ).to("mock:after")
+
+    eip_context.add_routes(R())
+    await eip_context.start()
+    sending = asyncio.create_task(eip_context.template().send("direct:in", [1, 2, 3]))
+    await manual_clock.wait_for_sleepers(1)
+    await manual_clock.advance(1.0)
+    exchange = await asyncio.wait_for(sending, 5)
+    assert isinstance(exchange.exception, ValueError)
+    assert clause_runs == [2]  # once, for the part; not again for the whole exchange
+    assert splits == [[1, 2, 3]]  # the split as a whole is not redelivered
+    assert sorted(attempts, key=str) == [1, 2, 2, 3]  # the failing part is, once
+    assert eip_context.mock("after").count == 0
+
+
+async def test_a_sub_route_failure_runs_the_builder_clause_once(eip_context: Context) -> None:
+    clause_runs: list[str] = []
+
+    class R(RouteBuilder):
+        def configure(self) -> None:
+            self.on_exception(KeyError).process(lambda ex: clause_runs.append(ex.route_id or ""))
+            self.from_("direct:in").route_id("caller").to("direct:sub").to("mock:after")
+            self.from_("direct:sub").route_id("sub").to("mock:erp")
+
+    eip_context.add_routes(R())
+    await eip_context.start()
+    eip_context.mock("erp").fail_times(1, lambda: KeyError("no such customer"))
+    exchange = await eip_context.template().send("direct:in", 1)
+    assert isinstance(exchange.exception, KeyError)
+    assert len(clause_runs) == 1
+    assert eip_context.mock("after").count == 0
+
+
+async def test_the_clause_of_another_builder_still_runs_for_a_sub_route_failure(
+    eip_context: Context,
+) -> None:
+    runs: list[str] = []
+
+    class Caller(RouteBuilder):
+        def configure(self) -> None:
+            self.on_exception(KeyError).handled().process(lambda ex: runs.append("caller"))
+            self.from_("direct:in").route_id("caller").to("direct:sub").to("mock:after")
+
+    class Sub(RouteBuilder):
+        def configure(self) -> None:
+            self.on_exception(KeyError).process(lambda ex: runs.append("sub"))
+            self.from_("direct:sub").route_id("sub").to("mock:erp")
+
+    eip_context.add_routes(Caller(), Sub())
+    await eip_context.start()
+    eip_context.mock("erp").fail_times(1, lambda: KeyError("no such customer"))
+    exchange = await eip_context.template().send("direct:in", 1)
+    assert exchange.exception is None  # the caller's own clause handled it
+    assert runs == ["sub", "caller"]
+
+
+async def test_a_failing_clause_step_in_a_branch_runs_the_clause_once(
+    eip_context: Context,
+) -> None:
+    runs: list[object] = []
+
+    def note_then_fail(exchange: Exchange) -> None:
+        runs.append(exchange.body)
+        raise RuntimeError("the clause's own step failed")
+
+    class R(RouteBuilder):
+        def configure(self) -> None:
+            self.on_exception(Exception).handled().process(note_then_fail)
+            (
+                self.from_("direct:in")
+                .route_id("r")
+                .choice(when(lambda ex: True).to("mock:x"), otherwise().to("mock:never"))
+            )
+
+    eip_context.add_routes(R())
+    await eip_context.start()
+    eip_context.mock("x").fail_times(1, lambda: ValueError("first"))
+    exchange = await eip_context.template().send("direct:in", "x")
+    assert runs == ["x"]
+    assert isinstance(exchange.exception, RuntimeError)
+    assert isinstance(exchange.exception.__cause__, ValueError)

@@ -431,3 +431,31 @@ async def test_a_dead_lettered_output_counts_as_handled(eip_context: Context) ->
     assert exchange.exception is None
     assert eip_context.mock("dlq").received_bodies == ["x"]  # the route's original message
     assert eip_context.mock("good").count == eip_context.mock("after").count == 1
+
+
+@pytest.mark.parametrize("parallel", [False, True], ids=["sequential", "parallel"])
+async def test_multicast_into_failing_direct_sub_routes_runs_the_clause_once(
+    eip_context: Context, parallel: bool
+) -> None:
+    clause_runs: list[str] = []
+
+    class R(RouteBuilder):
+        def configure(self) -> None:
+            self.on_exception(ValueError).process(lambda ex: clause_runs.append(ex.body))
+            (
+                self.from_("direct:in")
+                .route_id("r")
+                .multicast("direct:a", "direct:b", "direct:c", parallel=parallel)
+                .to("mock:after")
+            )
+            self.from_("direct:a").route_id("a").to("mock:a")
+            self.from_("direct:b").route_id("b").set_body("b's copy").process(fail("b"))
+            self.from_("direct:c").route_id("c").to("mock:c")
+
+    eip_context.add_routes(R())
+    await eip_context.start()
+    exchange = await eip_context.template().send("direct:in", "x")
+    assert isinstance(exchange.exception, ValueError)
+    assert clause_runs == ["b's copy"]  # in sub-route b only: not again in the caller
+    assert eip_context.mock("a").count == eip_context.mock("c").count == 1
+    assert eip_context.mock("after").count == 0

@@ -14,6 +14,13 @@ Decisions, following Camel:
 - Failure details travel in headers: ``eip.exception.type``, ``eip.exception.message``,
   ``eip.failure.endpoint``, ``eip.failure.route`` and ``eip.redelivery.count``; the exception
   object itself is in the ``eip.exception`` property.
+
+A failure is handled once. A failure that error handling already decided on where it happened
+(a split part, a multicast output, a branch, a failing step of a clause) is marked on the
+exchange (``failure_handler``) and only propagates: it is not redelivered again, and no clause
+runs for it again. A failure coming back from a ``direct:`` sub-route whose clause already ran
+for it does not run that same clause again in the caller (a builder-wide clause covers both
+routes); another builder's clause still runs.
 """
 
 from __future__ import annotations
@@ -39,6 +46,9 @@ __all__ = [
 ]
 
 log = logging.getLogger("eip.error_handler")
+
+#: Property: ``(error, clause key)`` of the last clause that ran for ``error``, unhandled.
+_CLAUSE_RAN = "eip.failure.clause"
 
 
 class RedeliveryPolicy(msgspec.Struct, frozen=True, kw_only=True):
@@ -79,13 +89,23 @@ class RedeliveryPolicy(msgspec.Struct, frozen=True, kw_only=True):
 
 @dataclass(frozen=True, slots=True)
 class CompiledClause:
-    """An ``on_exception`` clause ready to run."""
+    """An ``on_exception`` clause ready to run.
+
+    ``origin`` is the clause's definition, the same object in every route a builder-wide
+    clause applies to, so that a clause is known across routes (see ``_clause_ran``); without
+    it, ``types`` (the definition's own tuple) stands in for it.
+    """
 
     types: tuple[type[BaseException], ...]
     redelivery: RedeliveryPolicy | None
     handled: bool
     continued: bool
     steps: Callable[[Exchange], Any] | None
+    origin: object = None
+
+    @property
+    def key(self) -> object:
+        return self.types if self.origin is None else self.origin
 
 
 class ErrorHandling:
@@ -180,10 +200,16 @@ class ErrorHandling:
                 exchange.failure_handler = None
                 exchange.properties.pop(H.EXCEPTION_PROPERTY, None)
                 return None
+            if _clause_ran(exchange, error, clause):
+                return self._fail(exchange, error)  # it ran in the sub-route this came from
             if clause.steps is not None:
-                await _run(clause.steps, exchange)
+                try:
+                    await _run(clause.steps, exchange)
+                except Exception as exc:
+                    self._fail_with(exchange, exc, error)
             if clause.handled:
                 return self._handled(exchange)
+            exchange.properties[_CLAUSE_RAN] = (error, clause.key)
             return self._fail(exchange, error)
         if self.dead_letter is not None:
             await self._to_dead_letter(exchange, error)
@@ -234,6 +260,17 @@ class ErrorHandling:
         exchange.exception = error
         exchange.failure_handler = self
         raise error
+
+    def _fail_with(self, exchange: Exchange, error: Exception, cause: BaseException) -> None:
+        exchange.exception = error
+        exchange.failure_handler = self
+        raise error from cause
+
+
+def _clause_ran(exchange: Exchange, error: BaseException, clause: CompiledClause) -> bool:
+    """True when ``clause`` (the same definition) already ran, unhandled, for ``error``."""
+    ran = exchange.properties.get(_CLAUSE_RAN)
+    return ran is not None and ran[0] is error and ran[1] is clause.key
 
 
 async def _run(step: Callable[[Exchange], Any], exchange: Exchange) -> None:

@@ -10,10 +10,12 @@ one part ahead), as in Camel's streaming mode.
 Each part's unit of work is completed when the part is done, so an idempotent consumer inside
 the split confirms or releases its key per part. A part that fails (after the route's error
 handling) stops the split at once with ``stop_on_exception``; otherwise the remaining parts
-still run and the first failure fails the exchange at the end (Camel's behaviour). Without an
-aggregation strategy the original message continues after the split; with one, the strategy
-folds the parts' results (``strategy(None, first)``, then ``strategy(so_far, next)``) and that
-becomes the message.
+still run and the first failure fails the exchange at the end (Camel's behaviour). That failure
+already went through the route's error handling in its part (redelivery, ``on_exception``), so
+the exchange is marked as handled by it, as multicast does: the split is not redelivered as a
+whole, and no clause runs a second time for it. Without an aggregation strategy the original
+message continues after the split; with one, the strategy folds the parts' results
+(``strategy(None, first)``, then ``strategy(so_far, next)``) and that becomes the message.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from typing import Any
 from eip import headers as H
 from eip.message import Exchange
 from eip.processors.base import Step, is_async_callable, run_to_completion
+from eip.processors.multicast import adopt_failure
 
 __all__ = ["Splitter"]
 
@@ -69,8 +72,8 @@ class Splitter:
                 await self._run_sequential(items, state)
         finally:
             await _close(source)
-        if state.first_error is not None:
-            raise state.first_error
+        if state.failed is not None:
+            raise adopt_failure(exchange, state.failed)
         if state.result is not None:
             exchange.message = state.result
         return None
@@ -127,7 +130,7 @@ class Splitter:
 class _SplitState:
     """Per-split bookkeeping: part numbering, the folded result and the first failure."""
 
-    __slots__ = ("aggregate", "first_error", "index", "original", "result", "size")
+    __slots__ = ("aggregate", "failed", "index", "original", "result", "size")
 
     def __init__(self, original: Exchange, size: int | None, aggregate: Strategy | None) -> None:
         self.original = original
@@ -135,7 +138,7 @@ class _SplitState:
         self.aggregate = aggregate
         self.index = 0
         self.result: Exchange | None = None
-        self.first_error: BaseException | None = None
+        self.failed: Exchange | None = None  # the first part that failed
 
     def part(self, body: Any, last: bool) -> Exchange:
         original = self.original
@@ -154,8 +157,8 @@ class _SplitState:
 
     def settle(self, part: Exchange, stop_on_exception: bool) -> bool:
         if part.exception is not None:
-            if self.first_error is None:
-                self.first_error = part.exception
+            if self.failed is None:
+                self.failed = part
             return not stop_on_exception
         if self.aggregate is not None:
             self.result = self.aggregate(self.result, part)
