@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import subprocess
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -16,27 +15,32 @@ from pytest_asyncio import fixture as async_fixture
 from eip import Context, RouteBuilder
 from eip.components.rabbitmq import rabbitmq
 from eip.server.management import ManagementServer
+from tests.rabbitmq.vhosts import BrokerVhost, broker_vhost
+
+__all__ = ["broker_vhost"]  # a fixture, used by name
 
 
 class Routes(RouteBuilder):
-    def __init__(self, queue: str | None = None) -> None:
+    def __init__(self, queue: str | None = None, url: str = "") -> None:
         super().__init__()
         self.queue = queue
+        self.url = url  # the broker URL ("" for the default), e.g. a test's own vhost
 
     def configure(self) -> None:
         self.from_("direct:orders").route_id("orders").set_body("ok")
         self.from_("direct:broken").route_id("broken").process(lambda ex: 1 / 0)
         if self.queue is not None:
-            self.from_(rabbitmq("", queue=self.queue, auto_delete=True)).route_id("events")
+            events = rabbitmq("", queue=self.queue, auto_delete=True, url=self.url)
+            self.from_(events).route_id("events")
 
 
 @async_fixture
 async def ops() -> AsyncIterator[Any]:
     started: list[tuple[Context, ManagementServer]] = []
 
-    async def start(queue: str | None = None) -> tuple[Context, str]:
+    async def start(queue: str | None = None, url: str = "") -> tuple[Context, str]:
         context = Context(shutdown_timeout=5, metrics=True)
-        context.add_routes(Routes(queue))
+        context.add_routes(Routes(queue, url))
         server = ManagementServer(context, "127.0.0.1", 0)
         await server.start()
         started.append((context, server))
@@ -89,9 +93,12 @@ async def test_metrics_count_exchanges_per_route(ops: Any) -> None:
 
 
 @pytest.mark.rabbitmq
-async def test_ready_goes_false_when_a_consumer_loses_its_connection(ops: Any) -> None:
+async def test_ready_goes_false_when_a_consumer_loses_its_connection(
+    ops: Any, broker_vhost: BrokerVhost
+) -> None:
+    """The broker closes the connections of the test's own vhost (never the shared ``/``)."""
     queue = f"ops-{uuid.uuid4().hex[:8]}"
-    _, url = await ops(queue)
+    _, url = await ops(queue, broker_vhost.url)
     async with httpx.AsyncClient() as client:
         assert (await client.get(f"{url}/health/ready")).status_code == 200
         # The outage lasts as long as the reconnect (a few ms, while rabbitmqctl is still
@@ -105,14 +112,7 @@ async def test_ready_goes_false_when_a_consumer_loses_its_connection(ops: Any) -
                 answers.append((answer.status_code, answer.json()))
 
         sampler = asyncio.create_task(sample())
-        closing = await asyncio.create_subprocess_exec(
-            "rabbitmqctl",
-            "close_all_connections",
-            "ops test",
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        assert await asyncio.wait_for(closing.wait(), 60) == 0
+        await asyncio.wait_for(broker_vhost.close_connections("ops test"), 60)
         for _ in range(500):  # the link reconnects by itself, then readiness comes back
             if answers and answers[-1][0] == 200 and any(a[0] == 503 for a in answers):
                 break

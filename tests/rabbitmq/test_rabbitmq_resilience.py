@@ -15,6 +15,8 @@ from typing import Any
 from eip import Context, RouteBuilder
 from eip.components.rabbitmq._amqp import Channel, Properties, connect
 
+from .vhosts import BrokerVhost
+
 ROOT = Path(__file__).resolve().parent.parent.parent
 URL = "amqp://guest:guest@127.0.0.1:5672/"
 
@@ -114,8 +116,10 @@ async def test_sigkill_mid_stream_loses_nothing(tmp_path: Path) -> None:
         await connection.close()
 
 
-async def test_broker_closes_connections_engine_recovers() -> None:
+async def test_broker_closes_connections_engine_recovers(broker_vhost: BrokerVhost) -> None:
+    """The broker closes every connection of the test's own vhost (never the shared ``/``)."""
     count = 5_000
+    url = broker_vhost.url
     source, target = (
         f"eip.test.drop.a.{uuid.uuid4().hex[:8]}",
         f"eip.test.drop.b.{uuid.uuid4().hex[:8]}",
@@ -124,16 +128,16 @@ async def test_broker_closes_connections_engine_recovers() -> None:
     class Relay(RouteBuilder):
         def configure(self) -> None:
             (
-                self.from_(f"rabbitmq:?queue={source}&prefetch=200&concurrency=50")
+                self.from_(f"rabbitmq:?queue={source}&prefetch=200&concurrency=50&url={url}")
                 .route_id("relay")
-                .to(f"rabbitmq:?routing_key={target}")
+                .to(f"rabbitmq:?routing_key={target}&url={url}")
             )
 
     context = Context(shutdown_timeout=10)
     context.add_routes(Relay())
     await context.start()
     assert context.ready
-    filler = await connect(URL)
+    filler = await connect(url)
     try:
         channel = await filler.channel(publisher_confirms=True)
         await channel.queue_declare(target)
@@ -148,14 +152,7 @@ async def test_broker_closes_connections_engine_recovers() -> None:
                 await asyncio.sleep(0.001)
 
         sampler = asyncio.create_task(sample())
-        result = await asyncio.to_thread(
-            subprocess.run,
-            ["rabbitmqctl", "close_all_connections", "eip resilience test"],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        assert result.returncode == 0, result.stderr
+        await broker_vhost.close_connections("eip resilience test")
         await asyncio.sleep(0.5)
         sampling = False
         await sampler
@@ -165,7 +162,7 @@ async def test_broker_closes_connections_engine_recovers() -> None:
                 break
             await asyncio.sleep(0.02)
         assert context.ready, "the engine did not reconnect"
-        checker = await connect(URL)
+        checker = await connect(url)
         check = await checker.channel()
         ids = await drain_ids(check, target, count)
         assert {f"m{n}" for n in range(count)} <= set(ids)
