@@ -121,5 +121,10 @@ async def test_ready_goes_false_when_a_consumer_loses_its_connection(
         await sampler
         down = [body for status, body in answers if status == 503]
         assert down, "readiness never went false after the broker closed the connection"
-        assert down[0]["routes"] == {"events": "consumer not connected"}
+        # The route and the shared connection both say why: the broker's own reason.
+        assert "CONNECTION_FORCED - ops test" in down[0]["routes"]["events"]
+        assert any(
+            name.startswith("rabbitmq amqp://guest:***@") and "CONNECTION_FORCED" in reason
+            for name, reason in down[0]["routes"].items()
+        )
         assert (await client.get(f"{url}/health/ready")).status_code == 200

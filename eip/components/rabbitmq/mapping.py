@@ -9,7 +9,9 @@ input id). ``traceparent``/``tracestate`` become the exchange's trace context.
 
 Publishing: ``rabbitmq.<property>`` headers become the properties again (so a message id and a
 correlation id survive a route from one queue to another); every other header that is not an
-``eip.*`` or ``rabbitmq.*`` one becomes an application header (values AMQP cannot carry are
+``eip.*`` or ``rabbitmq.*`` one becomes an application header, and so do the failure headers
+(``eip.exception.type``/``.message``, ``eip.failure.endpoint``/``.route``,
+``eip.redelivery.count``), so a message dead-lettered to a queue says why (values AMQP cannot carry are
 sent as their ``str``). Not forwarded: ``rabbitmq.reply_to`` (the consumer answers requests
 itself, and a forwarded reply address would send someone else's answer astray),
 ``rabbitmq.user_id`` (the broker checks it against the publishing connection's user and
@@ -51,6 +53,9 @@ _FORWARDED = (
 _FORWARDED_HEADERS = {f"{PREFIX}{name}": name for name in _FORWARDED}
 _ALL_PROPERTIES = (*_FORWARDED, "reply_to", "user_id", "delivery_mode", "cluster_id")
 _TRACE = ("traceparent", "tracestate")
+_FAILURE_HEADERS = frozenset(
+    (H.EXCEPTION_TYPE, H.EXCEPTION_MESSAGE, H.FAILURE_ENDPOINT, H.FAILURE_ROUTE, H.REDELIVERY_COUNT)
+)
 _PLAIN = (str, int, float, bool, bytes, type(None), datetime.datetime, decimal.Decimal)
 
 
@@ -84,7 +89,10 @@ def properties_for(exchange: Exchange, *, persistent: bool, tracing: bool) -> Pr
         target = _FORWARDED_HEADERS.get(name)
         if target is not None:
             setattr(properties, target, value)
-        elif not name.startswith(PREFIX) and not name.startswith("eip.") and name != DELIVERY_COUNT:
+        elif name.startswith("eip."):
+            if name in _FAILURE_HEADERS:  # a dead letter says why it is one
+                application[name] = _amqp_value(value)
+        elif not name.startswith(PREFIX) and name != DELIVERY_COUNT:
             application[name] = _amqp_value(value)
     if properties.message_id is None:
         message_id = exchange.headers.get(H.MESSAGE_ID)
