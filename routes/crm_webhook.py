@@ -9,8 +9,15 @@ The CRM gets ``{"status": "synced", "erp_id": ...}``.
 
 Failures: a failed ERP call (status >= 400, time-out, connection refused) is retried three
 times with backoff; then the original webhook is dead-lettered to
-``<data>/crm/webhook-dead/`` with the failure headers, and the CRM gets 202
+``<data>/crm/webhook-dead/<event_id>.json`` with the failure headers, and the CRM gets 202
 ``{"status": "dead-lettered"}``: eip has taken responsibility for it, so the CRM need not retry.
+An ``event_id`` that is not a plain file name (a ``/``, a NUL, ``..``) is written as
+``event-<hash>.json`` instead (the id is inside). If the dead letter cannot be written, the CRM
+gets 500 and retries: the engine does not dead-letter a failure of the dead-letter route again.
+
+This is a ``handled`` ``on_exception`` clause rather than a dead letter channel because it
+shapes the CRM's answer: a dead letter channel is sent one way (a copy, in-only), so what the
+dead-letter route does never becomes the caller's reply.
 
 Demo (``EIP_DEMO`` not ``0``): a small ERP served by eip itself at ``/demo/erp`` stores each
 upsert in ``<data>/erp/api/``, a one-shot timer posts the sample webhook, and
@@ -20,12 +27,14 @@ set, or the routes fail at start naming the variable.
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 from typing import Literal
 
 import msgspec
 
-from eip import RedeliveryPolicy, RouteBuilder, dead_letter_channel, otherwise, when
+from eip import RedeliveryPolicy, RouteBuilder, body, exchange_property, otherwise, when
 from eip import headers as H
 from eip.components.http import http_client, http_server
 from eip.dataformats import json
@@ -33,6 +42,9 @@ from eip.mapping import FieldMapper, chain, field, lower, strip, upper
 from routes._support import data_dir, demo_enabled
 
 WEBHOOK_PATH = "/webhooks/crm/customer-changed"
+#: Property: the webhook as received (the dead letter keeps it, not the ERP record made from it).
+WEBHOOK_PROPERTY = "crm.webhook"
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,150}")
 
 
 class WebhookAddress(msgspec.Struct, frozen=True):
@@ -117,6 +129,15 @@ def erp_url() -> str:
     return os.environ.get("EIP_ERP_URL", f"http://127.0.0.1:{http_port()}/demo/erp")
 
 
+def dead_letter_name(event_id: str) -> str:
+    """``<event_id>.json``, or ``event-<hash>.json`` when the id is not a plain file name: the
+    CRM chooses event ids, and a dead letter must be written whatever it sent."""
+    if _PLAIN_NAME.fullmatch(event_id) and ".." not in event_id:
+        return f"{event_id}.json"
+    digest = hashlib.sha256(event_id.encode("utf-8", "surrogatepass")).hexdigest()[:20]
+    return f"event-{digest}.json"
+
+
 def _demo_credentials() -> None:
     if demo_enabled():
         os.environ.setdefault("CRM_WEBHOOK_KEYS", "demo-crm-webhook-key")
@@ -126,12 +147,13 @@ def _demo_credentials() -> None:
 class CrmCustomerWebhook(RouteBuilder):
     def configure(self) -> None:
         _demo_credentials()
-        self.error_handler(
-            dead_letter_channel(
-                "direct:crm-webhook-dead",
-                redelivery=RedeliveryPolicy(max_redeliveries=3, delay=0.2, backoff_multiplier=2),
-                use_original_message=True,
-            )
+        (
+            self.on_exception(Exception)
+            .handled()
+            .redelivery(RedeliveryPolicy(max_redeliveries=3, delay=0.2, backoff_multiplier=2))
+            .to("direct:crm-webhook-dead")
+            .set_header(H.HTTP_STATUS, 202)
+            .set_body(WebhookAck(status="dead-lettered"))
         )
         webhook = http_server(
             WEBHOOK_PATH,
@@ -153,6 +175,7 @@ class CrmCustomerWebhook(RouteBuilder):
             self.from_(webhook)
             .route_id("crm-customer-webhook")
             .description("CRM customer-changed webhook -> ERP REST upsert")
+            .set_property(WEBHOOK_PROPERTY, body())
             .choice(
                 when(lambda ex: not ex.body.customer.active)
                 .set_body(WebhookAck(status="ignored"))
@@ -168,12 +191,11 @@ class CrmCustomerWebhook(RouteBuilder):
         (
             self.from_("direct:crm-webhook-dead")
             .route_id("crm-webhook-dead")
-            .set_header(H.FILE_NAME, lambda ex: f"{ex.body.event_id}.json")
+            .set_body(exchange_property(WEBHOOK_PROPERTY))
+            .set_header(H.FILE_NAME, lambda ex: dead_letter_name(ex.body.event_id))
             .marshal(json())
             .to(f"file:{data_dir() / 'crm' / 'webhook-dead'}")
             .log("CRM webhook dead-lettered: {headers[eip.exception.message]}", level=30)
-            .set_header(H.HTTP_STATUS, 202)
-            .set_body(WebhookAck(status="dead-lettered"))
         )
 
 

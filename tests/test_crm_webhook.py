@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,7 @@ import pytest
 from pytest_asyncio import fixture as async_fixture
 
 from eip import Context
-from routes.crm_webhook import SAMPLE_WEBHOOK, WEBHOOK_PATH, CrmCustomerWebhook
+from routes.crm_webhook import SAMPLE_WEBHOOK, WEBHOOK_PATH, CrmCustomerWebhook, dead_letter_name
 from tests.http.fake_erp import FakeErp, Reply
 
 KEY = "test-crm-key"
@@ -97,3 +98,33 @@ async def test_erp_failures_are_retried_then_dead_lettered(webhook: Setup) -> No
     assert len(webhook.erp.requests) == 4  # the call and three redeliveries
     dead = webhook.data / "crm" / "webhook-dead" / "evt-20261123-0001.json"
     assert msgspec.json.decode(dead.read_bytes()) == SAMPLE_WEBHOOK  # the original webhook
+
+
+@pytest.mark.parametrize("event_id", ["evt-\x00-nul", "evt/../../etc/passwd"], ids=["nul", "slash"])
+async def test_an_event_id_that_is_no_file_name_is_still_dead_lettered(
+    webhook: Setup, event_id: str
+) -> None:
+    webhook.erp.reply("/api/customers/*", Reply(503, json={"error": "maintenance"}))
+    sent = {**SAMPLE_WEBHOOK, "event_id": event_id}
+    response = await asyncio.wait_for(webhook.post(sent), 15)
+    assert response.status_code == 202
+    assert response.json() == {"status": "dead-lettered", "erp_id": None}
+    dead_dir = webhook.data / "crm" / "webhook-dead"
+    [dead] = list(dead_dir.iterdir())
+    assert dead.name == dead_letter_name(event_id)
+    assert dead.name.startswith("event-")
+    assert msgspec.json.decode(dead.read_bytes()) == sent
+    assert not (webhook.data / "etc").exists()
+
+
+async def test_a_dead_letter_that_cannot_be_written_answers_500_without_looping(
+    webhook: Setup,
+) -> None:
+    """The dead-letter route is covered by the builder's own clause; its failure is not
+    handled again (no loop): the CRM gets 500, so it retries, and the ERP saw one delivery."""
+    webhook.erp.reply("/api/customers/*", Reply(503, json={"error": "maintenance"}))
+    (webhook.data / "crm").mkdir(parents=True)
+    (webhook.data / "crm" / "webhook-dead").write_text("a file where the directory should be")
+    response = await asyncio.wait_for(webhook.post(SAMPLE_WEBHOOK), 15)
+    assert response.status_code == 500
+    assert len(webhook.erp.requests) == 4  # the call and three redeliveries, once

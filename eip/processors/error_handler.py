@@ -15,12 +15,26 @@ Decisions, following Camel:
   ``eip.failure.endpoint``, ``eip.failure.route`` and ``eip.redelivery.count``; the exception
   object itself is in the ``eip.exception`` property.
 
-A failure is handled once. A failure that error handling already decided on where it happened
-(a split part, a multicast output, a branch, a failing step of a clause) is marked on the
-exchange (``failure_handler``) and only propagates: it is not redelivered again, and no clause
-runs for it again. A failure coming back from a ``direct:`` sub-route whose clause already ran
-for it does not run that same clause again in the caller (a builder-wide clause covers both
-routes); another builder's clause still runs.
+Rules that keep error handling to one run and one direction:
+
+- **A failure is handled once.** A failure that error handling already decided on where it
+  happened (a split part, a multicast output, a branch, a failing step of a clause) is marked
+  on the exchange (``failure_handler``) and only propagates: it is not redelivered again, and
+  no clause runs for it again. A failure coming back from a ``direct:`` sub-route whose clause
+  already ran for it does not run that same clause again in the caller (a builder-wide clause
+  covers both routes); another builder's clause still runs.
+- **A dead letter is sent one way.** The dead letter channel gets a copy of the exchange,
+  in-only, with its own unit of work (completed when the send returns): a ``seda:`` or broker
+  endpoint is not waited on for a reply, and whatever the dead-letter endpoint or route does to
+  its message never comes back. The caller keeps its own message (with the failure headers) and
+  the handled outcome. To shape a reply after a failure, use a ``handled`` clause.
+- **No handling of a failure inside failure handling.** While an exchange is in the dead
+  letter channel or in a clause's steps (and in any route reached from there, through copies
+  too), a new failure is not given to a clause or a dead letter channel again, in whatever
+  route it happens: it is logged once, with the original exchange (id, message id, route, the
+  original error and the new one), and ends there. The exchange that was being handled then
+  fails with the new error (caused by the original), so its source does not count it as
+  delivered. Redelivery of the failing step still applies.
 """
 
 from __future__ import annotations
@@ -35,7 +49,7 @@ import msgspec
 
 from eip import headers as H
 from eip.errors import ExchangeError
-from eip.message import Exchange
+from eip.message import Exchange, ExchangePattern
 from eip.processors.base import STOP
 from eip.runtime.clock import Clock
 
@@ -47,6 +61,8 @@ __all__ = [
 
 log = logging.getLogger("eip.error_handler")
 
+#: Property: set while an exchange (or a copy of it) is in a dead letter channel or clause steps.
+_HANDLING = "eip.failure.handling"
 #: Property: ``(error, clause key)`` of the last clause that ran for ``error``, unhandled.
 _CLAUSE_RAN = "eip.failure.clause"
 
@@ -106,6 +122,41 @@ class CompiledClause:
     @property
     def key(self) -> object:
         return self.types if self.origin is None else self.origin
+
+
+class _Handling:
+    """What an exchange in failure handling remembers of the failure being handled."""
+
+    __slots__ = ("error", "exchange_id", "handler", "message_id", "reported", "route_id")
+
+    def __init__(
+        self, exchange: Exchange, route_id: str, error: BaseException, handler: str
+    ) -> None:
+        self.exchange_id = exchange.id
+        self.message_id = exchange.headers.get(H.MESSAGE_ID)
+        self.route_id = route_id
+        self.error = error
+        self.handler = handler
+        self.reported = False
+
+    def report(self, error: BaseException, where: str) -> None:
+        """Log the failure inside failure handling, once."""
+        if self.reported:
+            return
+        self.reported = True
+        log.error(
+            "%s failed while handling exchange %s%s of route %s (which had failed with %s: %s): "
+            "%s raised %s: %s; not handled again",
+            self.handler,
+            self.exchange_id,
+            _message_id(self.message_id),
+            self.route_id,
+            type(self.error).__name__,
+            self.error,
+            where,
+            type(error).__name__,
+            error,
+        )
 
 
 class ErrorHandling:
@@ -190,6 +241,11 @@ class ErrorHandling:
                 error.exchange_id = exchange.id
             if error.endpoint is None:
                 error.endpoint = failed_at
+        handling: _Handling | None = exchange.properties.get(_HANDLING)
+        if handling is not None:
+            # A failure inside a dead letter channel or clause steps: the end of the line.
+            handling.report(error, f"route {self.route_id} at {failed_at}")
+            return self._fail(exchange, error)
         clause = self.clause_for(error)
         if exchange.failure_handler is None:
             # Not yet recorded by a sub-route (which knows the exact failing endpoint).
@@ -203,10 +259,7 @@ class ErrorHandling:
             if _clause_ran(exchange, error, clause):
                 return self._fail(exchange, error)  # it ran in the sub-route this came from
             if clause.steps is not None:
-                try:
-                    await _run(clause.steps, exchange)
-                except Exception as exc:
-                    self._fail_with(exchange, exc, error)
+                await self._in_clause(clause, exchange, error)
             if clause.handled:
                 return self._handled(exchange)
             exchange.properties[_CLAUSE_RAN] = (error, clause.key)
@@ -227,27 +280,54 @@ class ErrorHandling:
         headers[H.REDELIVERY_COUNT] = attempts
         exchange.properties[H.EXCEPTION_PROPERTY] = error
 
+    async def _in_clause(
+        self, clause: CompiledClause, exchange: Exchange, error: BaseException
+    ) -> None:
+        """Run a clause's steps on the exchange itself, marked as in failure handling."""
+        assert clause.steps is not None
+        names = ", ".join(kind.__name__ for kind in clause.types)
+        handling = _Handling(exchange, self.route_id, error, f"on_exception({names})")
+        exchange.properties[_HANDLING] = handling
+        try:
+            await _run(clause.steps, exchange)
+        except Exception as exc:
+            handling.report(exc, f"a step of the clause on route {self.route_id}")
+            self._fail_with(exchange, exc, error)
+        finally:
+            exchange.properties.pop(_HANDLING, None)
+
     async def _to_dead_letter(self, exchange: Exchange, error: BaseException) -> None:
+        """Send a copy, in-only; the caller's exchange keeps its own message."""
         assert self.dead_letter is not None
+        letter = exchange.copy()
+        letter.pattern = ExchangePattern.IN_ONLY
+        properties = letter.properties
+        properties.pop(_CLAUSE_RAN, None)
         if self.use_original_message and exchange.original is not None:
             failure_headers = {k: v for k, v in exchange.headers.items() if k.startswith("eip.")}
-            exchange.message = exchange.original.copy()
-            exchange.headers.update(failure_headers)
+            letter.message = exchange.original.copy()
+            letter.headers.update(failure_headers)
+        handling = _Handling(
+            exchange, self.route_id, error, f"dead letter channel {self.dead_letter_uri}"
+        )
+        properties[_HANDLING] = handling
         log.warning(
-            "exchange %s on route %s dead-lettered to %s: %s: %s",
+            "exchange %s%s on route %s dead-lettered to %s: %s: %s",
             exchange.id,
+            _message_id(handling.message_id),
             self.route_id,
             self.dead_letter_uri,
             type(error).__name__,
             error,
         )
         try:
-            await _run(self.dead_letter, exchange)
+            await _run(self.dead_letter, letter)
         except Exception as exc:
-            log.error("dead letter channel %s failed: %r", self.dead_letter_uri, exc)
-            exchange.failure_handler = self
-            exchange.exception = exc
-            raise exc from error
+            letter.exception = exc
+            handling.report(exc, f"the send to {self.dead_letter_uri}")
+            await _complete(letter)
+            self._fail_with(exchange, exc, error)
+        await _complete(letter)
 
     @staticmethod
     def _handled(exchange: Exchange) -> Any:
@@ -273,7 +353,17 @@ def _clause_ran(exchange: Exchange, error: BaseException, clause: CompiledClause
     return ran is not None and ran[0] is error and ran[1] is clause.key
 
 
+def _message_id(message_id: Any) -> str:
+    return "" if message_id is None else f" (message id {message_id})"
+
+
 async def _run(step: Callable[[Exchange], Any], exchange: Exchange) -> None:
     result = step(exchange)
     if result is not None and result is not STOP:
         await result
+
+
+async def _complete(exchange: Exchange) -> None:
+    done = exchange.done()
+    if done is not None:
+        await done
