@@ -9,10 +9,20 @@ from typing import Any
 
 import pytest
 
-from eip import Context, Exchange, RouteBuilder, RouteDefinitionError, body, collect_bodies, header
+from eip import (
+    Context,
+    Exchange,
+    RouteBuilder,
+    RouteDefinitionError,
+    body,
+    collect_bodies,
+    dead_letter_channel,
+    header,
+)
 from eip import headers as H
 from eip.dsl.builder import pipeline
 from eip.splitters import csv_rows, groups, json_items, json_lines, lines, xml_elements
+from eip.stores import MemoryIdempotentRepository
 from eip.testing import ManualClock
 
 
@@ -87,6 +97,78 @@ async def test_no_message_id_is_an_error(eip_context: Context) -> None:
     await eip_context.start()
     exchange = await eip_context.template().send("direct:in", "x")
     assert "gave no id" in str(exchange.exception)
+
+
+def failing_on(bad: Any, calls: list[Any]) -> Any:
+    def step(exchange: Exchange) -> None:
+        calls.append(exchange.body)
+        if exchange.body == bad:
+            raise ValueError(f"rejected {exchange.body!r}")
+
+    return step
+
+
+async def test_a_continued_failure_confirms_the_key(eip_context: Context) -> None:
+    calls: list[Any] = []
+
+    class R(RouteBuilder):
+        def configure(self) -> None:
+            self.on_exception(ValueError).continued()
+            self.from_("direct:in").route_id("r").idempotent_consumer(body()).process(
+                failing_on("a", calls)
+            ).to("mock:out")
+
+    eip_context.add_routes(R())
+    await eip_context.start()
+    await send_all(eip_context, ["a", "a"])
+    assert calls == ["a"]  # continued is not a failure: the second "a" is a duplicate
+    assert eip_context.mock("out").received_bodies == ["a"]
+
+
+async def test_a_key_claimed_in_a_dead_lettered_multicast_output_is_released(
+    eip_context: Context,
+) -> None:
+    """The output's claim is handed over to the exchange, which succeeds; the output's own
+    failure was dead-lettered, so its key is released all the same."""
+    repo = MemoryIdempotentRepository()
+    calls: list[Any] = []
+
+    class R(RouteBuilder):
+        def configure(self) -> None:
+            self.error_handler(dead_letter_channel("mock:dead"))
+            self.from_("direct:in").route_id("r").multicast(
+                pipeline().idempotent_consumer(body(), repo).process(failing_on(2, calls)),
+                "mock:other",
+            ).to("mock:after")
+
+    eip_context.add_routes(R())
+    await eip_context.start()
+    await send_all(eip_context, [1, 2, 1, 2])
+    assert calls == [1, 2, 2]
+    assert eip_context.mock("dead").received_bodies == [2, 2]
+    assert eip_context.mock("after").received_bodies == [1, 2, 1, 2]
+    assert repo.contains_nowait("1")
+    assert not repo.contains_nowait("2")
+
+
+async def test_a_key_claimed_in_a_dead_lettered_split_part_is_released(
+    eip_context: Context,
+) -> None:
+    repo = MemoryIdempotentRepository()
+    calls: list[Any] = []
+
+    class R(RouteBuilder):
+        def configure(self) -> None:
+            self.error_handler(dead_letter_channel("mock:dead"))
+            self.from_("direct:in").route_id("r").split(
+                body(), pipeline().idempotent_consumer(body(), repo).process(failing_on(2, calls))
+            )
+
+    eip_context.add_routes(R())
+    await eip_context.start()
+    await send_all(eip_context, [[1, 2], [1, 2, 3]])
+    assert calls == [1, 2, 2, 3]
+    assert eip_context.mock("dead").received_bodies == [2, 2]
 
 
 # -- splitter ----------------------------------------------------------------------------------

@@ -35,6 +35,12 @@ Rules that keep error handling to one run and one direction:
   original error and the new one), and ends there. The exchange that was being handled then
   fails with the new error (caused by the original), so its source does not count it as
   delivered. Redelivery of the failing step still applies.
+- **A handled failure is still a failure for the idempotent consumer.** When the dead letter
+  channel or a ``handled`` clause took a failure, the exchange completes as a success (its
+  source acks it), but it carries the ``eip.failure.handled`` mark (see
+  :func:`failure_handled`): the idempotent consumer then releases its key instead of confirming
+  it, so a redelivered or replayed copy runs again (Camel's ``FAILURE_HANDLED``). A
+  ``continued`` clause is not a failure.
 """
 
 from __future__ import annotations
@@ -54,17 +60,29 @@ from eip.processors.base import STOP
 from eip.runtime.clock import Clock
 
 __all__ = [
+    "FAILURE_HANDLED",
     "CompiledClause",
     "ErrorHandling",
     "RedeliveryPolicy",
+    "failure_handled",
 ]
 
 log = logging.getLogger("eip.error_handler")
 
+#: Property: the id of the exchange whose failure a dead letter channel or a handled clause took.
+#: Holding the id (not True) keeps copies made later from inheriting the mark.
+FAILURE_HANDLED = "eip.failure.handled"
 #: Property: set while an exchange (or a copy of it) is in a dead letter channel or clause steps.
 _HANDLING = "eip.failure.handling"
 #: Property: ``(error, clause key)`` of the last clause that ran for ``error``, unhandled.
 _CLAUSE_RAN = "eip.failure.clause"
+
+
+def failure_handled(exchange: Exchange) -> bool:
+    """True when a failure of this exchange was dead-lettered or handled by a clause: it
+    completes as a success, but was not processed (the idempotent consumer releases its key)."""
+    mark = exchange.properties.get(FAILURE_HANDLED)
+    return mark is not None and mark == exchange.id
 
 
 class RedeliveryPolicy(msgspec.Struct, frozen=True, kw_only=True):
@@ -334,6 +352,7 @@ class ErrorHandling:
         exchange.exception = None
         exchange.failure_handler = None
         exchange.route_stop = True
+        exchange.properties[FAILURE_HANDLED] = exchange.id
         return STOP
 
     def _fail(self, exchange: Exchange, error: BaseException) -> Any:

@@ -8,8 +8,14 @@ cached after a failure; we do not). A claim is a lease in the repository: if the
 before completing, the key is claimable again once the lease runs out, so a crash never turns
 the broker's redelivery into a silently skipped duplicate.
 
-Not eager: the route runs first and the id is added only when the exchange succeeded; two
-concurrent copies may then both pass.
+A failure that the error handler handled (the dead letter channel took it, or a ``handled``
+clause) completes the exchange as a success, so that its source acks it; but the message was
+not processed, so the claim is released all the same (with ``remove_on_failure``), as Camel
+does: a redelivered or replayed copy runs again instead of being dropped as a duplicate. See
+:func:`~eip.processors.error_handler.failure_handled`.
+
+Not eager: the route runs first and the id is added only when the exchange succeeded (and no
+failure was handled on the way); two concurrent copies may then both pass.
 
 Duplicates are skipped (the exchange completes successfully, so its source acks it), or, with
 ``skip_duplicates=False``, continue with the ``eip.duplicate`` property set to True.
@@ -24,6 +30,7 @@ from eip import headers as H
 from eip.errors import NoMessageIdError
 from eip.message import Exchange
 from eip.processors.base import STOP, Step
+from eip.processors.error_handler import FAILURE_HANDLED, failure_handled
 from eip.stores.base import IdempotentRepository
 
 __all__ = ["NoMessageIdError", "idempotent_step"]
@@ -50,8 +57,11 @@ def idempotent_step(
         return STOP if skip_duplicates else None
 
     def claimed(exchange: Exchange, key: str) -> None:
-        async def confirm(_: Exchange) -> None:
-            await repository.confirm(key)
+        async def confirm(done: Exchange) -> None:
+            if not _handled(exchange, done):
+                await repository.confirm(key)
+            elif remove_on_failure:
+                await repository.remove(key)
 
         async def release(_: Exchange) -> None:
             await repository.remove(key)
@@ -70,8 +80,15 @@ def idempotent_step(
             key = key_of(exchange)
             if not add_nowait(key):
                 return duplicate(exchange)
+
+            def confirm(done: Exchange) -> None:
+                if not _handled(exchange, done):
+                    confirm_nowait(key)
+                elif remove_on_failure:
+                    remove_nowait(key)
+
             exchange.on_completion(
-                on_success=lambda _: confirm_nowait(key),
+                on_success=confirm,
                 on_failure=(lambda _: remove_nowait(key)) if remove_on_failure else None,
             )
             return None
@@ -94,11 +111,23 @@ def idempotent_step(
         if await repository.contains(key):
             return duplicate(exchange)
 
-        async def remember(_: Exchange) -> None:
-            if await repository.add(key):
+        async def remember(done: Exchange) -> None:
+            if not _handled(exchange, done) and await repository.add(key):
                 await repository.confirm(key)
 
         exchange.on_completion(on_success=remember)
         return None
 
     return idempotent_lazy
+
+
+def _handled(claimed_on: Exchange, completed: Exchange) -> bool:
+    """Was a failure handled on the exchange that claimed the key, or on the one completing it
+    (they differ when a multicast or enrich handed the claim over)?"""
+    if FAILURE_HANDLED not in claimed_on.properties and (
+        completed is claimed_on or FAILURE_HANDLED not in completed.properties
+    ):
+        return False  # the common case: one lookup
+    return failure_handled(claimed_on) or (
+        completed is not claimed_on and failure_handled(completed)
+    )

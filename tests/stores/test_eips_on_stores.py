@@ -1,12 +1,15 @@
 """The idempotent consumer and the aggregator running in routes on every store: memory,
 SQLite, PostgreSQL (and Redis for idempotency). The in-memory-only behaviour is covered in
-tests/test_stateful_eips.py; here each scenario runs on the real services."""
+tests/test_stateful_eips.py; here each scenario runs on the real services, including what a
+dead-lettered (handled) failure leaves in each store."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from eip import Context, RouteBuilder, body, collect_bodies, header
+import pytest
+
+from eip import Context, RouteBuilder, body, collect_bodies, dead_letter_channel, header
 from eip import headers as H
 from tests.stores.backends import AggregationBackend, IdempotentBackend
 
@@ -151,3 +154,53 @@ async def test_force_completion_on_stop_and_redelivered_inputs(agg: AggregationB
     out = context.mock("out").received
     assert [ex.body for ex in out] == [[1, 2, 3], [4]]
     assert [ex.properties[H.AGGREGATED_COMPLETED_BY] for ex in out] == ["size", "stop"]
+
+
+# -- a failure the error handler handled is still a failure ------------------------------------
+def fail_on(*bad: Any) -> Any:
+    """A step failing for the given bodies, recording every body it sees."""
+    seen: list[Any] = []
+
+    def step(exchange: Any) -> None:
+        seen.append(exchange.body)
+        if exchange.body in bad:
+            raise ValueError(f"the ERP rejects {exchange.body!r}")
+
+    step.seen = seen  # type: ignore[attr-defined]
+    return step
+
+
+@pytest.mark.parametrize("handler", ["dead_letter_channel", "handled_clause"])
+@pytest.mark.parametrize("eager", [True, False], ids=["eager", "lazy"])
+async def test_idempotent_releases_the_key_of_a_dead_lettered_message(
+    idem: IdempotentBackend, handler: str, eager: bool
+) -> None:
+    """ids 1, 2 (fails, dead-lettered), 1, 2, 1, 3: the second 2 runs again and is
+    dead-lettered again (Camel); 1 and 3 pass once."""
+    repo = idem.build()
+    work = fail_on(2)
+
+    class R(RouteBuilder):
+        def configure(self) -> None:
+            if handler == "dead_letter_channel":
+                self.error_handler(dead_letter_channel("mock:dead"))
+            else:
+                self.on_exception(ValueError).handled().to("mock:dead")
+            (
+                self.from_("direct:in")
+                .route_id("r")
+                .idempotent_consumer(body(), repo, eager=eager)
+                .process(work)
+                .to("mock:out")
+            )
+
+    context = Context(clock=idem.clock) if idem.clock else Context()
+    context.add_routes(R())
+    async with context:
+        await send(context, [1, 2, 1, 2, 1, 3])  # each completes: handled counts as delivered
+        assert work.seen == [1, 2, 2, 3]
+        assert context.mock("out").received_bodies == [1, 3]
+        assert context.mock("dead").received_bodies == [2, 2]
+        assert await repo.contains("1")
+        assert await repo.contains("3")
+        assert not await repo.contains("2")
