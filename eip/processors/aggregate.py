@@ -9,7 +9,13 @@ What makes it lose nothing (the points where Camel's aggregator is known to fail
 - every change to a group goes to the :class:`~eip.stores.base.AggregationRepository` before
   the input counts as done, with optimistic locking (a concurrent writer re-reads and retries);
 - the ids of the inputs in a group are stored with it, so an input redelivered after a crash
-  is recognised and not added twice;
+  is recognised and not added twice (also when its group has completed and closed the key);
+  an id is recorded only in the same write that stores the input's data, so it says exactly
+  "this input is in a group": an input that failed before that write (and was dead-lettered)
+  is aggregated when it is replayed, and one that was stored before its exchange failed
+  further on (in a calling route) is not aggregated a second time. A failure after the write
+  (closing the key, emitting the group it completed) belongs to the group, which the recovery
+  redelivers; it does not fail the input;
 - a completed group stays in the repository until the downstream steps succeed (confirm); a
   recovery task redelivers unconfirmed groups (marked ``eip.aggregated.redelivered``), and
   after ``max_redeliveries`` sends them to ``dead_letter`` (or keeps retrying when there is no
@@ -130,6 +136,9 @@ class Aggregator(AggregatorService):
         if key is None:
             return STOP
         if self.close_on_completion and repository.is_closed_nowait(key):
+            input_id = self.input_id(exchange) if self.input_id is not None else None
+            if input_id is not None and repository.completed_input_nowait(str(input_id)):
+                return STOP  # redelivered: it is in the group that closed the key
             raise ClosedCorrelationKeyError(
                 f"{self.name}: correlation key {key!r} is closed (its group already completed)"
             )
@@ -179,10 +188,23 @@ class Aggregator(AggregatorService):
         return self._completed_by_input(key, completed)
 
     async def _completed_by_input(self, key: str, completed: CompletedGroup) -> Any:
+        """Emit the group this input completed. The input's own work is done (the group is
+        stored with it): a failure from here on belongs to the group, which stays unconfirmed
+        for the recovery to redeliver, and must not fail (and dead-letter) the input."""
         self._locks.pop(key, None)
-        if self.close_on_completion:
-            await self.repository.close_key(key)
-        await self._emit(completed)
+        try:
+            if self.close_on_completion:
+                await self.repository.close_key(key)
+            await self._emit(completed)
+        except Exception as exc:
+            log.error(
+                "%s: group %r (%s) is stored, but emitting it failed: %r; the recovery will "
+                "redeliver it",
+                self.name,
+                key,
+                completed.id,
+                exc,
+            )
         return STOP
 
     def _key(self, exchange: Exchange) -> str | None:
@@ -207,6 +229,10 @@ class Aggregator(AggregatorService):
             raise InvalidCorrelationKeyError(f"{self.name}: the correlation expression gave no key")
         key = str(raw_key)
         if self.close_on_completion and await self.repository.is_closed(key):
+            input_id = self.input_id(exchange) if self.input_id is not None else None
+            if input_id is not None and await self.repository.completed_input(str(input_id)):
+                log.info("%s: input %s is already aggregated (redelivered)", self.name, input_id)
+                return STOP  # it is in the group that closed the key
             raise ClosedCorrelationKeyError(
                 f"{self.name}: correlation key {key!r} is closed (its group already completed)"
             )

@@ -5,12 +5,14 @@ dead-lettered (handled) failure leaves in each store."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
 
 from eip import Context, RouteBuilder, body, collect_bodies, dead_letter_channel, header
 from eip import headers as H
+from eip.stores import StoreError
 from tests.stores.backends import AggregationBackend, IdempotentBackend
 
 
@@ -204,3 +206,157 @@ async def test_idempotent_releases_the_key_of_a_dead_lettered_message(
         assert await repo.contains("1")
         assert await repo.contains("3")
         assert not await repo.contains("2")
+
+
+async def test_aggregator_input_dead_lettered_before_it_was_stored_is_aggregated_on_replay(
+    agg: AggregationBackend,
+) -> None:
+    """The strategy fails for input m2 (dead-lettered, not stored): its id is not recorded, so
+    the operator's replay of m2 is aggregated."""
+    repo = agg.build()
+    failures = {2}
+
+    def strategy(old: Any, new: Any) -> Any:
+        if new.body in failures:
+            failures.discard(new.body)
+            raise ValueError(f"cannot merge {new.body!r}")
+        return collect_bodies(old, new)
+
+    class R(RouteBuilder):
+        def configure(self) -> None:
+            self.error_handler(dead_letter_channel("mock:dead"))
+            self.from_("direct:in").route_id("r").aggregate(
+                header("k"), strategy, completion_size=3, repository=repo
+            ).to("mock:out")
+
+    context = Context(clock=agg.clock)
+    context.add_routes(R())
+    async with context:
+        template = context.template()
+        for n, message_id in [(1, "m1"), (2, "m2"), (2, "m2"), (3, "m3")]:
+            exchange = await template.send("direct:in", n, {"k": "a", H.MESSAGE_ID: message_id})
+            assert exchange.exception is None
+        assert context.mock("dead").received_bodies == [2]
+        assert context.mock("out").received_bodies == [[1, 2, 3]]
+
+
+async def test_aggregator_input_stored_before_its_exchange_failed_is_not_aggregated_twice(
+    agg: AggregationBackend,
+) -> None:
+    """m2 is stored in its group, then its exchange fails further on (in the calling route)
+    and is dead-lettered. Its id rightly stays recorded: the group holds its data, so the
+    replay runs the caller's remaining steps again but does not aggregate m2 a second time."""
+    repo = agg.build()
+    after: list[str] = []
+    failures = {"m2"}
+
+    def once(exchange: Any) -> None:
+        message_id = exchange.headers[H.MESSAGE_ID]  # the body is the strategy's by now
+        after.append(message_id)
+        if message_id in failures:
+            failures.discard(message_id)
+            raise ValueError("the step after the aggregator failed once")
+
+    class R(RouteBuilder):
+        def configure(self) -> None:
+            self.error_handler(dead_letter_channel("mock:dead"))
+            self.from_("direct:in").route_id("caller").to("direct:agg").process(once)
+            self.from_("direct:agg").route_id("agg").aggregate(
+                header("k"), collect_bodies, completion_size=3, repository=repo
+            ).to("mock:out")
+
+    context = Context(clock=agg.clock)
+    context.add_routes(R())
+    async with context:
+        template = context.template()
+        for n, message_id in [(1, "m1"), (2, "m2"), (2, "m2"), (3, "m3")]:
+            exchange = await template.send("direct:in", n, {"k": "a", H.MESSAGE_ID: message_id})
+            assert exchange.exception is None
+        assert [ex.headers[H.MESSAGE_ID] for ex in context.mock("dead").received] == ["m2"]
+        assert after == ["m1", "m2", "m2", "m3"]  # the replay did run the rest of the route
+        assert context.mock("out").received_bodies == [[1, 2, 3]]
+
+
+async def test_aggregator_redelivered_input_of_a_closed_key_is_a_duplicate(
+    agg: AggregationBackend,
+) -> None:
+    """A redelivery of an input whose group completed and closed the key is recognised as
+    aggregated, not rejected (and dead-lettered) as a late arrival; a new input still is."""
+    repo = agg.build()
+
+    class R(RouteBuilder):
+        def configure(self) -> None:
+            self.error_handler(dead_letter_channel("mock:dead"))
+            self.from_("direct:in").route_id("r").aggregate(
+                header("k"),
+                collect_bodies,
+                completion_size=2,
+                close_on_completion=True,
+                repository=repo,
+            ).to("mock:out")
+
+    context = Context(clock=agg.clock)
+    context.add_routes(R())
+    async with context:
+        template = context.template()
+        for n, message_id in [(1, "m1"), (2, "m2"), (2, "m2"), (3, "m3")]:
+            exchange = await template.send("direct:in", n, {"k": "a", H.MESSAGE_ID: message_id})
+            assert exchange.exception is None
+        assert context.mock("out").received_bodies == [[1, 2]]
+        dead = context.mock("dead").received
+        assert [ex.body for ex in dead] == [3]  # the late arrival, not the redelivered m2
+        assert "is closed" in dead[0].headers[H.EXCEPTION_MESSAGE]
+
+
+class ConfirmFailsOnce:
+    """A real repository whose first ``confirm`` fails after downstream succeeded."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.failed = False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    async def confirm(self, completed_id: str) -> None:
+        if not self.failed:
+            self.failed = True
+            raise StoreError("connection lost before the confirm")
+        await self.inner.confirm(completed_id)
+
+
+async def test_aggregator_emit_failure_does_not_fail_the_completing_input(
+    agg: AggregationBackend,
+) -> None:
+    """The group is stored with the input that completed it: a failure while emitting it
+    belongs to the group (the recovery redelivers it), and does not dead-letter the input."""
+    repo = ConfirmFailsOnce(agg.build())
+
+    class R(RouteBuilder):
+        def configure(self) -> None:
+            self.error_handler(dead_letter_channel("mock:dead"))
+            self.from_("direct:in").route_id("r").aggregate(
+                header("k"),
+                collect_bodies,
+                completion_size=2,
+                recovery_interval=10,
+                repository=repo,
+            ).to("mock:out")
+
+    context = Context(clock=agg.clock)
+    context.add_routes(R())
+    async with context:
+        template = context.template()
+        for n, message_id in [(1, "m1"), (2, "m2")]:
+            exchange = await template.send("direct:in", n, {"k": "a", H.MESSAGE_ID: message_id})
+            assert exchange.exception is None
+        assert context.mock("dead").count == 0
+        assert repo.failed
+        await agg.clock.advance(10)  # the recovery redelivers the unconfirmed group
+        await context.mock("out").wait_for(2, timeout=5)
+        assert context.mock("out").received_bodies == [[1, 2], [1, 2]]
+        for _ in range(100):  # the confirm follows the downstream's success
+            if not await repo.unconfirmed():
+                break
+            await asyncio.sleep(0.02)
+        assert await repo.unconfirmed() == []
