@@ -17,6 +17,12 @@ Decisions, following Camel:
 
 Rules that keep error handling to one run and one direction:
 
+- **An unknown outcome is not dead-lettered.** An :class:`~eip.errors.OutcomeUnknownError`
+  (a send whose confirm never came) is redelivered by the policy like any failure, but the dead
+  letter channel does not take it: the exchange fails with it, so a RabbitMQ consumer requeues
+  its source message and an HTTP caller gets an error to retry. An ``on_exception`` clause
+  that names it still applies.
+
 - **A failure is handled once.** A failure that error handling already decided on where it
   happened (a split part, a multicast output, a branch, a failing step of a clause) is marked
   on the exchange (``failure_handler``) and only propagates: it is not redelivered again, and
@@ -54,7 +60,7 @@ from typing import Any
 import msgspec
 
 from eip import headers as H
-from eip.errors import ExchangeError
+from eip.errors import ExchangeError, OutcomeUnknownError
 from eip.message import Exchange, ExchangePattern
 from eip.processors.base import STOP
 from eip.runtime.clock import Clock
@@ -282,7 +288,7 @@ class ErrorHandling:
                 return self._handled(exchange)
             exchange.properties[_CLAUSE_RAN] = (error, clause.key)
             return self._fail(exchange, error)
-        if self.dead_letter is not None:
+        if self.dead_letter is not None and not isinstance(error, OutcomeUnknownError):
             await self._to_dead_letter(exchange, error)
             return self._handled(exchange)
         return self._fail(exchange, error)
