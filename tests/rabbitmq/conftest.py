@@ -1,9 +1,37 @@
-"""Fixtures for the RabbitMQ tests: a vhost of their own (see :mod:`.vhosts`).
+"""Fixtures for the RabbitMQ tests: a vhost of their own (see :mod:`.vhosts`) and ``broker``,
+a raw channel on the shared broker for setup and checks (helpers in :mod:`.support`).
 
-Tests outside this package import them from ``tests.rabbitmq.vhosts`` instead."""
+Tests outside this package import the vhost fixtures from ``tests.rabbitmq.vhosts`` instead."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
+from pytest_asyncio import fixture as async_fixture
+
+from eip.components.rabbitmq._amqp import connect
+
+from .support import URL, Broker
 from .vhosts import broker_vhost, module_vhost
 
-__all__ = ["broker_vhost", "module_vhost"]
+__all__ = ["broker", "broker_vhost", "module_vhost"]
+
+
+@async_fixture
+async def broker() -> AsyncIterator[Broker]:
+    """A confirm channel on the default vhost, and lists the test appends its queue and
+    exchange names to: they are deleted afterwards (on a fresh channel, since a test may have
+    had the broker close this one)."""
+    connection = await connect(URL)
+    channel = await connection.channel(publisher_confirms=True)
+    queues: list[str] = []
+    exchanges: list[str] = []
+    try:
+        yield channel, queues, exchanges
+    finally:
+        cleanup = await connection.channel()
+        for queue in queues:
+            await cleanup.queue_delete(queue)
+        for exchange in exchanges:
+            await cleanup.exchange_delete(exchange)
+        await connection.close()

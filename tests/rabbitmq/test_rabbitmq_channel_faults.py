@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -20,11 +19,9 @@ from eip.components.rabbitmq._amqp import Channel, Connection, Properties, conne
 from eip.components.rabbitmq.consumer import RabbitMQConsumer
 from eip.errors import OutcomeUnknownError
 
+from .support import depth, depth_at_least, depth_is, unique, until
+
 pytestmark = pytest.mark.rabbitmq
-
-
-def unique(name: str) -> str:
-    return f"eip.test.{name}.{uuid.uuid4().hex[:8]}"
 
 
 @pytest.fixture
@@ -35,23 +32,6 @@ async def admin(broker_vhost: Any) -> AsyncIterator[tuple[Connection, Channel]]:
         yield connection, channel
     finally:
         await connection.close()
-
-
-async def depth(channel: Channel, queue: str) -> int:
-    return (await channel.queue_declare(queue, passive=True))[1]
-
-
-async def until(check: Any, timeout: float = 10.0, what: str = "condition") -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        result = check()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return
-        assert loop.time() < deadline, f"{what} not reached within {timeout}s"
-        await asyncio.sleep(0.02)
 
 
 def rabbitmq_component(context: Context) -> Any:
@@ -91,7 +71,7 @@ async def test_producer_channel_closed_by_the_broker_is_reopened(
         assert later.exception is None
         assert producer.channel is not old
         assert producer.channel.is_open
-        await until(lambda: _equals(depth(channel, queue), 2), what="two messages queued")
+        await until(lambda: depth_is(channel, queue, 2), what="two messages queued")
         assert context.ready
     finally:
         await context.stop()
@@ -144,22 +124,16 @@ async def test_queue_deleted_under_a_declaring_consumer_is_declared_again(
     await context.start()
     try:
         channel.publish(b"1", "", source, Properties(delivery_mode=2))
-        await until(lambda: depth(channel, target), what="first relay")
+        await until(lambda: depth_at_least(channel, target, 1), what="first relay")
         consumer = rabbitmq_consumer(context, "relay")
         await channel.queue_delete(source)
         # The broker cancels the consumer; it declares the queue again and consumes on.
         await until(lambda: consumer.ready and consumer._recovery.recoveries >= 1, what="resume")
         await channel.wait_confirm(channel.publish(b"2", "", source, Properties(delivery_mode=2)))
-        await until(
-            lambda: _equals(depth(channel, target), 2), what="the message after the deletion"
-        )
+        await until(lambda: depth_is(channel, target, 2), what="the message after the deletion")
         assert context.ready
     finally:
         await context.stop()
-
-
-async def _equals(value: Any, expected: int) -> bool:
-    return bool(await value == expected)
 
 
 async def test_queue_deleted_under_a_passive_consumer_is_reported_gone_then_resumes(
@@ -185,7 +159,7 @@ async def test_queue_deleted_under_a_passive_consumer_is_reported_gone_then_resu
         await channel.queue_declare(source)
         await until(lambda: context.ready, timeout=15, what="readiness back")
         await channel.wait_confirm(channel.publish(b"x", "", source, Properties(delivery_mode=2)))
-        await until(lambda: _equals(depth(channel, target), 1), what="relay after resume")
+        await until(lambda: depth_is(channel, target, 1), what="relay after resume")
     finally:
         await context.stop()
 
@@ -212,7 +186,7 @@ async def test_consumer_channel_closed_by_the_broker_is_reattached(
         assert link.reconnects == 0, "the connection must not have been touched"
         for n in range(100):
             channel.publish(b"%d" % n, "", source, Properties(delivery_mode=2))
-        await until(lambda: _equals(depth(channel, target), 100), what="100 relayed")
+        await until(lambda: depth_is(channel, target, 100), what="100 relayed")
         assert await depth(channel, source) == 0
     finally:
         await context.stop()
@@ -248,11 +222,11 @@ async def test_other_routes_on_the_connection_are_not_affected(
         victim.channel.ack(424242)  # close route a's channel from the broker side
         for n in range(50):
             channel.publish(b"%d" % n, "", b, Properties(delivery_mode=2))
-        await until(lambda: _equals(depth(channel, out_b), 50), what="route b flows")
+        await until(lambda: depth_is(channel, out_b, 50), what="route b flows")
         assert other.channel is other_channel
         assert other_channel.is_open
         await until(lambda: victim.ready, what="route a back")
         channel.publish(b"a", "", a, Properties(delivery_mode=2))
-        await until(lambda: _equals(depth(channel, out_a), 1), what="route a flows")
+        await until(lambda: depth_is(channel, out_a, 1), what="route a flows")
     finally:
         await context.stop()

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -16,60 +14,17 @@ from eip import (
     ExchangeTimeoutError,
     LifecycleError,
     RedeliveryPolicy,
-    RouteBuilder,
     RouteDefinitionError,
     default_error_handler,
 )
 from eip import headers as H
-from eip.components.rabbitmq._amqp import Channel, Connection, Properties, connect
+from eip.components.rabbitmq._amqp import Channel, Properties, connect
 
-URL = "amqp://guest:guest@127.0.0.1:5672/"
-
-
-def unique(name: str) -> str:
-    return f"eip.test.{name}.{uuid.uuid4().hex[:8]}"
+from .support import URL, Broker, dead_letter_setup, depth, depth_at_least, routes, unique, until
 
 
-@pytest.fixture
-async def broker() -> AsyncIterator[tuple[Connection, Channel, list[str], list[str]]]:
-    """A raw connection for setup and checks; queues/exchanges named in the lists are deleted."""
-    connection = await connect(URL)
-    channel = await connection.channel(publisher_confirms=True)
-    queues: list[str] = []
-    exchanges: list[str] = []
-    try:
-        yield connection, channel, queues, exchanges
-    finally:
-        cleanup = await connection.channel()
-        for queue in queues:
-            await cleanup.queue_delete(queue)
-        for exchange in exchanges:
-            await cleanup.exchange_delete(exchange)
-        await connection.close()
-
-
-def routes(configure: Any) -> RouteBuilder:
-    class R(RouteBuilder):
-        def configure(self) -> None:
-            configure(self)
-
-    return R()
-
-
-async def depth(channel: Channel, queue: str) -> int:
-    return (await channel.queue_declare(queue, passive=True))[1]
-
-
-async def wait_depth(channel: Channel, queue: str, count: int, timeout: float = 10) -> None:
-    for _ in range(int(timeout / 0.02)):
-        if await depth(channel, queue) >= count:
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"{queue} has {await depth(channel, queue)} messages, expected {count}")
-
-
-async def test_round_trip_and_headers_mapping(broker: Any) -> None:
-    _, channel, queues, _ = broker
+async def test_round_trip_and_headers_mapping(broker: Broker) -> None:
+    channel, queues, _ = broker
     inbox, outbox = unique("in"), unique("out")
     queues += [inbox, outbox]
     await channel.queue_declare(outbox)
@@ -94,7 +49,7 @@ async def test_round_trip_and_headers_mapping(broker: Any) -> None:
             headers={"x-tenant": "acme", "x-count": 3},
         )
         channel.publish(b"hello", "", inbox, properties)
-        await wait_depth(channel, outbox, 1)
+        await until(lambda: depth_at_least(channel, outbox, 1), what=f"{outbox} holding 1 message")
     seen = context.mock("seen").received[0]
     assert seen.body == b"hello"
     assert seen.headers["x-tenant"] == "acme"
@@ -125,8 +80,8 @@ async def test_round_trip_and_headers_mapping(broker: Any) -> None:
     assert await depth(channel, inbox) == 0
 
 
-async def test_topic_routing(broker: Any) -> None:
-    _, _, queues, exchanges = broker
+async def test_topic_routing(broker: Broker) -> None:
+    _, queues, exchanges = broker
     events = unique("events")
     orders, customers = unique("orders"), unique("customers")
     queues += [orders, customers]
@@ -156,8 +111,8 @@ async def test_topic_routing(broker: Any) -> None:
     assert context.mock("customers").received_bodies == [b"customer.changed.address"]
 
 
-async def test_request_reply(broker: Any) -> None:
-    _, _, queues, _ = broker
+async def test_request_reply(broker: Broker) -> None:
+    _, queues, _ = broker
     service = unique("service")
     queues.append(service)
     context = Context()
@@ -175,8 +130,8 @@ async def test_request_reply(broker: Any) -> None:
         assert reply == b"credit ok for c-42"
 
 
-async def test_request_timeout(broker: Any) -> None:
-    _, channel, queues, _ = broker
+async def test_request_timeout(broker: Broker) -> None:
+    channel, queues, _ = broker
     nobody = unique("nobody")
     queues.append(nobody)
     await channel.queue_declare(nobody)
@@ -189,8 +144,8 @@ async def test_request_timeout(broker: Any) -> None:
             )
 
 
-async def test_unroutable_mandatory_publish_is_a_clear_error(broker: Any) -> None:
-    _, _, _, exchanges = broker
+async def test_unroutable_mandatory_publish_is_a_clear_error(broker: Broker) -> None:
+    _, _, exchanges = broker
     events = unique("empty")
     exchanges.append(events)
     context = Context()
@@ -205,14 +160,9 @@ async def test_unroutable_mandatory_publish_is_a_clear_error(broker: Any) -> Non
     assert "NO_ROUTE" in text or "312" in text or "unroutable" in text.lower()
 
 
-async def test_failing_message_goes_to_dlx_and_the_rest_flow(broker: Any) -> None:
-    _, channel, queues, exchanges = broker
-    work, dead, dlx = unique("work"), unique("dead"), unique("dlx")
-    queues += [work, dead]
-    exchanges.append(dlx)
-    await channel.exchange_declare(dlx, "fanout")
-    await channel.queue_declare(dead)
-    await channel.queue_bind(dead, dlx)
+async def test_failing_message_goes_to_dlx_and_the_rest_flow(broker: Broker) -> None:
+    channel, queues, exchanges = broker
+    work, dead, dlx = await dead_letter_setup(channel, queues, exchanges)
 
     def process(exchange: Exchange) -> None:
         if exchange.body == b"poison":
@@ -236,19 +186,16 @@ async def test_failing_message_goes_to_dlx_and_the_rest_flow(broker: Any) -> Non
         for body in [b"a", b"poison", b"b", b"c"]:
             channel.publish(body, "", work, Properties(delivery_mode=2))
         await context.mock("ok").wait_for(3)
-        await wait_depth(channel, dead, 1)
+        await until(lambda: depth_at_least(channel, dead, 1), what=f"{dead} holding 1 message")
     assert sorted(context.mock("ok").received_bodies) == [b"a", b"b", b"c"]
     assert await depth(channel, work) == 0
 
 
-async def test_poison_redelivery_limit_on_a_quorum_queue(broker: Any) -> None:
-    _, channel, queues, exchanges = broker
-    work, dead, dlx = unique("quorum"), unique("qdead"), unique("qdlx")
-    queues += [work, dead]
-    exchanges.append(dlx)
-    await channel.exchange_declare(dlx, "fanout")
-    await channel.queue_declare(dead)
-    await channel.queue_bind(dead, dlx)
+async def test_poison_redelivery_limit_on_a_quorum_queue(broker: Broker) -> None:
+    channel, queues, exchanges = broker
+    work, dead, dlx = await dead_letter_setup(
+        channel, queues, exchanges, ("quorum", "qdead", "qdlx")
+    )
     await channel.queue_declare(
         work, arguments={"x-queue-type": "quorum", "x-dead-letter-exchange": dlx}
     )
@@ -281,12 +228,12 @@ async def test_poison_redelivery_limit_on_a_quorum_queue(broker: Any) -> None:
         )
     )
     async with context:
-        await wait_depth(channel, dead, 1)
+        await until(lambda: depth_at_least(channel, dead, 1), what=f"{dead} holding 1 message")
     assert context.mock("processed").count == 0
 
 
-async def test_shutdown_during_traffic_leaves_nothing_unacked(broker: Any) -> None:
-    _, channel, queues, _ = broker
+async def test_shutdown_during_traffic_leaves_nothing_unacked(broker: Broker) -> None:
+    channel, queues, _ = broker
     work = unique("busy")
     queues.append(work)
     await channel.queue_declare(work)
@@ -348,12 +295,12 @@ async def test_unreachable_broker_fails_start_clearly() -> None:
     assert "secret" not in text
 
 
-async def test_trace_spans_producer_broker_consumer(broker: Any) -> None:
+async def test_trace_spans_producer_broker_consumer(broker: Broker) -> None:
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-    _, _, queues, _ = broker
+    _, queues, _ = broker
     queue = unique("traced")
     queues.append(queue)
     exporter = InMemorySpanExporter()

@@ -6,61 +6,25 @@ unknown outcome is never dead-lettered."""
 from __future__ import annotations
 
 import asyncio
-import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from eip import Context, Exchange, RouteBuilder, dead_letter_channel
-from eip.components.rabbitmq._amqp import Channel, Connection, Properties, connect
+from eip.components.rabbitmq._amqp import Properties
 from eip.errors import OutcomeUnknownError
 from eip.stores import SqliteIdempotentRepository
 
+from .support import Broker, depth, depth_is, unique, until
+
 pytestmark = pytest.mark.rabbitmq
-URL = "amqp://guest:guest@127.0.0.1:5672/"
-
-
-def unique(name: str) -> str:
-    return f"eip.test.{name}.{uuid.uuid4().hex[:8]}"
-
-
-@pytest.fixture
-async def broker() -> AsyncIterator[tuple[Channel, list[str]]]:
-    connection: Connection = await connect(URL)
-    channel = await connection.channel(publisher_confirms=True)
-    queues: list[str] = []
-    try:
-        yield channel, queues
-    finally:
-        cleanup = await connection.channel()
-        for queue in queues:
-            await cleanup.queue_delete(queue)
-        await connection.close()
-
-
-async def depth(channel: Channel, queue: str) -> int:
-    return (await channel.queue_declare(queue, passive=True))[1]
-
-
-async def until(check: Any, timeout: float = 10.0, what: str = "condition") -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        result = check()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return
-        assert loop.time() < deadline, f"{what} not reached within {timeout}s"
-        await asyncio.sleep(0.02)
 
 
 async def test_a_dead_lettered_message_id_runs_again_when_it_comes_back(
-    broker: Any, tmp_path: Path
+    broker: Broker, tmp_path: Path
 ) -> None:
-    channel, queues = broker
+    channel, queues, _ = broker
     work, dead = unique("idem"), unique("idem.dead")
     queues += [work, dead]
     await channel.queue_declare(dead)
@@ -88,21 +52,17 @@ async def test_a_dead_lettered_message_id_runs_again_when_it_comes_back(
     async with context:
         for body in (b"1", b"2", b"1", b"2", b"1", b"3"):
             channel.publish(body, "", work, Properties(delivery_mode=2))
-        await until(lambda: _equals(depth(channel, dead), 2), what="2 dead-lettered twice")
-        await until(lambda: _equals(depth(channel, work), 0), what="all consumed")
+        await until(lambda: depth_is(channel, dead, 2), what="2 dead-lettered twice")
+        await until(lambda: depth_is(channel, work, 0), what="all consumed")
     # 1 runs once (its copies are duplicates); 2 fails, is dead-lettered, and its second copy
     # runs again and is dead-lettered again (as Camel does); 3 runs.
     assert runs == ["1", "2", "2", "3"]
 
 
-async def _equals(value: Any, expected: int) -> bool:
-    return bool(await value == expected)
-
-
 async def test_a_request_reply_caller_whose_message_is_dead_lettered_gets_its_own_outcome(
-    broker: Any,
+    broker: Broker,
 ) -> None:
-    channel, queues = broker
+    channel, queues, _ = broker
     work, dead = unique("rr"), unique("rr.dead")
     queues += [work, dead]
     await channel.queue_declare(dead)
@@ -132,7 +92,7 @@ async def test_a_request_reply_caller_whose_message_is_dead_lettered_gets_its_ow
         )
         assert answer.exception is None
         assert answer.body == b"customer 9"  # the handled exchange itself, not a DLQ reply
-        await until(lambda: _equals(depth(channel, dead), 1), what="dead letter published")
+        await until(lambda: depth_is(channel, dead, 1), what="dead letter published")
     received: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
 
     def take(batch: list[Any]) -> None:
@@ -148,8 +108,8 @@ async def test_a_request_reply_caller_whose_message_is_dead_lettered_gets_its_ow
     assert letter.properties.headers["eip.failure.route"] == "service"
 
 
-async def test_a_failing_dead_letter_route_does_not_loop(broker: Any) -> None:
-    channel, queues = broker
+async def test_a_failing_dead_letter_route_does_not_loop(broker: Broker) -> None:
+    channel, queues, _ = broker
     work, dead = unique("dlloop"), unique("dlloop.dead")
     queues.append(work)
     await channel.queue_declare(dead)
@@ -176,15 +136,15 @@ async def test_a_failing_dead_letter_route_does_not_loop(broker: Any) -> None:
     context.add_routes(Routes())
     async with context:
         channel.publish(b"x", "", work, Properties(delivery_mode=2, message_id="loop-1"))
-        await until(lambda: _equals(depth(channel, work), 0), what="settled")
+        await until(lambda: depth_is(channel, work, 0), what="settled")
         await asyncio.sleep(0.3)
         assert dead_letter_attempts == 1
         assert context.routes["work"].inflight == 0
         assert context.routes["dead"].inflight == 0
 
 
-async def test_an_unknown_outcome_is_requeued_not_dead_lettered(broker: Any) -> None:
-    channel, queues = broker
+async def test_an_unknown_outcome_is_requeued_not_dead_lettered(broker: Broker) -> None:
+    channel, queues, _ = broker
     work, dead = unique("unk"), unique("unk.dead")
     queues += [work, dead]
     await channel.queue_declare(dead)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -22,12 +21,9 @@ from eip.errors import OutcomeUnknownError
 from eip.server.management import readiness
 
 from .faultproxy import FaultProxy
+from .support import depth, depth_at_least, depth_is, drain_ids, fill, unique, until
 
 pytestmark = pytest.mark.rabbitmq
-
-
-def unique(name: str) -> str:
-    return f"eip.test.{name}.{uuid.uuid4().hex[:8]}"
 
 
 @pytest.fixture
@@ -44,60 +40,6 @@ async def admin(broker_vhost: Any) -> AsyncIterator[Channel]:
 async def proxy() -> AsyncIterator[FaultProxy]:
     async with FaultProxy() as running:
         yield running
-
-
-async def depth(channel: Channel, queue: str) -> int:
-    return (await channel.queue_declare(queue, passive=True))[1]
-
-
-async def until(check: Any, timeout: float = 10.0, what: str = "condition") -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        result = check()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return
-        assert loop.time() < deadline, f"{what} not reached within {timeout}s"
-        await asyncio.sleep(0.02)
-
-
-async def queued(channel: Channel, queue: str, count: int) -> bool:
-    return await depth(channel, queue) >= count
-
-
-async def fill(
-    channel: Channel, queue: str, count: int, ids: bool = True, arguments: Any = None
-) -> None:
-    await channel.queue_declare(queue, arguments=arguments)
-    seq = 0
-    for n in range(count):
-        properties = Properties(delivery_mode=2, message_id=f"m{n}" if ids else None)
-        seq = channel.publish(b"%d" % n if ids else b"same body", "", queue, properties)
-        if n % 1000 == 999:
-            await channel.wait_confirm(seq)
-    await channel.wait_confirm(seq)
-
-
-async def drain(channel: Channel, queue: str, expected: int, timeout: float = 60) -> list[Any]:
-    """Consume (and ack) deliveries until ``expected`` distinct ones came (by id or count)."""
-    got: list[Any] = []
-    seen: set[str] = set()
-    enough = asyncio.Event()
-
-    def take(deliveries: list[Any]) -> None:
-        for delivery in deliveries:
-            got.append(delivery)
-            seen.add(delivery.properties.message_id or str(len(got)))
-        if len(seen) >= expected:
-            enough.set()
-
-    tag = await channel.basic_consume(queue, take, no_ack=True)
-    await asyncio.wait_for(enough.wait(), timeout)
-    await asyncio.sleep(0.3)  # a duplicate may still be on its way
-    await channel.basic_cancel(tag)
-    return got
 
 
 async def test_dead_peer_is_detected_within_twice_the_heartbeat(
@@ -162,28 +104,25 @@ async def test_relay_across_two_links_loses_nothing_when_the_producer_link_reset
         await fill(admin, source, count)
         resets = 0
         for threshold in (1_000, 2_500, 4_000):
-            await until(lambda t=threshold: queued(admin, target, t), timeout=60, what="traffic")
+            await until(
+                lambda t=threshold: depth_at_least(admin, target, t), timeout=60, what="traffic"
+            )
             resets += proxy.reset()
             await asyncio.sleep(0.05)
         assert resets >= 3
-        got = await drain(admin, target, count)
-        ids = {d.properties.message_id for d in got}
-        missing = {f"m{n}" for n in range(count)} - ids
+        ids = await drain_ids(admin, target, count)
+        missing = {f"m{n}" for n in range(count)} - set(ids)
         assert not missing, f"lost {len(missing)} of {count}"
-        await until(lambda: _equals(depth(admin, source), 0), timeout=20, what="source acked")
+        await until(lambda: depth_is(admin, source, 0), timeout=20, what="source acked")
         link = next(
             link
             for link in context.component("rabbitmq").links.values()  # type: ignore[attr-defined]
             if link.url == through_proxy
         )
         assert link.reconnects >= 3
-        print(f"\nproducer link reset 3 times: {len(got)} delivered for {count}, 0 lost")
+        print(f"\nproducer link reset 3 times: {len(ids)} delivered for {count}, 0 lost")
     finally:
         await context.stop()
-
-
-async def _equals(value: Any, expected: int) -> bool:
-    return bool(await value == expected)
 
 
 async def test_blocked_broker_bounds_memory_times_out_confirms_and_shows_not_ready(
@@ -232,7 +171,7 @@ async def test_blocked_broker_bounds_memory_times_out_confirms_and_shows_not_rea
         assert all(s.result().exception is None for s in sends)
         await until(lambda: context.ready, timeout=5, what="ready after unblock")
         # "before", "started", maybe "in doubt" (the broker had it), and the 3,000.
-        await until(lambda: queued(admin, queue, 3_002), timeout=30, what="all delivered")
+        await until(lambda: depth_at_least(admin, queue, 3_002), timeout=30, what="all delivered")
     finally:
         await context.stop()
 
@@ -267,11 +206,13 @@ async def test_identical_bodies_without_ids_through_a_broker_drop_are_not_poison
     try:
         await fill(admin, source, count, ids=False, arguments={"x-dead-letter-exchange": dlx})
         for threshold in (500, 1_200, 2_000):
-            await until(lambda t=threshold: queued(admin, target, t), timeout=60, what="traffic")
+            await until(
+                lambda t=threshold: depth_at_least(admin, target, t), timeout=60, what="traffic"
+            )
             proxy.reset()
             await asyncio.sleep(0.05)
-        await until(lambda: queued(admin, target, count), timeout=60, what="all relayed")
-        await until(lambda: _equals(depth(admin, source), 0), timeout=20, what="source acked")
+        await until(lambda: depth_at_least(admin, target, count), timeout=60, what="all relayed")
+        await until(lambda: depth_is(admin, source, 0), timeout=20, what="source acked")
         assert await depth(admin, dead) == 0, "healthy messages were rejected as poison"
         assert not [r for r in caplog.records if "times (limit" in r.getMessage()]
     finally:
@@ -313,6 +254,6 @@ async def test_a_failed_attach_after_a_reconnect_is_retried(
         await admin.queue_declare(source)
         await until(lambda: context.ready, timeout=10, what="attached again")
         admin.publish(b"x", "", source, Properties(delivery_mode=2))
-        await until(lambda: queued(admin, target, 1), what="relayed after the retry")
+        await until(lambda: depth_at_least(admin, target, 1), what="relayed after the retry")
     finally:
         await context.stop()

@@ -8,59 +8,18 @@ from __future__ import annotations
 import asyncio
 import datetime
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
-from eip import Context, RouteBuilder, RouteDefinitionError
+from eip import Context, RouteDefinitionError
 from eip.components.base import parse_uri
 from eip.components.rabbitmq import RabbitMQSpec, rabbitmq
-from eip.components.rabbitmq._amqp import Channel, Connection, Properties, connect
+from eip.components.rabbitmq._amqp import Properties
+
+from .support import Broker, depth, depth_at_least, routes, unique, until
 
 pytestmark = pytest.mark.rabbitmq
-URL = "amqp://guest:guest@127.0.0.1:5672/"
-
-
-def unique(name: str) -> str:
-    return f"eip.test.{name}.{uuid.uuid4().hex[:8]}"
-
-
-@pytest.fixture
-async def broker() -> AsyncIterator[tuple[Channel, list[str], list[str]]]:
-    connection: Connection = await connect(URL)
-    channel = await connection.channel(publisher_confirms=True)
-    queues: list[str] = []
-    exchanges: list[str] = []
-    try:
-        yield channel, queues, exchanges
-    finally:
-        cleanup = await connection.channel()
-        for queue in queues:
-            await cleanup.queue_delete(queue)
-        for exchange in exchanges:
-            await cleanup.exchange_delete(exchange)
-        await connection.close()
-
-
-def routes(configure: Any) -> RouteBuilder:
-    class R(RouteBuilder):
-        def configure(self) -> None:
-            configure(self)
-
-    return R()
-
-
-async def depth(channel: Channel, queue: str) -> int:
-    return (await channel.queue_declare(queue, passive=True))[1]
-
-
-async def wait_depth(channel: Channel, queue: str, count: int, timeout: float = 10) -> None:
-    for _ in range(int(timeout / 0.02)):
-        if await depth(channel, queue) >= count:
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"{queue} never held {count} messages")
 
 
 def test_arguments_in_uri_form_are_typed_and_canonical() -> None:
@@ -128,7 +87,7 @@ async def test_unknown_and_bad_options_fail_at_start_naming_the_valid_ones() -> 
             assert word in str(info.value), (uri, str(info.value))
 
 
-async def test_priority_queue_and_consumer_tag(broker: Any) -> None:
+async def test_priority_queue_and_consumer_tag(broker: Broker) -> None:
     channel, queues, _ = broker
     queue, out = unique("prio"), unique("prio.out")
     queues += [queue, out]
@@ -167,7 +126,7 @@ async def test_priority_queue_and_consumer_tag(broker: Any) -> None:
         await context.stop()
 
 
-async def test_exclusive_consumer_keeps_others_out(broker: Any) -> None:
+async def test_exclusive_consumer_keeps_others_out(broker: Broker) -> None:
     channel, queues, _ = broker
     queue = unique("excl")
     queues.append(queue)
@@ -184,7 +143,7 @@ async def test_exclusive_consumer_keeps_others_out(broker: Any) -> None:
         await context.stop()
 
 
-async def test_exchange_to_exchange_binding_and_headers_match(broker: Any) -> None:
+async def test_exchange_to_exchange_binding_and_headers_match(broker: Broker) -> None:
     channel, queues, exchanges = broker
     source, dest = unique("e2e.src"), unique("e2e.dst")
     queue = unique("e2e.q")
@@ -215,7 +174,7 @@ async def test_exchange_to_exchange_binding_and_headers_match(broker: Any) -> No
         await context.stop()
 
 
-async def test_stream_queue_from_the_first_offset(broker: Any) -> None:
+async def test_stream_queue_from_the_first_offset(broker: Broker) -> None:
     channel, queues, _ = broker
     stream = unique("stream")
     queues.append(stream)
@@ -244,7 +203,7 @@ async def test_stream_queue_from_the_first_offset(broker: Any) -> None:
 
 
 @pytest.mark.parametrize("megabytes", [5, 50])
-async def test_large_bodies_relay_intact(broker: Any, megabytes: int) -> None:
+async def test_large_bodies_relay_intact(broker: Broker, megabytes: int) -> None:
     channel, queues, _ = broker
     source, target = unique("big.a"), unique("big.b")
     queues += [source, target]
@@ -258,7 +217,11 @@ async def test_large_bodies_relay_intact(broker: Any, megabytes: int) -> None:
     await context.start()
     try:
         await channel.wait_confirm(channel.publish(body, "", source, Properties(delivery_mode=2)))
-        await wait_depth(channel, target, 1, timeout=30)
+        await until(
+            lambda: depth_at_least(channel, target, 1),
+            timeout=30,
+            what=f"{target} holding the body",
+        )
         received: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
 
         def take(batch: list[Any]) -> None:

@@ -10,57 +10,19 @@ import sys
 import time
 import uuid
 from pathlib import Path
-from typing import Any
 
 from eip import Context, RouteBuilder
-from eip.components.rabbitmq._amqp import Channel, Properties, connect
+from eip.components.rabbitmq._amqp import connect
 
+from .support import URL, depth, drain_ids, fill, unique
 from .vhosts import BrokerVhost
 
 ROOT = Path(__file__).resolve().parent.parent.parent
-URL = "amqp://guest:guest@127.0.0.1:5672/"
-
-
-async def fill(channel: Channel, queue: str, count: int) -> None:
-    await channel.queue_declare(queue)
-    seq = 0
-    for n in range(count):
-        seq = channel.publish(b"%d" % n, "", queue, Properties(delivery_mode=2, message_id=f"m{n}"))
-        if n % 1000 == 999:
-            await channel.wait_confirm(seq)
-    await channel.wait_confirm(seq)
-
-
-async def depth(channel: Channel, queue: str) -> int:
-    return (await channel.queue_declare(queue, passive=True))[1]
-
-
-async def drain_ids(channel: Channel, queue: str, expected: int, timeout: float = 60) -> list[str]:
-    """Every message id in ``queue`` (consumed and acked), once ``expected`` unique ones came."""
-    ids: list[str] = []
-    seen: set[str] = set()
-    enough = asyncio.Event()
-
-    def take(deliveries: list[Any]) -> None:
-        for delivery in deliveries:
-            ids.append(delivery.properties.message_id)
-            seen.add(delivery.properties.message_id)
-        if len(seen) >= expected:
-            enough.set()
-
-    tag = await channel.basic_consume(queue, take, no_ack=True)
-    await asyncio.wait_for(enough.wait(), timeout)
-    await asyncio.sleep(0.3)  # a duplicate may still be on its way
-    await channel.basic_cancel(tag)
-    return ids
 
 
 async def test_sigkill_mid_stream_loses_nothing(tmp_path: Path) -> None:
     count = 10_000
-    source, target = (
-        f"eip.test.kill.a.{uuid.uuid4().hex[:8]}",
-        f"eip.test.kill.b.{uuid.uuid4().hex[:8]}",
-    )
+    source, target = unique("kill.a"), unique("kill.b")
     connection = await connect(URL)
     channel = await connection.channel(publisher_confirms=True)
     try:
@@ -120,10 +82,7 @@ async def test_broker_closes_connections_engine_recovers(broker_vhost: BrokerVho
     """The broker closes every connection of the test's own vhost (never the shared ``/``)."""
     count = 5_000
     url = broker_vhost.url
-    source, target = (
-        f"eip.test.drop.a.{uuid.uuid4().hex[:8]}",
-        f"eip.test.drop.b.{uuid.uuid4().hex[:8]}",
-    )
+    source, target = unique("drop.a"), unique("drop.b")
 
     class Relay(RouteBuilder):
         def configure(self) -> None:

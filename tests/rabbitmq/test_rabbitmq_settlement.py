@@ -6,68 +6,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
 from eip import Context, Exchange, RedeliveryPolicy, RouteBuilder, default_error_handler
-from eip.components.rabbitmq._amqp import Channel, Connection, Properties, connect
+from eip.components.rabbitmq._amqp import Properties
 from eip.errors import OutcomeUnknownError
 
+from .support import Broker, dead_letter_setup, depth, depth_at_least, depth_is, unique, until
+
 pytestmark = pytest.mark.rabbitmq
-URL = "amqp://guest:guest@127.0.0.1:5672/"
-
-
-def unique(name: str) -> str:
-    return f"eip.test.{name}.{uuid.uuid4().hex[:8]}"
-
-
-@pytest.fixture
-async def broker() -> AsyncIterator[tuple[Channel, list[str], list[str]]]:
-    connection: Connection = await connect(URL)
-    channel = await connection.channel(publisher_confirms=True)
-    queues: list[str] = []
-    exchanges: list[str] = []
-    try:
-        yield channel, queues, exchanges
-    finally:
-        cleanup = await connection.channel()
-        for queue in queues:
-            await cleanup.queue_delete(queue)
-        for exchange in exchanges:
-            await cleanup.exchange_delete(exchange)
-        await connection.close()
-
-
-async def depth(channel: Channel, queue: str) -> int:
-    return (await channel.queue_declare(queue, passive=True))[1]
-
-
-async def until(check: Any, timeout: float = 10.0, what: str = "condition") -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        result = check()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return
-        assert loop.time() < deadline, f"{what} not reached within {timeout}s"
-        await asyncio.sleep(0.02)
-
-
-async def dead_letter_setup(
-    channel: Channel, queues: list[str], exchanges: list[str]
-) -> tuple[str, str, str]:
-    work, dead, dlx = unique("work"), unique("dead"), unique("dlx")
-    queues += [work, dead]
-    exchanges.append(dlx)
-    await channel.exchange_declare(dlx, "fanout")
-    await channel.queue_declare(dead)
-    await channel.queue_bind(dead, dlx)
-    return work, dead, dlx
 
 
 def one_route(uri: str, process: Any, redelivery: RedeliveryPolicy | None = None) -> RouteBuilder:
@@ -81,7 +30,7 @@ def one_route(uri: str, process: Any, redelivery: RedeliveryPolicy | None = None
     return R()
 
 
-async def test_unknown_outcome_requeues_and_the_message_is_not_lost(broker: Any) -> None:
+async def test_unknown_outcome_requeues_and_the_message_is_not_lost(broker: Broker) -> None:
     channel, queues, exchanges = broker
     work, dead, dlx = await dead_letter_setup(channel, queues, exchanges)
     attempts: dict[bytes, int] = {}
@@ -104,7 +53,7 @@ async def test_unknown_outcome_requeues_and_the_message_is_not_lost(broker: Any)
 
 
 async def test_unknown_outcome_for_ever_is_bounded_by_the_poison_limit(
-    broker: Any, caplog: pytest.LogCaptureFixture
+    broker: Broker, caplog: pytest.LogCaptureFixture
 ) -> None:
     channel, queues, exchanges = broker
     work, dead, dlx = await dead_letter_setup(channel, queues, exchanges)
@@ -125,7 +74,7 @@ async def test_unknown_outcome_for_ever_is_bounded_by_the_poison_limit(
     )
     async with context:
         channel.publish(b"x", "", work, Properties(delivery_mode=2, message_id="m-77"))
-        await until(lambda: _at_least(depth(channel, dead), 1), what="dead-lettered")
+        await until(lambda: depth_at_least(channel, dead, 1), what="dead-lettered")
     assert attempts == 4  # the first delivery and 3 requeues
     lines = [r.getMessage() for r in caplog.records]
     assert sum("requeued" in line for line in lines) == 3
@@ -135,12 +84,8 @@ async def test_unknown_outcome_for_ever_is_bounded_by_the_poison_limit(
     )
 
 
-async def _at_least(value: Any, expected: int) -> bool:
-    return bool(await value >= expected)
-
-
 async def test_a_failure_without_a_dead_letter_exchange_says_it_is_dropped(
-    broker: Any, caplog: pytest.LogCaptureFixture
+    broker: Broker, caplog: pytest.LogCaptureFixture
 ) -> None:
     channel, queues, _ = broker
     work = unique("nodlx")
@@ -164,7 +109,7 @@ async def test_a_failure_without_a_dead_letter_exchange_says_it_is_dropped(
     assert "dead letter exchange '" not in line
 
 
-async def test_a_message_in_long_backoff_does_not_stall_its_queue(broker: Any) -> None:
+async def test_a_message_in_long_backoff_does_not_stall_its_queue(broker: Broker) -> None:
     channel, queues, _ = broker
     work, out = unique("stall"), unique("stall.out")
     queues += [work, out]
@@ -198,13 +143,9 @@ async def test_a_message_in_long_backoff_does_not_stall_its_queue(broker: Any) -
         await channel.wait_confirm(3001)
         loop = asyncio.get_running_loop()
         started = loop.time()
-        await until(lambda: _at_least(depth(channel, out), 3000), timeout=30, what="3000 out")
+        await until(lambda: depth_at_least(channel, out, 3000), timeout=30, what="3000 out")
         elapsed = loop.time() - started
         # The poison message needs 6 x 0.6 s of backoff; everything else went past it.
         assert retries < 7, f"the others waited for the poison message ({elapsed:.1f}s)"
         await until(lambda: retries == 7, timeout=10, what="the poison message gives up")
-        await until(lambda: _at_least_zero(depth(channel, work)), what="queue empty")
-
-
-async def _at_least_zero(value: Any) -> bool:
-    return bool(await value == 0)
+        await until(lambda: depth_is(channel, work, 0), what="queue empty")
