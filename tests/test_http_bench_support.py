@@ -1,12 +1,20 @@
 """Smoke test of the HTTP benchmark harness (no timing assertions beyond "more than zero").
 
-One echo server process serves every test here; wrk drives it for ~1 s, the in-process client
-driver for ~0.5 s. The consumer baseline app is checked in-process, without a server.
+One echo server process serves every test here; the load drivers run it for ~1 s, the
+in-process client driver for ~0.5 s. The consumer baseline app is checked in-process, without
+a server. Both load drivers are tested on every machine: the Python one through
+``drive_wrk(..., search_path=<a folder without wrk>)``, wrk where it is on the PATH (and where
+it is not, that test checks that the harness says it uses the Python driver, and does).
 """
 
 from __future__ import annotations
 
+import json
+import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -16,18 +24,21 @@ from benchmarks._crm import Customer, ErpCustomer, make_messages, to_erp
 from benchmarks._http_apps import crm_raw_app, echo_app
 from benchmarks._http_support import (
     LoadError,
+    LoadResult,
     ServerProcess,
     aiohttp_caller,
     check_result,
     drive_client,
-    drive_python_load,
     drive_wrk,
+    load_driver,
     parse_wrk,
     start_server_process,
     wrk_script,
 )
+from tests.http_bench_apps import EXPECTED
 
 BODY = make_messages(1)[0]
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
@@ -40,23 +51,63 @@ def echo() -> Iterator[ServerProcess]:
     assert not server.running()
 
 
-async def test_wrk_drives_the_echo_server(echo: ServerProcess) -> None:
-    result = await drive_wrk(f"{echo.url}/erp", BODY, connections=4, seconds=1)
-    assert result.tool == "wrk"
-    assert result.requests > 0
-    assert result.requests_per_s > 0
-    assert result.non_2xx == 0
-    assert result.socket_errors == 0
-    assert 0 < result.p50_ms <= result.p99_ms
-
-
-async def test_python_load_fallback(echo: ServerProcess) -> None:
-    result = await drive_python_load(f"{echo.url}/erp", BODY, connections=4, seconds=0.3)
-    assert result.tool == "python"
+def _assert_clean_run(result: LoadResult) -> None:
     assert result.requests > 0
     assert result.requests_per_s > 0
     assert (result.non_2xx, result.socket_errors) == (0, 0)
     assert 0 < result.p50_ms <= result.p99_ms
+
+
+@pytest.fixture
+def no_wrk(tmp_path: Path) -> str:
+    """A PATH (one empty folder) on which wrk is not found."""
+    return str(tmp_path)
+
+
+async def test_wrk_drives_the_echo_server_when_on_the_path(echo: ServerProcess) -> None:
+    wrk = shutil.which("wrk")
+    driver = load_driver()
+    result = await drive_wrk(f"{echo.url}/erp", BODY, connections=4, seconds=1)
+    _assert_clean_run(result)
+    assert result.tool == driver.tool
+    if wrk is not None:
+        assert (driver.tool, driver.program) == ("wrk", wrk)
+        assert driver.note == f"load from wrk ({wrk})"
+    else:  # a machine without wrk: the harness says so, and the Python driver did the run
+        assert (driver.tool, driver.program) == ("python", sys.executable)
+        assert driver.note.startswith("wrk not found on PATH: ")
+
+
+async def test_without_wrk_the_python_driver_runs_the_load(
+    echo: ServerProcess, no_wrk: str
+) -> None:
+    driver = load_driver(no_wrk)
+    assert (driver.tool, driver.program) == ("python", sys.executable)
+    assert "wrk not found on PATH" in driver.note
+    assert "Python load generator" in driver.note
+    result = await drive_wrk(
+        f"{echo.url}/erp", BODY, connections=4, seconds=0.5, search_path=no_wrk
+    )
+    assert (result.tool, result.connections) == ("python", 4)
+    _assert_clean_run(result)
+
+
+@pytest.mark.parametrize("driver", ["PATH", "no wrk"])
+async def test_each_driver_sends_the_content_type_it_is_given(no_wrk: str, driver: str) -> None:
+    search_path = no_wrk if driver == "no wrk" else None
+    with start_server_process("tests.http_bench_apps:content_type_app") as server:
+        result = await drive_wrk(
+            server.url,
+            b"<x/>",
+            connections=2,
+            seconds=0.3,
+            content_type=EXPECTED.decode(),
+            search_path=search_path,
+        )
+        with pytest.raises(LoadError, match="status 415"):  # the JSON default is refused
+            await drive_wrk(server.url, b"{}", connections=2, seconds=0.3, search_path=search_path)
+    assert result.tool == load_driver(search_path).tool
+    _assert_clean_run(result)
 
 
 async def test_drive_client_with_the_aiohttp_baseline(echo: ServerProcess) -> None:
@@ -82,10 +133,41 @@ async def test_drive_client_propagates_a_failed_call() -> None:
     assert calls == 3
 
 
-async def test_a_non_2xx_reply_fails_the_load_run(echo: ServerProcess) -> None:
+@pytest.mark.parametrize("driver", ["PATH", "no wrk"])
+async def test_a_non_2xx_reply_fails_the_load_run(
+    echo: ServerProcess, no_wrk: str, driver: str
+) -> None:
     # the echo app answers 413 to a body over 1 MiB
+    search_path = no_wrk if driver == "no wrk" else None
     with pytest.raises(LoadError, match="status 413"):
-        await drive_wrk(f"{echo.url}/erp", b"x" * ((1 << 20) + 1), connections=2, seconds=1)
+        await drive_wrk(
+            f"{echo.url}/erp",
+            b"x" * ((1 << 20) + 1),
+            connections=2,
+            seconds=1,
+            search_path=search_path,
+        )
+
+
+def test_the_python_generator_counts_non_2xx_replies(echo: ServerProcess, tmp_path: Path) -> None:
+    """The generator itself (without the probe that drive_python_load runs first) counts every
+    failed reply, so a server that fails part-way through a run fails the run too."""
+    body = tmp_path / "big.body"
+    body.write_bytes(b"x" * ((1 << 20) + 1))
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks._http_load", f"{echo.url}/erp", str(body), "2", "0.3"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    counts = json.loads(done.stdout.splitlines()[-1])
+    assert counts["requests"] > 0
+    assert counts["non_2xx"] == counts["requests"]
+    result = LoadResult(**counts, connections=2, tool="python")
+    with pytest.raises(LoadError, match=f"{counts['requests']} non-2xx"):
+        check_result(result, f"{echo.url}/erp")
 
 
 def test_wrk_errors_fail_the_result() -> None:

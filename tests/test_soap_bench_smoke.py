@@ -1,5 +1,6 @@
 """Smoke test of the SOAP benchmark: both clients call the benchmark server and get the same
-reply data, and one short round of the comparison runs. Speed is never asserted here."""
+reply data, and one short round of each comparison (producer, consumer) runs. Speed is never
+asserted here. The consumer's load comes from wrk, or without it from the Python driver."""
 
 from __future__ import annotations
 
@@ -9,7 +10,16 @@ import httpx
 import zeep.helpers
 
 from benchmarks._http_support import start_server_process
-from benchmarks.soap import EIP, ZEEP, eip_caller, producer, zeep_caller
+from benchmarks.soap import (
+    CONSUMER_EIP,
+    CONSUMER_LXML,
+    EIP,
+    ZEEP,
+    consumer,
+    eip_caller,
+    producer,
+    zeep_caller,
+)
 
 EXPECTED = {"approved": True, "limit": decimal.Decimal("5000.00"), "reason": "within limit"}
 
@@ -38,4 +48,11 @@ async def test_one_short_round_of_the_comparison() -> None:
     results = await producer(rounds=1, seconds=0.3)
 
     assert set(results) == {EIP, ZEEP}
+    assert all(m.rates and m.median > 0 for m in results.values())
+
+
+async def test_one_short_round_of_the_consumer_comparison() -> None:
+    results = await consumer(rounds=1, seconds=0.3)
+
+    assert set(results) == {CONSUMER_EIP, CONSUMER_LXML}
     assert all(m.rates and m.median > 0 for m in results.values())
