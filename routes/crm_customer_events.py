@@ -7,25 +7,67 @@ ERP owns (``active`` and of the ``b2b`` segment), maps the fields to the ERP's r
 publishes it to the ``erp.customers`` exchange with routing key ``erp.customer.upsert``, with
 publisher confirms. The event is acked only after that publish is confirmed.
 
-Failures: a step that fails is retried three times with backoff; after that the event is
-rejected and the broker dead-letters it to the ``crm.dlx`` exchange, bound to the
-``crm.customer.changed.dead`` queue, where it waits with its original headers for someone to
-look at it. Nothing is dropped.
+Failures: a step that fails is retried three times with backoff (the engine's retry rules
+decide which errors a retry can help); then a dead letter channel publishes the event as it
+came, with the failure headers (``eip.exception.type``, ``eip.exception.message``, ...), to
+the ``crm.dlx`` fanout exchange, and acks it once the broker confirmed. ``crm.dlx`` feeds the
+queue ``crm.customer.changed.dead``, whose route (:class:`CrmCustomerEventDeadLetters`, named
+to start before the events route) writes each dead letter as a file,
+``<data>/dead-letter/customer-events/<message id>.json`` (the envelope of
+``routes/_support.py``: failure headers, headers, the event as it came). If the dead letter
+cannot be published, the event fails and is rejected, and the broker dead-letters it to
+``crm.dlx`` itself (the queue's ``x-dead-letter-exchange``), without the failure headers.
+
+Decisions:
+
+- **A dead letter channel, not only the broker's dead-lettering.** The broker dead-letters a
+  rejected message as it was published: nobody could tell why it failed. Published by the
+  engine, it says so in its headers.
+- **The dead-letter route has a builder of its own**, so the dead letter channel does not
+  cover it: a dead letter that cannot be written is retried, and then rejected (and logged),
+  rather than dead-lettered into its own queue in a loop. The queue has no dead letter
+  exchange of its own (adding one would change the arguments of a queue that exists).
 
 Needs RabbitMQ: ``$EIP_RABBITMQ_URL`` (default ``amqp://guest:guest@127.0.0.1:5672/``). With
-``EIP_DEMO`` not ``0`` a one-shot timer publishes two sample events at start.
+``EIP_DEMO`` not ``0`` a one-shot timer publishes the events of
+``routes/samples/customer_events/`` at start (the file name is the message id);
+``crm-evt-20261123-0003.json`` says ``"active": "yes"`` and is dead-lettered. The demo's ERP
+(the ``erp-customer-upserts`` route) writes what it receives to ``<data>/demo/erp-upserts/``.
 """
 
 from __future__ import annotations
 
+import hashlib
+from pathlib import Path
+
 import msgspec
 
-from eip import RedeliveryPolicy, RouteBuilder, body, default_error_handler, pipeline
+from eip import (
+    Exchange,
+    RedeliveryPolicy,
+    RouteBuilder,
+    body,
+    dead_letter_channel,
+    default_error_handler,
+    exchange_property,
+    pipeline,
+)
 from eip import headers as H
 from eip.components.rabbitmq import RabbitMQSpec, rabbitmq
 from eip.dataformats import json
 from eip.mapping import FieldMapper, chain, field, lower, strip, upper
-from routes._support import data_dir, demo_enabled
+from routes._support import (
+    SAMPLES,
+    dead_letter,
+    dead_letters,
+    demo_enabled,
+    demo_output,
+    safe_file_name,
+)
+
+SAMPLE_DIR = SAMPLES / "customer_events"
+MESSAGE_ID = "rabbitmq.message_id"
+DEAD_LETTER_FILE = "crm.dead_letter_file"  # exchange property: the dead letter's file name
 
 
 class CustomerAddress(msgspec.Struct, frozen=True):
@@ -91,6 +133,9 @@ def endpoints(prefix: str = "") -> dict[str, RabbitMQSpec]:
             queue=f"{prefix}erp.customer.upsert",
             binding_keys=["erp.customer.upsert"],
         ),
+        # mandatory: with no queue bound, a dead letter fails (and the event is rejected)
+        # instead of vanishing
+        "dead_letter": rabbitmq(f"{prefix}crm.dlx", exchange_type="fanout", mandatory=True),
         "dead_letters": rabbitmq(
             f"{prefix}crm.dlx",
             exchange_type="fanout",
@@ -100,39 +145,50 @@ def endpoints(prefix: str = "") -> dict[str, RabbitMQSpec]:
     }
 
 
-SAMPLE_EVENTS = [
-    {
-        "customer_id": 1001,
-        "name": " Ada Lovelace ",
-        "email": "Ada@Example.com",
-        "segment": "b2b",
-        "active": True,
-        "address": {"street": "1 Analytical St", "city": "London", "zip": "N1", "country": "gb"},
-        "changed_at": "2026-11-23T06:00:00Z",
-    },
-    {
-        "customer_id": 1002,
-        "name": "Grace Hopper",
-        "email": "grace@example.com",
-        "segment": "b2c",
-        "active": True,
-        "address": {"street": "2 Navy Rd", "city": "Arlington", "zip": "22201", "country": "us"},
-        "changed_at": "2026-11-23T06:01:00Z",
-    },
-]
+def sample_events() -> list[tuple[str, bytes]]:
+    """(message id, body) of each sample event, in file-name order, as the files have them."""
+    return [(path.stem, path.read_bytes()) for path in sorted(SAMPLE_DIR.glob("*.json"))]
+
+
+def dead_letter_file_name(exchange: Exchange) -> str:
+    """``<message id>.json``, or ``event-<hash of the body>.json`` for an event without one:
+    the same dead letter, delivered again, replaces its file."""
+    message_id = exchange.headers.get(MESSAGE_ID)
+    if message_id:
+        return safe_file_name(str(message_id))
+    data = exchange.body if isinstance(exchange.body, bytes) else str(exchange.body).encode()
+    return f"event-{hashlib.sha256(data).hexdigest()[:20]}.json"
+
+
+def dead_letter_logged(exchange: Exchange) -> str:
+    """The log line of a dead letter; one the broker dead-lettered has no failure headers."""
+    reason = exchange.headers.get(H.EXCEPTION_MESSAGE) or "no failure headers (the broker's)"
+    return f"dead-lettered CRM event {exchange.properties[DEAD_LETTER_FILE]}: {reason}"
+
+
+def upsert_file_name(exchange: Exchange) -> str:
+    """``upsert-<message id of the event>.json`` (the id travels with the upsert)."""
+    return safe_file_name(f"upsert-{exchange.headers.get(MESSAGE_ID) or exchange.id}", "upsert")
 
 
 class CrmCustomerEvents(RouteBuilder):
-    def __init__(self, prefix: str = "", *, demo_erp: bool = True) -> None:
+    def __init__(
+        self, prefix: str = "", *, demo_erp: bool = True, data: Path | None = None
+    ) -> None:
         super().__init__()
         self.endpoints = endpoints(prefix)
         self.demo_erp = demo_erp
+        self.data = data
 
     def configure(self) -> None:
         ep = self.endpoints
         self.error_handler(
-            default_error_handler(
-                RedeliveryPolicy(max_redeliveries=3, delay=0.5, backoff_multiplier=2, jitter=0.1)
+            dead_letter_channel(
+                ep["dead_letter"],
+                redelivery=RedeliveryPolicy(
+                    max_redeliveries=3, delay=0.5, backoff_multiplier=2, jitter=0.1
+                ),
+                use_original_message=True,
             )
         )
         (
@@ -151,13 +207,35 @@ class CrmCustomerEvents(RouteBuilder):
                 self.from_(ep["erp_queue"])
                 .route_id("erp-customer-upserts")
                 .log("ERP received upsert {body}")
-                .set_header(H.FILE_NAME, lambda ex: f"upsert-{ex.id}.json")
-                .to(f"file:{data_dir() / 'erp' / 'upserts'}")
+                .set_header(H.FILE_NAME, upsert_file_name)
+                .to(f"file:{demo_output('erp-upserts', self.data)}")
             )
+
+
+class CrmCustomerEventDeadLetters(RouteBuilder):
+    """``crm.customer.changed.dead`` -> one dead-letter file per event (see the module
+    docstring for why this is a builder of its own)."""
+
+    def __init__(self, prefix: str = "", *, data: Path | None = None) -> None:
+        super().__init__()
+        self.endpoints = endpoints(prefix)
+        self.data = data
+
+    def configure(self) -> None:
+        self.error_handler(
+            default_error_handler(
+                RedeliveryPolicy(max_redeliveries=5, delay=1.0, backoff_multiplier=2)
+            )
+        )
         (
-            self.from_(ep["dead_letters"])
+            self.from_(self.endpoints["dead_letters"])
             .route_id("crm-customer-events-dead")
-            .log("dead-lettered CRM event: {body}", level=30)
+            .description("dead-lettered CRM events -> dead-letter files with the failure headers")
+            .set_property(DEAD_LETTER_FILE, dead_letter_file_name)  # from the event, not the file
+            .transform(dead_letter)
+            .set_header(H.FILE_NAME, exchange_property(DEAD_LETTER_FILE))
+            .to(f"file:{dead_letters('customer-events', self.data)}")
+            .log(dead_letter_logged, level=30)
         )
 
 
@@ -169,6 +247,13 @@ class DemoEvents(RouteBuilder):
             self.from_("timer:crm-demo-events?repeat_count=1&delay=0.5")
             .route_id("crm-demo-events")
             .filter(lambda ex: demo_enabled())
-            .set_body(lambda ex: SAMPLE_EVENTS)
-            .split(body(), pipeline().marshal(json()).to(endpoints()["publish_event"]))
+            .set_body(lambda ex: sample_events())
+            .split(
+                body(),
+                pipeline()
+                .set_header(MESSAGE_ID, lambda ex: ex.body[0])
+                .set_header("rabbitmq.content_type", "application/json")
+                .set_body(lambda ex: ex.body[1])
+                .to(endpoints()["publish_event"]),
+            )
         )

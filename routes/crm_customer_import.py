@@ -1,23 +1,25 @@
-"""CRM customer export -> ERP inbox.
+"""CRM customer export -> ERP customer file.
 
-The CRM drops a CSV export of its customers into ``<data>/crm/export``. For each file:
+The CRM drops a CSV export of its customers into ``<data>/inbox/crm-customer-export/``. For
+each file:
 
 1. the CSV is read (a file that is not valid CSV fails and moves to ``.error``);
 2. rows missing a required field, or with values that do not convert, are rejected with
    their line and reason; a customer id seen before in the same file is skipped;
-3. the remaining rows are mapped to ERP customer records and written as one JSON file into
-   ``<data>/erp/inbox`` (atomically, so the ERP never reads half a file);
-4. rejected rows go to a dead-letter CSV in ``<data>/crm/rejected`` with the reason;
+3. the remaining rows are mapped to ERP customer records and written as one JSON file,
+   ``<data>/outbox/erp-customers/erp-customers-<export stem>.json`` (atomically, so the ERP
+   never reads half a file);
+4. rejected rows go to ``<data>/rejected/customer-import/rejected-<export stem>.csv`` with
+   their line and reason;
 5. the export moves to ``.done`` only after both files are written (at-least-once).
 
 ``<data>`` is ``$EIP_DATA_DIR`` (default ``./data``). With ``EIP_DEMO`` not ``0``, a one-shot
-timer route copies ``routes/samples/crm_customers.csv`` into the export directory at start.
+timer route copies ``routes/samples/crm_customers.csv`` into the inbox at start; three of its
+rows are rejected (a missing e-mail, a revenue and a date that do not convert).
 """
 
 from __future__ import annotations
 
-import os
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -26,10 +28,12 @@ from eip import headers as H
 from eip.dataformats import csv, json
 from eip.errors import MappingError
 from eip.mapping import FieldMapper, chain, drop, field, lower, scale, strip, to_date, upper
+from routes._support import SAMPLES, copy_samples, data_dir, demo_enabled, inbox, outbox, rejected
 from routes.crm_models import ErpCustomer, ImportBatch, RejectedRow
 
 REQUIRED = ("customer_id", "email", "last_name", "segment")
-SAMPLE = Path(__file__).parent / "samples" / "crm_customers.csv"
+SAMPLE = SAMPLES / "crm_customers.csv"
+INBOX = "crm-customer-export"
 
 to_erp_customer = FieldMapper(
     field("customer_number", source="customer_id", convert=lambda v: f"C-{int(v):06d}"),
@@ -44,10 +48,6 @@ to_erp_customer = FieldMapper(
     drop("internal_notes"),
     target=ErpCustomer,
 )
-
-
-def data_dir() -> Path:
-    return Path(os.environ.get("EIP_DATA_DIR", "data"))
 
 
 def clean(exchange: Exchange) -> ImportBatch:
@@ -86,14 +86,8 @@ def output_name(prefix: str, suffix: str) -> Any:
 
 
 def seed_demo_file(exchange: Exchange) -> None:
-    if os.environ.get("EIP_DEMO", "1") == "0":
-        return
-    export = data_dir() / "crm" / "export"
-    export.mkdir(parents=True, exist_ok=True)
-    target = export / SAMPLE.name
-    temp = export / f".{SAMPLE.name}.tmp"
-    shutil.copyfile(SAMPLE, temp)
-    temp.replace(target)  # atomic: the file route never sees half a file
+    if demo_enabled():
+        copy_samples([SAMPLE], inbox(INBOX))
 
 
 class CrmCustomerImport(RouteBuilder):
@@ -102,11 +96,10 @@ class CrmCustomerImport(RouteBuilder):
         self.data = data if data is not None else data_dir()
 
     def configure(self) -> None:
-        export = self.data / "crm" / "export"
         (
-            self.from_(f"file:{export}?include=*.csv&poll=1")
+            self.from_(f"file:{inbox(INBOX, self.data)}?include=*.csv&poll=1")
             .route_id("crm-customer-import")
-            .description("CRM customer CSV export -> ERP inbox JSON, rejects to a dead-letter CSV")
+            .description("CRM customer CSV export -> ERP customer JSON, rejected rows to a CSV")
             .set_property("source_file", header(H.FILE_NAME))
             .unmarshal(csv())
             .transform(clean)
@@ -128,7 +121,7 @@ class CrmCustomerImport(RouteBuilder):
             .filter(body().map(bool))
             .marshal(json())
             .set_header(H.FILE_NAME, output_name("erp-customers-", "json"))
-            .to(f"file:{self.data / 'erp' / 'inbox'}")
+            .to(f"file:{outbox('erp-customers', self.data)}")
         )
         (
             self.from_("direct:crm-rejected-rows")
@@ -137,7 +130,7 @@ class CrmCustomerImport(RouteBuilder):
             .filter(body().map(bool))
             .marshal(csv(RejectedRow))
             .set_header(H.FILE_NAME, output_name("rejected-", "csv"))
-            .to(f"file:{self.data / 'crm' / 'rejected'}")
+            .to(f"file:{rejected('customer-import', self.data)}")
         )
 
 

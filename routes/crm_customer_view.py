@@ -2,17 +2,17 @@
 
 Two systems describe the same customer, each from its side, each on its own schedule:
 
-- the CRM drops ``<data>/crm/customers-json/*.json``, one customer each (name, e-mail, segment,
-  account manager, ...);
-- the ERP drops ``<data>/erp/customers-xml/*.xml``, one ``<customer id="...">`` each (account
-  number, credit limit, payment terms, blocked flag, ...).
+- the CRM drops ``<data>/inbox/crm-customer-json/*.json``, one customer each (name, e-mail,
+  segment, account manager, ...);
+- the ERP drops ``<data>/inbox/erp-customer-xml/*.xml``, one ``<customer id="...">`` each
+  (account number, credit limit, payment terms, blocked flag, ...).
 
 Each inbox has a route that reads its file (``json(CrmCustomer)`` / ``xml(as_dict=True)``),
 maps it to its side of the view (:class:`CrmProfile` / :class:`ErpAccount`), sets the ``source``
 header (``crm`` or ``erp``), the ``customer_id`` header and ``eip.message.id``, and calls
 ``direct:customer-view``. That route aggregates by customer id (:func:`merge_sides` puts each
 side into a :class:`ViewParts`), and when a group completes, writes
-``<data>/views/customer-<id>.json`` (a :class:`CustomerView`).
+``<data>/outbox/customer-views/customer-<id>.json`` (a :class:`CustomerView`).
 
 Decisions:
 
@@ -24,6 +24,11 @@ Decisions:
   customer) the group completes with what it has; the missing side is listed in ``missing``.
   If an earlier view of the customer has that side, it is carried over (and listed in
   ``carried_over``): a CRM-only update must not erase the customer's ERP credit data.
+- **A document that does not read or map is rejected, not retried.** It can never succeed as
+  it is: its dead-letter envelope (``routes/_support.py``: the failure headers, the file's
+  headers and its content as it came) goes to ``<data>/rejected/customer-view/<file>.json``,
+  and the file moves to ``.done``. Fix it and drop it again. Any other failure (the
+  repository cannot be written) fails the file, which moves to ``.error``.
 - **Durable and restart-safe.** Open groups live in ``<data>/state/customer-view.db``
   (:class:`SqliteAggregationRepository`) and are *not* completed on shutdown
   (``force_completion_on_stop=False``): a restart of the server must not flush half views; the
@@ -38,7 +43,9 @@ Decisions:
   (``unknown="ignore"``), so an ERP release adding a field does not stop the view.
 
 ``<data>`` is ``$EIP_DATA_DIR`` (default ``./data``). With ``EIP_DEMO`` not ``0``, a one-shot
-timer route copies ``routes/samples/customer_view/{crm,erp}/*`` into the inboxes at start.
+timer route copies ``routes/samples/customer_view/{crm,erp}/*`` into the inboxes at start;
+``erp/customer-1005.xml`` has a credit limit in German notation (``12.500,00``) and is
+rejected.
 """
 
 from __future__ import annotations
@@ -52,12 +59,30 @@ from typing import Annotated
 
 import msgspec
 
-from eip import Exchange, RouteBuilder, body, header
+from eip import (
+    Exchange,
+    MappingError,
+    RouteBuilder,
+    UnmarshalError,
+    body,
+    exchange_property,
+    header,
+)
 from eip import headers as H
 from eip.dataformats import json, xml
 from eip.mapping import FieldMapper, chain, drop, field, lower, scale, strip, to_bool, to_int, upper
 from eip.stores import SqliteAggregationRepository
-from routes._support import SAMPLES, copy_samples, data_dir, demo_enabled
+from routes._support import (
+    SAMPLES,
+    copy_samples,
+    data_dir,
+    dead_letter,
+    demo_enabled,
+    inbox,
+    outbox,
+    rejected,
+    state,
+)
 
 __all__ = [
     "CrmCustomer",
@@ -76,6 +101,9 @@ log = logging.getLogger("routes.customer_view")
 SOURCE = "source"
 CUSTOMER_ID = "customer_id"
 VIEW = "customer_view"  # exchange property: the view being written
+RAW = "customer_view.raw"  # exchange property: the file as it came (for a rejection)
+CRM_INBOX = "crm-customer-json"
+ERP_INBOX = "erp-customer-xml"
 SIDES = ("crm", "erp")
 COMPLETION_TIMEOUT = 3600.0
 SAMPLE_DIR = SAMPLES / "customer_view"
@@ -131,7 +159,7 @@ class ViewParts(msgspec.Struct):
 
 
 class CustomerView(msgspec.Struct):
-    """What ``<data>/views/customer-<id>.json`` holds."""
+    """What ``<data>/outbox/customer-views/customer-<id>.json`` holds."""
 
     customer_id: str
     crm: CrmProfile | None
@@ -264,11 +292,25 @@ class CustomerViewBuilder(RouteBuilder):
         self.timeout = timeout
 
     def configure(self) -> None:
-        views = self.data / "views"
+        views = outbox("customer-views", self.data)
         (
-            self.from_(f"file:{self.data / 'crm' / 'customers-json'}?include=*.json&poll=1")
+            self.on_exception(UnmarshalError, MappingError)
+            .handled()
+            .log(
+                "customer view: rejected {headers[eip.file.name]}: "
+                "{headers[eip.exception.message]}",
+                level=30,
+            )
+            .set_body(exchange_property(RAW))
+            .transform(dead_letter)
+            .set_header(H.FILE_NAME, header(H.FILE_NAME).map("{}.json".format))
+            .to(f"file:{rejected('customer-view', self.data)}")
+        )
+        (
+            self.from_(f"file:{inbox(CRM_INBOX, self.data)}?include=*.json&poll=1")
             .route_id("crm-customer-json")
             .description("CRM customer JSON -> the CRM side of the customer view")
+            .set_property(RAW, body())
             .unmarshal(json(CrmCustomer))
             .set_header(SOURCE, "crm")
             .set_header(CUSTOMER_ID, body("id"))
@@ -277,9 +319,10 @@ class CustomerViewBuilder(RouteBuilder):
             .to("direct:customer-view")
         )
         (
-            self.from_(f"file:{self.data / 'erp' / 'customers-xml'}?include=*.xml&poll=1")
+            self.from_(f"file:{inbox(ERP_INBOX, self.data)}?include=*.xml&poll=1")
             .route_id("erp-customer-xml")
             .description("ERP customer XML -> the ERP side of the customer view")
+            .set_property(RAW, body())
             .unmarshal(xml(as_dict=True, root="customer"))
             .transform(body("customer"))
             .set_header(SOURCE, "erp")
@@ -291,7 +334,7 @@ class CustomerViewBuilder(RouteBuilder):
         (
             self.from_("direct:customer-view")
             .route_id("customer-view")
-            .description("merge the CRM and ERP sides by customer id -> views/customer-<id>.json")
+            .description("merge the CRM and ERP sides by customer id -> customer-<id>.json")
             .aggregate(
                 header(CUSTOMER_ID),
                 merge_sides,
@@ -299,7 +342,7 @@ class CustomerViewBuilder(RouteBuilder):
                 completion_timeout=self.timeout,
                 force_completion_on_stop=False,
                 repository=SqliteAggregationRepository(
-                    self.data / "state" / "customer-view.db", name="customer-view"
+                    state("customer-view.db", self.data), name="customer-view"
                 ),
             )
             .transform(build_view)
@@ -314,9 +357,8 @@ class CustomerViewBuilder(RouteBuilder):
 
 def seed_demo_customers(exchange: Exchange) -> None:
     if demo_enabled():
-        data = data_dir()
-        copy_samples(sorted((SAMPLE_DIR / "crm").glob("*.json")), data / "crm" / "customers-json")
-        copy_samples(sorted((SAMPLE_DIR / "erp").glob("*.xml")), data / "erp" / "customers-xml")
+        copy_samples(sorted((SAMPLE_DIR / "crm").glob("*.json")), inbox(CRM_INBOX))
+        copy_samples(sorted((SAMPLE_DIR / "erp").glob("*.xml")), inbox(ERP_INBOX))
 
 
 class CustomerViewDemoSeed(RouteBuilder):

@@ -1,7 +1,7 @@
 """Marketing lead feed -> CRM leads, each lead once.
 
 The marketing platform drops NDJSON files (one lead per line) into
-``<data>/crm/leads/incoming``. For each file, line by line:
+``<data>/inbox/marketing-leads/``. For each file, line by line:
 
 1. the line is decoded into a :class:`Lead` (msgspec validates types and the id's shape);
 2. only leads whose ``source`` is "web promotion" go on (compared trimmed and case-folded:
@@ -9,14 +9,14 @@ The marketing platform drops NDJSON files (one lead per line) into
 3. the lead is mapped to a :class:`CrmLead` (e-mail lower-cased and checked, country upper-cased);
 4. the idempotent consumer lets each lead id through once, ever, across files and restarts: the
    ids live in ``<data>/state/leads.db`` (SQLite, :class:`SqliteIdempotentRepository`);
-5. the CRM lead is written to ``<data>/crm/leads/accepted/lead-<id>.json`` (atomically).
+5. the CRM lead is written to ``<data>/outbox/crm-leads/lead-<id>.json`` (atomically).
 
 Decisions:
 
 - **A bad line is rejected on its own, not the whole file.** Leads go cold within hours; one
   malformed line from the marketing platform must not hold back the good leads beside it. The
   bad line is not dropped either: it goes, with its line number, the reason and its original
-  text, to ``<data>/crm/leads/rejected/rejected-<file stem>.json``, and the file still moves
+  text, to ``<data>/rejected/lead-feed/rejected-<file stem>.json``, and the file still moves
   to ``.done``. Re-sending a corrected line (or the whole file) is safe: ids already accepted
   are skipped as duplicates. This is also why the split does not use ``json_lines(Lead)``: it
   decodes inside the split expression, so its first bad line aborts the whole split (and,
@@ -30,12 +30,13 @@ Decisions:
   re-sent with the same id, must pass.
 - **Infrastructure failures fail the file.** If a lead cannot be written (disk full), its id
   is released, the split stops (``stop_on_exception``) and the file goes to ``.error``. Moving
-  it back into ``incoming`` re-runs it: leads already written are skipped as duplicates.
+  it back into the inbox re-runs it: leads already written are skipped as duplicates.
 - Lead ids are kept for ever (a few bytes each); pass ``ttl=`` to the repository to expire
   them. The id must match ``[A-Za-z0-9][A-Za-z0-9_-]{0,63}`` because it names the output file.
 
 ``<data>`` is ``$EIP_DATA_DIR`` (default ``./data``). With ``EIP_DEMO`` not ``0``, a one-shot
-timer route copies ``routes/samples/lead_feed/*.ndjson`` into the inbox at start.
+timer route copies ``routes/samples/lead_feed/*.ndjson`` into the inbox at start; three of
+their lines are rejected (an e-mail that is no address, a number for one, a line cut short).
 """
 
 from __future__ import annotations
@@ -53,7 +54,16 @@ from eip import headers as H
 from eip.dataformats import json
 from eip.mapping import FieldMapper, chain, drop, field, lower, strip, upper
 from eip.stores import SqliteIdempotentRepository
-from routes._support import SAMPLES, copy_samples, data_dir, demo_enabled
+from routes._support import (
+    SAMPLES,
+    copy_samples,
+    data_dir,
+    demo_enabled,
+    inbox,
+    outbox,
+    rejected,
+    state,
+)
 
 __all__ = [
     "CrmLead",
@@ -69,6 +79,7 @@ __all__ = [
 
 WEB_PROMOTION = "web promotion"
 SAMPLE_DIR = SAMPLES / "lead_feed"
+INBOX = "marketing-leads"
 
 # Exchange properties of one line (a split part) and of the file.
 SOURCE_FILE = "lead.source_file"
@@ -230,8 +241,7 @@ class CrmLeadFeed(RouteBuilder):
         self.data = data if data is not None else data_dir()
 
     def configure(self) -> None:
-        leads = self.data / "crm" / "leads"
-        seen = SqliteIdempotentRepository(self.data / "state" / "leads.db")
+        seen = SqliteIdempotentRepository(state("leads.db", self.data))
         # Per line (split part): a line that does not decode or map is rejected, not fatal.
         self.on_exception(UnmarshalError, MappingError).handled().process(reject_line)
         each_line = (
@@ -246,11 +256,11 @@ class CrmLeadFeed(RouteBuilder):
             .idempotent_consumer(body("external_id"), seen)
             .set_header(H.FILE_NAME, body("external_id").map("lead-{}.json".format))
             .marshal(json())
-            .to(f"file:{leads / 'accepted'}")
+            .to(f"file:{outbox('crm-leads', self.data)}")
             .set_property(OUTCOME, "accepted")
         )
         (
-            self.from_(f"file:{leads / 'incoming'}?include=*.ndjson&poll=1")
+            self.from_(f"file:{inbox(INBOX, self.data)}?include=*.ndjson&poll=1")
             .route_id("crm-lead-feed")
             .description("marketing NDJSON leads -> one CRM lead file per new web-promotion lead")
             .set_property(SOURCE_FILE, header(H.FILE_NAME))
@@ -261,14 +271,13 @@ class CrmLeadFeed(RouteBuilder):
             .transform(body("rejected"))
             .marshal(json())
             .set_header(H.FILE_NAME, rejects_file_name)
-            .to(f"file:{leads / 'rejected'}")
+            .to(f"file:{rejected('lead-feed', self.data)}")
         )
 
 
 def seed_demo_leads(exchange: Exchange) -> None:
     if demo_enabled():
-        incoming = data_dir() / "crm" / "leads" / "incoming"
-        copy_samples(sorted(SAMPLE_DIR.glob("*.ndjson")), incoming)
+        copy_samples(sorted(SAMPLE_DIR.glob("*.ndjson")), inbox(INBOX))
 
 
 class LeadFeedDemoSeed(RouteBuilder):

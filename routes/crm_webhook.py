@@ -8,8 +8,9 @@ ignores inactive customers, maps the customer to the ERP's record and PUTs it to
 The CRM gets ``{"status": "synced", "erp_id": ...}``.
 
 Failures: a failed ERP call (status >= 400, time-out, connection refused) is retried three
-times with backoff; then the original webhook is dead-lettered to
-``<data>/crm/webhook-dead/<event_id>.json`` with the failure headers, and the CRM gets 202
+times with backoff; then the webhook as received is dead-lettered to
+``<data>/dead-letter/webhook/<event_id>.json`` (the envelope of ``routes/_support.py``: the
+failure headers, the request's headers without its API key, the webhook), and the CRM gets 202
 ``{"status": "dead-lettered"}``: eip has taken responsibility for it, so the CRM need not retry.
 An ``event_id`` that is not a plain file name (a ``/``, a NUL, ``..``) is written as
 ``event-<hash>.json`` instead (the id is inside). If the dead letter cannot be written, the CRM
@@ -20,31 +21,41 @@ shapes the CRM's answer: a dead letter channel is sent one way (a copy, in-only)
 dead-letter route does never becomes the caller's reply.
 
 Demo (``EIP_DEMO`` not ``0``): a small ERP served by eip itself at ``/demo/erp`` stores each
-upsert in ``<data>/erp/api/``, a one-shot timer posts the sample webhook, and
-``$CRM_WEBHOOK_KEYS`` / ``$ERP_API_TOKEN`` default to demo values. Without the demo, both must be
-set, or the routes fail at start naming the variable.
+upsert in ``<data>/demo/erp-api/``, a one-shot timer posts the webhooks of
+``routes/samples/webhooks/`` (in file-name order), and ``$CRM_WEBHOOK_KEYS`` /
+``$ERP_API_TOKEN`` default to demo values. The demo ERP answers 503 (maintenance) for customer
+``C-001013``, so ``evt-20261123-0002.json`` is retried and then dead-lettered. Without the
+demo, both variables must be set, or the routes fail at start naming the variable.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
-import re
-from typing import Literal
+from typing import Any, Literal
 
 import msgspec
 
-from eip import RedeliveryPolicy, RouteBuilder, body, exchange_property, otherwise, when
+from eip import RedeliveryPolicy, RouteBuilder, body, exchange_property, otherwise, pipeline, when
 from eip import headers as H
 from eip.components.http import http_client, http_server
 from eip.dataformats import json
 from eip.mapping import FieldMapper, chain, field, lower, strip, upper
-from routes._support import data_dir, demo_enabled
+from routes._support import (
+    SAMPLES,
+    dead_letter,
+    dead_letters,
+    demo_enabled,
+    demo_output,
+    safe_file_name,
+)
 
 WEBHOOK_PATH = "/webhooks/crm/customer-changed"
 #: Property: the webhook as received (the dead letter keeps it, not the ERP record made from it).
 WEBHOOK_PROPERTY = "crm.webhook"
-_PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,150}")
+SAMPLE_DIR = SAMPLES / "webhooks"
+#: Customers the demo ERP answers 503 for (it is "migrating" them): their webhooks are retried,
+#: then dead-lettered.
+DEMO_MAINTENANCE = frozenset({"C-001013"})
 
 
 class WebhookAddress(msgspec.Struct, frozen=True):
@@ -106,18 +117,14 @@ to_erp = FieldMapper(
     target=ErpCustomer,
 )
 
-SAMPLE_WEBHOOK = {
-    "event_id": "evt-20261123-0001",
-    "changed_at": "2026-11-23T06:00:00Z",
-    "customer": {
-        "id": 1001,
-        "name": " Ada Lovelace ",
-        "email": "Ada@Example.com",
-        "segment": "b2b",
-        "active": True,
-        "address": {"street": "1 Analytical St", "city": "London", "zip": "N1", "country": "gb"},
-    },
-}
+
+def sample_webhooks() -> list[bytes]:
+    """The sample webhooks, in file-name order, as the files have them."""
+    return [path.read_bytes() for path in sorted(SAMPLE_DIR.glob("*.json"))]
+
+
+#: The first sample (synced by the demo ERP), decoded.
+SAMPLE_WEBHOOK: dict[str, Any] = msgspec.json.decode(sample_webhooks()[0])
 
 
 def http_port() -> int:
@@ -132,10 +139,7 @@ def erp_url() -> str:
 def dead_letter_name(event_id: str) -> str:
     """``<event_id>.json``, or ``event-<hash>.json`` when the id is not a plain file name: the
     CRM chooses event ids, and a dead letter must be written whatever it sent."""
-    if _PLAIN_NAME.fullmatch(event_id) and ".." not in event_id:
-        return f"{event_id}.json"
-    digest = hashlib.sha256(event_id.encode("utf-8", "surrogatepass")).hexdigest()[:20]
-    return f"event-{digest}.json"
+    return safe_file_name(event_id)
 
 
 def _demo_credentials() -> None:
@@ -192,9 +196,11 @@ class CrmCustomerWebhook(RouteBuilder):
             self.from_("direct:crm-webhook-dead")
             .route_id("crm-webhook-dead")
             .set_body(exchange_property(WEBHOOK_PROPERTY))
-            .set_header(H.FILE_NAME, lambda ex: dead_letter_name(ex.body.event_id))
-            .marshal(json())
-            .to(f"file:{data_dir() / 'crm' / 'webhook-dead'}")
+            .transform(dead_letter)
+            .set_header(
+                H.FILE_NAME, lambda ex: dead_letter_name(ex.properties[WEBHOOK_PROPERTY].event_id)
+            )
+            .to(f"file:{dead_letters('webhook')}")
             .log("CRM webhook dead-lettered: {headers[eip.exception.message]}", level=30)
         )
 
@@ -218,22 +224,33 @@ class DemoErpApi(RouteBuilder):
                 )
             )
             .route_id("demo-erp-customers")
-            .set_header(H.FILE_NAME, lambda ex: f"{ex.body.customer_number}.json")
-            .marshal(json())
-            .to(f"file:{data_dir() / 'erp' / 'api'}")
-            .set_body(lambda ex: ErpAck(erp_id=f"E-{ex.headers['customer_number']}"))
+            .choice(
+                when(lambda ex: ex.body.customer_number in DEMO_MAINTENANCE)
+                .set_header(H.HTTP_STATUS, 503)
+                .set_body(lambda ex: {"error": f"{ex.body.customer_number} is being migrated"})
+                .stop(),
+                otherwise()
+                .set_header(H.FILE_NAME, lambda ex: f"{ex.body.customer_number}.json")
+                .marshal(json())
+                .to(f"file:{demo_output('erp-api')}")
+                .set_body(lambda ex: ErpAck(erp_id=f"E-{ex.headers['customer_number']}")),
+            )
         )
         (
             self.from_("timer:crm-webhook-demo?repeat_count=1&delay=0.5")
             .route_id("crm-webhook-demo")
-            .set_body(lambda ex: msgspec.json.encode(SAMPLE_WEBHOOK))
-            .set_header("content-type", "application/json")
-            .set_header("x-api-key", lambda ex: os.environ["CRM_WEBHOOK_KEYS"].split(",")[0])
-            .to(
-                http_client(
-                    f"http://127.0.0.1:{http_port()}{WEBHOOK_PATH}",
-                    copy_headers=["x-api-key"],
+            .set_body(lambda ex: sample_webhooks())
+            .split(
+                body(),
+                pipeline()
+                .set_header("content-type", "application/json")
+                .set_header("x-api-key", lambda ex: os.environ["CRM_WEBHOOK_KEYS"].split(",")[0])
+                .to(
+                    http_client(
+                        f"http://127.0.0.1:{http_port()}{WEBHOOK_PATH}",
+                        copy_headers=["x-api-key"],
+                    )
                 )
+                .log("CRM webhook answered {body}"),
             )
-            .log("CRM webhook answered {body}")
         )

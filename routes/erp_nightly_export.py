@@ -1,17 +1,19 @@
 """ERP nightly export -> batches of CRM account records.
 
 Every night the ERP drops a CSV export of its customer accounts (balance, credit limit, days
-overdue, ...) into ``<data>/erp/export``; it can have hundreds of thousands of rows. For each
-export file:
+overdue, ...) into ``<data>/inbox/erp-account-export/``; it can have hundreds of thousands of
+rows. For each export file:
 
 1. the rows are read one at a time (``csv_rows(ErpAccountRow)``: typed and checked, a bad row
    names its line and column);
 2. ``groups(500, ...)`` re-batches them into lists of 500 rows;
 3. each batch is mapped to :class:`AccountStatus` records and written as
-   ``<data>/erp/batches/<export stem>-<batch number>.json`` (1-based, 4 digits, from the split
-   index, so the files sort in order);
+   ``<data>/outbox/crm-account-batches/<export stem>-<batch number>.json`` (1-based, 4 digits,
+   from the split index, so the files sort in order);
 4. after the last batch, ``<export stem>.manifest.json`` lists the batches and the row count;
-5. the export moves to ``.done`` (or ``.error``).
+5. the export moves to ``.done``; a bad row fails it: it moves to ``.error``, and
+   ``<data>/rejected/erp-nightly-export/<export stem>.json`` says why (the dead-letter
+   envelope of ``routes/_support.py``: the failure headers, the file's headers, its path).
 
 Decisions:
 
@@ -23,10 +25,12 @@ Decisions:
   files under the same names (atomically replaced): re-running an export is idempotent.
 - **All or nothing per export, announced by a manifest.** A nightly export is a snapshot: a
   bad row fails the export (it goes to ``.error`` with the line in the log) rather than
-  publishing a snapshot with holes. Batches written before the bad row stay, but the manifest
-  is written only after the last batch, so a consumer of the batches loads an export only
-  once its manifest is there (the ``_SUCCESS`` convention). The manifest is also the truth
-  about which batches belong to an export, should an earlier run have left more.
+  publishing a snapshot with holes. The export stays whole in ``.error`` to be fixed and
+  moved back, and the rejection names the line and column. Batches written before the bad row
+  stay, but the manifest is written only after the last batch, so a consumer of the batches
+  loads an export only once its manifest is there (the ``_SUCCESS`` convention). The
+  manifest is also the truth about which batches belong to an export, should an earlier run
+  have left more.
 - **Streaming from the file.** The ``file:`` consumer runs with ``stream=true``: it does not
   read the export, the body is the file's path, and the splitter reads rows from disk. Memory
   stays at two batches (the one being written and the next, which the splitter reads ahead to
@@ -36,7 +40,10 @@ Decisions:
   the order of the export, and memory stays bounded.
 
 ``<data>`` is ``$EIP_DATA_DIR`` (default ``./data``). With ``EIP_DEMO`` not ``0``, a one-shot
-timer route copies ``routes/samples/erp_export/*.csv`` into the export directory at start.
+timer route copies ``routes/samples/erp_export/*.csv`` into the inbox at start:
+``erp_accounts_20240502.csv`` has 1,234 rows (the first 12 written by hand, the rest
+generated), hence batches of 500, 500 and 234; ``erp_accounts_20240503.csv`` has a status the
+interface does not know (``dormant``) on line 5 and is rejected.
 """
 
 from __future__ import annotations
@@ -48,12 +55,22 @@ from typing import Literal
 
 import msgspec
 
-from eip import Exchange, RouteBuilder, body, header, pipeline
+from eip import Exchange, MappingError, RouteBuilder, body, exchange_property, header, pipeline
 from eip import headers as H
 from eip.dataformats import json
+from eip.errors import DataFormatError
 from eip.mapping import FieldMapper, chain, field, scale, strip, upper
 from eip.splitters import csv_rows, groups
-from routes._support import SAMPLES, copy_samples, data_dir, demo_enabled
+from routes._support import (
+    SAMPLES,
+    copy_samples,
+    data_dir,
+    dead_letter,
+    demo_enabled,
+    inbox,
+    outbox,
+    rejected,
+)
 
 __all__ = [
     "BATCH_SIZE",
@@ -68,6 +85,7 @@ __all__ = [
 
 BATCH_SIZE = 500
 SAMPLE_DIR = SAMPLES / "erp_export"
+INBOX = "erp-account-export"
 # Exchange properties: the export's stem, the rows of a batch, the manifest.
 EXPORT = "erp.export"
 BATCH_ROWS = "erp.batch_rows"
@@ -179,7 +197,14 @@ class ErpNightlyExport(RouteBuilder):
         self.batch_size = batch_size
 
     def configure(self) -> None:
-        batches = f"file:{self.data / 'erp' / 'batches'}"
+        batches = f"file:{outbox('crm-account-batches', self.data)}"
+        # A row that does not read or map rejects the export (not handled: it goes to .error).
+        (
+            self.on_exception(DataFormatError, MappingError)
+            .transform(dead_letter)
+            .set_header(H.FILE_NAME, exchange_property(EXPORT).map("{}.json".format))
+            .to(f"file:{rejected('erp-nightly-export', self.data)}")
+        )
         batches_of_rows = groups(self.batch_size, csv_rows(ErpAccountRow))
         each_batch = (
             pipeline()
@@ -190,7 +215,7 @@ class ErpNightlyExport(RouteBuilder):
             .to(batches)
         )
         (
-            self.from_(f"file:{self.data / 'erp' / 'export'}?include=*.csv&poll=1&stream=true")
+            self.from_(f"file:{inbox(INBOX, self.data)}?include=*.csv&poll=1&stream=true")
             .route_id("erp-nightly-export")
             .description(
                 f"ERP nightly CSV export -> JSON batches of {self.batch_size} accounts + a manifest"
@@ -213,12 +238,11 @@ class ErpNightlyExport(RouteBuilder):
 
 def seed_demo_export(exchange: Exchange) -> None:
     if demo_enabled():
-        copy_samples(sorted(SAMPLE_DIR.glob("*.csv")), data_dir() / "erp" / "export")
+        copy_samples(sorted(SAMPLE_DIR.glob("*.csv")), inbox(INBOX))
 
 
 class ErpExportDemoSeed(RouteBuilder):
-    """Copies the sample export into the export directory once at start (EIP_DEMO=0 turns it
-    off)."""
+    """Copies the sample exports into the inbox once at start (EIP_DEMO=0 turns it off)."""
 
     def configure(self) -> None:
         (

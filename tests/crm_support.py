@@ -1,4 +1,5 @@
-"""Waiting helpers shared by the example-route tests (real files, manual clock)."""
+"""Helpers shared by the example-route tests: waiting on real files (and the manual clock),
+and reading the dead-letter envelopes of ``routes/_support.py``."""
 
 from __future__ import annotations
 
@@ -6,9 +7,11 @@ import asyncio
 from collections.abc import Callable
 from pathlib import Path
 
+from eip import headers as H
 from eip.testing import ManualClock
+from routes._support import FAILURE_HEADERS, DeadLetter, read_dead_letter
 
-__all__ = ["poll_until", "wait_for_file"]
+__all__ = ["assert_failure", "poll_until", "read_letter", "wait_for_file"]
 
 
 async def wait_for_file(path: Path, timeout: float = 5.0) -> None:
@@ -30,3 +33,24 @@ async def poll_until(clock: ManualClock, done: Callable[[], bool], timeout: floa
         await clock.advance(1)
         await asyncio.sleep(0.01)
     raise AssertionError(f"{done} did not come true")
+
+
+def read_letter(path: Path) -> DeadLetter:
+    """The dead-letter envelope written at ``path``."""
+    return read_dead_letter(path.read_bytes())
+
+
+def assert_failure(letter: DeadLetter, error: str, route: str, message: str) -> None:
+    """The envelope carries every failure header: the error's type (``error`` is its class
+    name), its message (which contains ``message``), the route that failed, the endpoint
+    (a step's label, not checked here) and the redeliveries made. None of the failure headers
+    is repeated among the other headers."""
+    failure = letter.failure
+    assert list(failure) == list(FAILURE_HEADERS)
+    assert failure[H.EXCEPTION_TYPE] == f"eip.errors.{error}"
+    assert message in failure[H.EXCEPTION_MESSAGE]
+    assert failure[H.FAILURE_ROUTE] == route
+    assert isinstance(failure[H.FAILURE_ENDPOINT], str)
+    assert failure[H.FAILURE_ENDPOINT]
+    assert isinstance(failure[H.REDELIVERY_COUNT], int)
+    assert not set(FAILURE_HEADERS) & set(letter.headers)

@@ -10,6 +10,7 @@ import msgspec
 import pytest
 
 from eip import Context
+from eip import headers as H
 from eip.testing import ManualClock
 from routes.crm_customer_view import (
     COMPLETION_TIMEOUT,
@@ -20,7 +21,7 @@ from routes.crm_customer_view import (
     CustomerViewDemoSeed,
     ErpAccount,
 )
-from tests.crm_support import poll_until, wait_for_file
+from tests.crm_support import assert_failure, poll_until, read_letter, wait_for_file
 
 LOVELACE_CRM = CrmProfile(
     name="Lovelace Analytics Ltd",
@@ -44,7 +45,7 @@ LOVELACE_ERP = ErpAccount(
 
 
 def inbox(data: Path, side: str) -> Path:
-    return data / "crm" / "customers-json" if side == "crm" else data / "erp" / "customers-xml"
+    return data / "inbox" / ("crm-customer-json" if side == "crm" else "erp-customer-xml")
 
 
 def drop_sample(data: Path, side: str, name: str, content: bytes | None = None) -> Path:
@@ -58,7 +59,11 @@ def drop_sample(data: Path, side: str, name: str, content: bytes | None = None) 
 
 
 def view_path(data: Path, customer_id: str) -> Path:
-    return data / "views" / f"customer-{customer_id}.json"
+    return data / "outbox" / "customer-views" / f"customer-{customer_id}.json"
+
+
+def rejection(data: Path, name: str) -> Path:
+    return data / "rejected" / "customer-view" / f"{name}.json"
 
 
 def read_view(data: Path, customer_id: str) -> CustomerView:
@@ -113,7 +118,7 @@ async def test_samples_complete_now_or_after_the_timeout(
         2,
     )
     assert hopper.erp.vat_id == "DE811234567"
-    assert sorted(p.name for p in (tmp_path / "views").iterdir()) == [
+    assert sorted(p.name for p in view_path(tmp_path, "1001").parent.iterdir()) == [
         "customer-1001.json",
         "customer-1002.json",
     ]
@@ -223,16 +228,50 @@ async def test_open_groups_survive_a_restart(
     assert (view.crm, view.erp, view.missing) == (LOVELACE_CRM, LOVELACE_ERP, [])
 
 
-async def test_a_broken_document_goes_to_the_error_directory(
+async def test_the_failure_sample_is_rejected_with_the_failure_headers(
     eip_context: Context, tmp_path: Path
 ) -> None:
-    drop_sample(tmp_path, "erp", "bad.xml", b'<customer id="1009"><accountNumber>D-1</customer>')
+    """The demo's failure path: customer-1005.xml has a credit limit in German notation."""
+    sample = (SAMPLE_DIR / "erp" / "customer-1005.xml").read_bytes()
+    done = drop_sample(tmp_path, "erp", "customer-1005.xml")
+    eip_context.add_routes(CustomerViewBuilder(tmp_path))
+    await eip_context.start()
+    await wait_for_file(done)  # handled: a rejection completes the file
+    letter = read_letter(rejection(tmp_path, "customer-1005.xml"))
+    assert_failure(letter, "MappingError", "erp-customer-xml", "cannot convert '12.500,00'")
+    assert letter.failure[H.FAILURE_ENDPOINT] == "map_fields(FieldMapper)"
+    assert letter.headers[H.FILE_NAME] == "customer-1005.xml"
+    assert (letter.body_encoding, letter.original_body()) == ("text", sample)  # as it came
+    assert not view_path(tmp_path, "1005").parent.exists()
+
+
+async def test_broken_documents_are_rejected_not_aggregated(
+    eip_context: Context, tmp_path: Path
+) -> None:
+    broken_xml = b'<customer id="1009"><accountNumber>D-1</customer>'
+    drop_sample(tmp_path, "erp", "bad.xml", broken_xml)
     drop_sample(tmp_path, "crm", "bad.json", b'{"id": "1009", "name": "No e-mail"}')
     eip_context.add_routes(CustomerViewBuilder(tmp_path))
     await eip_context.start()
-    await wait_for_file(inbox(tmp_path, "erp") / ".error" / "bad.xml")
-    await wait_for_file(inbox(tmp_path, "crm") / ".error" / "bad.json")
-    assert not (tmp_path / "views").exists()
+    await wait_for_file(inbox(tmp_path, "erp") / ".done" / "bad.xml")
+    await wait_for_file(inbox(tmp_path, "crm") / ".done" / "bad.json")
+    xml_letter = read_letter(rejection(tmp_path, "bad.xml"))
+    assert_failure(xml_letter, "UnmarshalError", "erp-customer-xml", "invalid xml input")
+    assert xml_letter.original_body() == broken_xml
+    json_letter = read_letter(rejection(tmp_path, "bad.json"))
+    assert_failure(json_letter, "UnmarshalError", "crm-customer-json", "field 'email'")
+    assert not view_path(tmp_path, "1009").parent.exists()
+
+
+async def test_a_rejection_that_cannot_be_written_fails_the_file(
+    eip_context: Context, tmp_path: Path
+) -> None:
+    (tmp_path / "rejected").mkdir()
+    (tmp_path / "rejected" / "customer-view").write_text("a file where the directory should be")
+    drop_sample(tmp_path, "erp", "customer-1005.xml")
+    eip_context.add_routes(CustomerViewBuilder(tmp_path))
+    await eip_context.start()
+    await wait_for_file(inbox(tmp_path, "erp") / ".error" / "customer-1005.xml")
 
 
 async def test_demo_seed_copies_the_samples(

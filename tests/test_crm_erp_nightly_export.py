@@ -19,7 +19,7 @@ from routes.erp_nightly_export import (
     ErpNightlyExport,
     ExportManifest,
 )
-from tests.crm_support import poll_until, wait_for_file
+from tests.crm_support import assert_failure, poll_until, read_letter, wait_for_file
 
 HEADER = (
     "account_number,customer_id,company_name,country,currency,balance,credit_limit,"
@@ -35,7 +35,7 @@ def row(n: int) -> str:
 
 
 def drop_export(data: Path, name: str, text: str) -> Path:
-    directory = data / "erp" / "export"
+    directory = data / "inbox" / "erp-account-export"
     directory.mkdir(parents=True, exist_ok=True)
     temp = directory / f".{name}.tmp"
     temp.write_text(text)
@@ -43,12 +43,20 @@ def drop_export(data: Path, name: str, text: str) -> Path:
     return directory
 
 
+def batches_dir(data: Path) -> Path:
+    return data / "outbox" / "crm-account-batches"
+
+
 def batch_files(data: Path) -> list[str]:
-    return sorted(p.name for p in (data / "erp" / "batches").iterdir())
+    return sorted(p.name for p in batches_dir(data).iterdir())
 
 
 def read_batch(data: Path, name: str) -> AccountBatch:
-    return msgspec.json.decode((data / "erp" / "batches" / name).read_bytes(), type=AccountBatch)
+    return msgspec.json.decode((batches_dir(data) / name).read_bytes(), type=AccountBatch)
+
+
+def rejection(data: Path, stem: str) -> Path:
+    return data / "rejected" / "erp-nightly-export" / f"{stem}.json"
 
 
 async def test_1234_rows_make_batches_of_500_500_234(eip_context: Context, tmp_path: Path) -> None:
@@ -84,12 +92,12 @@ async def test_1234_rows_make_batches_of_500_500_234(eip_context: Context, tmp_p
     )
     assert batches[2].accounts[-1].erp_account == "D-01234"
 
-    manifest_file = tmp_path / "erp" / "batches" / "accounts_20240502.manifest.json"
+    manifest_file = batches_dir(tmp_path) / "accounts_20240502.manifest.json"
     manifest = msgspec.json.decode(manifest_file.read_bytes(), type=ExportManifest)
     assert manifest == ExportManifest("accounts_20240502", batches=3, rows=1234, files=names)
 
 
-async def test_sample_export(
+async def test_sample_export_makes_three_batches(
     eip_context: Context, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO)
@@ -99,13 +107,12 @@ async def test_sample_export(
     await eip_context.start()
     await wait_for_file(export / ".done" / sample.name)
 
-    assert batch_files(tmp_path) == [
-        "erp_accounts_20240502-0001.json",
-        "erp_accounts_20240502.manifest.json",
-    ]
-    (batch,) = [read_batch(tmp_path, "erp_accounts_20240502-0001.json")]
-    assert (batch.batch, batch.rows) == (1, 12)
-    by_account = {a.erp_account: a for a in batch.accounts}
+    names = [f"erp_accounts_20240502-000{n}.json" for n in (1, 2, 3)]
+    assert batch_files(tmp_path) == [*names, "erp_accounts_20240502.manifest.json"]
+    batches = [read_batch(tmp_path, name) for name in names]
+    assert [(b.batch, b.rows) for b in batches] == [(1, 500), (2, 500), (3, 234)]
+    by_account = {a.erp_account: a for b in batches for a in b.accounts}
+    assert len(by_account) == 1234
     assert by_account["D-40519"] == AccountStatus(
         customer_number="C-001008",
         erp_account="D-40519",
@@ -120,7 +127,25 @@ async def test_sample_export(
     )
     assert by_account["D-40125"].blocked
     assert by_account["D-40702"].last_payment is None  # empty cell
-    assert "erp export erp_accounts_20240502: 12 row(s) in 1 batch(es)" in caplog.messages
+    assert "erp export erp_accounts_20240502: 1234 row(s) in 3 batch(es)" in caplog.messages
+
+
+async def test_the_failure_sample_is_rejected_whole(eip_context: Context, tmp_path: Path) -> None:
+    """The demo's failure path: erp_accounts_20240503.csv has an unknown status on line 5."""
+    sample = SAMPLE_DIR / "erp_accounts_20240503.csv"
+    export = drop_export(tmp_path, sample.name, sample.read_text())
+    eip_context.add_routes(ErpNightlyExport(tmp_path))
+    await eip_context.start()
+    await wait_for_file(export / ".error" / sample.name)
+    assert (export / ".error" / sample.name).read_text() == sample.read_text()  # kept whole
+    letter = read_letter(rejection(tmp_path, "erp_accounts_20240503"))
+    assert_failure(
+        letter, "UnmarshalError", "erp-nightly-export", "line 5 (row 4), column 'status'"
+    )
+    assert letter.headers["eip.file.name"] == sample.name
+    assert letter.body_encoding == "path"
+    assert letter.original_body() == export / sample.name  # where it was when it failed
+    assert not batches_dir(tmp_path).exists()  # the bad row is in the first batch: none written
 
 
 async def test_a_bad_row_fails_the_export_without_a_manifest(
@@ -135,6 +160,8 @@ async def test_a_bad_row_fails_the_export_without_a_manifest(
     assert "accounts.manifest.json" not in batch_files(tmp_path)
     failure = next(r.getMessage() for r in caplog.records if r.levelno == logging.ERROR)
     assert "line 1101 (row 1100), column 'status'" in failure
+    letter = read_letter(rejection(tmp_path, "accounts"))
+    assert_failure(letter, "UnmarshalError", "erp-nightly-export", "line 1101 (row 1100)")
 
 
 async def test_an_export_without_rows_has_an_empty_manifest(
@@ -145,7 +172,7 @@ async def test_an_export_without_rows_has_an_empty_manifest(
     await eip_context.start()
     await wait_for_file(export / ".done" / "empty.csv")
     assert batch_files(tmp_path) == ["empty.manifest.json"]
-    manifest = (tmp_path / "erp" / "batches" / "empty.manifest.json").read_bytes()
+    manifest = (batches_dir(tmp_path) / "empty.manifest.json").read_bytes()
     assert msgspec.json.decode(manifest, type=ExportManifest) == ExportManifest("empty")
 
 
@@ -157,18 +184,14 @@ async def test_rerunning_an_export_rewrites_the_same_batches(
     eip_context.add_routes(ErpNightlyExport(tmp_path, batch_size=3))
     await eip_context.start()
     await wait_for_file(export / ".done" / "x.csv")
-    first = {
-        name: (tmp_path / "erp" / "batches" / name).read_bytes() for name in batch_files(tmp_path)
-    }
+    first = {name: (batches_dir(tmp_path) / name).read_bytes() for name in batch_files(tmp_path)}
     assert list(first) == ["x-0001.json", "x-0002.json", "x-0003.json", "x.manifest.json"]
 
     for name in first:
-        (tmp_path / "erp" / "batches" / name).unlink()
+        (batches_dir(tmp_path) / name).unlink()
     (export / ".done" / "x.csv").rename(export / "x.csv")
     await poll_until(manual_clock, (export / ".done" / "x.csv").exists)
-    second = {
-        name: (tmp_path / "erp" / "batches" / name).read_bytes() for name in batch_files(tmp_path)
-    }
+    second = {name: (batches_dir(tmp_path) / name).read_bytes() for name in batch_files(tmp_path)}
     assert second == first
 
 
@@ -179,5 +202,8 @@ async def test_demo_seed_copies_the_sample(
     eip_context.add_routes(ErpExportDemoSeed())
     await eip_context.start()
     await manual_clock.advance(0)
-    seeded = tmp_path / "erp" / "export" / "erp_accounts_20240502.csv"
-    assert seeded.read_bytes() == (SAMPLE_DIR / "erp_accounts_20240502.csv").read_bytes()
+    seeded = tmp_path / "inbox" / "erp-account-export"
+    names = ["erp_accounts_20240502.csv", "erp_accounts_20240503.csv"]
+    assert sorted(p.name for p in seeded.iterdir()) == names
+    for name in names:
+        assert (seeded / name).read_bytes() == (SAMPLE_DIR / name).read_bytes()

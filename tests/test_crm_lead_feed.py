@@ -38,13 +38,17 @@ def drop_file(directory: Path, name: str, text: str) -> None:
     temp.replace(directory / name)
 
 
+def inbox(data: Path) -> Path:
+    return data / "inbox" / "marketing-leads"
+
+
 def accepted_ids(data: Path) -> list[str]:
-    accepted = data / "crm" / "leads" / "accepted"
+    accepted = data / "outbox" / "crm-leads"
     return sorted(p.name for p in accepted.iterdir()) if accepted.exists() else []
 
 
 def rejects(data: Path, source: str) -> list[RejectedLead]:
-    path = data / "crm" / "leads" / "rejected" / f"rejected-{Path(source).stem}.json"
+    path = data / "rejected" / "lead-feed" / f"rejected-{Path(source).stem}.json"
     return msgspec.json.decode(path.read_bytes(), type=list[RejectedLead])
 
 
@@ -52,7 +56,7 @@ async def test_sample_feeds_are_filtered_validated_and_deduplicated(
     eip_context: Context, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO)
-    incoming = tmp_path / "crm" / "leads" / "incoming"
+    incoming = inbox(tmp_path)
     incoming.mkdir(parents=True)
     for name in (FIRST, SECOND):
         (incoming / name).write_bytes((SAMPLE_DIR / name).read_bytes())
@@ -70,7 +74,7 @@ async def test_sample_feeds_are_filtered_validated_and_deduplicated(
         "lead-L-10006.json",
         "lead-L-10010.json",
     ]
-    anna_file = tmp_path / "crm" / "leads" / "accepted" / "lead-L-10005.json"
+    anna_file = tmp_path / "outbox" / "crm-leads" / "lead-L-10005.json"
     anna = msgspec.json.decode(anna_file.read_bytes(), type=CrmLead)
     assert anna == CrmLead(
         external_id="L-10005",
@@ -115,20 +119,20 @@ async def test_sample_feeds_are_filtered_validated_and_deduplicated(
 
 
 async def test_a_clean_file_writes_no_rejects(eip_context: Context, tmp_path: Path) -> None:
-    incoming = tmp_path / "crm" / "leads" / "incoming"
+    incoming = inbox(tmp_path)
     drop_file(incoming, "a.ndjson", f"{lead_line('A1')}\n{lead_line('A1')}\n\n")
     eip_context.add_routes(CrmLeadFeed(tmp_path))
     await eip_context.start()
     await wait_for_file(incoming / ".done" / "a.ndjson")
     assert accepted_ids(tmp_path) == ["lead-A1.json"]
-    assert not (tmp_path / "crm" / "leads" / "rejected").exists()
+    assert not (tmp_path / "rejected" / "lead-feed").exists()
 
 
 async def test_dedupe_across_files_while_running(
     eip_context: Context, manual_clock: ManualClock, tmp_path: Path
 ) -> None:
-    incoming = tmp_path / "crm" / "leads" / "incoming"
-    accepted = tmp_path / "crm" / "leads" / "accepted"
+    incoming = inbox(tmp_path)
+    accepted = tmp_path / "outbox" / "crm-leads"
     drop_file(incoming, "1.ndjson", f"{lead_line('A1')}\n{lead_line('A2')}\n")
     eip_context.add_routes(CrmLeadFeed(tmp_path))
     await eip_context.start()
@@ -144,8 +148,8 @@ async def test_dedupe_across_files_while_running(
 async def test_restart_remembers_the_ids_seen_before(
     eip_context: Context, manual_clock: ManualClock, tmp_path: Path
 ) -> None:
-    incoming = tmp_path / "crm" / "leads" / "incoming"
-    accepted = tmp_path / "crm" / "leads" / "accepted"
+    incoming = inbox(tmp_path)
+    accepted = tmp_path / "outbox" / "crm-leads"
     drop_file(incoming, "1.ndjson", f"{lead_line('A1')}\n{lead_line('A2')}\n")
     eip_context.add_routes(CrmLeadFeed(tmp_path))
     await eip_context.start()
@@ -170,7 +174,7 @@ async def test_restart_remembers_the_ids_seen_before(
 async def test_a_rejected_lead_does_not_use_up_its_id(
     eip_context: Context, manual_clock: ManualClock, tmp_path: Path
 ) -> None:
-    incoming = tmp_path / "crm" / "leads" / "incoming"
+    incoming = inbox(tmp_path)
     drop_file(incoming, "1.ndjson", lead_line("B7", email="b7-at-example.com") + "\n")
     eip_context.add_routes(CrmLeadFeed(tmp_path))
     await eip_context.start()
@@ -186,16 +190,16 @@ async def test_a_rejected_lead_does_not_use_up_its_id(
 async def test_a_write_failure_fails_the_file_and_releases_the_id(
     eip_context: Context, manual_clock: ManualClock, tmp_path: Path
 ) -> None:
-    incoming = tmp_path / "crm" / "leads" / "incoming"
-    leads = tmp_path / "crm" / "leads"
-    leads.mkdir(parents=True)
-    (leads / "accepted").write_text("not a directory")  # every write fails
+    incoming = inbox(tmp_path)
+    outbox = tmp_path / "outbox"
+    outbox.mkdir(parents=True)
+    (outbox / "crm-leads").write_text("not a directory")  # every write fails
     drop_file(incoming, "1.ndjson", f"{lead_line('C1')}\n{lead_line('C2')}\n")
     eip_context.add_routes(CrmLeadFeed(tmp_path))
     await eip_context.start()
     await wait_for_file(incoming / ".error" / "1.ndjson")
 
-    (leads / "accepted").unlink()  # fixed; the operator moves the file back
+    (outbox / "crm-leads").unlink()  # fixed; the operator moves the file back
     (incoming / ".error" / "1.ndjson").rename(incoming / "1.ndjson")
     await poll_until(manual_clock, (incoming / ".done" / "1.ndjson").exists)
     assert accepted_ids(tmp_path) == ["lead-C1.json", "lead-C2.json"]
@@ -208,6 +212,6 @@ async def test_demo_seed_copies_the_samples(
     eip_context.add_routes(LeadFeedDemoSeed())
     await eip_context.start()
     await manual_clock.advance(0)
-    incoming = tmp_path / "crm" / "leads" / "incoming"
+    incoming = inbox(tmp_path)
     assert sorted(p.name for p in incoming.iterdir()) == [FIRST, SECOND]
     assert (incoming / SECOND).read_bytes() == (SAMPLE_DIR / SECOND).read_bytes()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,16 @@ import pytest
 from pytest_asyncio import fixture as async_fixture
 
 from eip import Context
-from routes.crm_webhook import SAMPLE_WEBHOOK, WEBHOOK_PATH, CrmCustomerWebhook, dead_letter_name
+from eip import headers as H
+from routes.crm_webhook import (
+    SAMPLE_DIR,
+    SAMPLE_WEBHOOK,
+    WEBHOOK_PATH,
+    CrmCustomerWebhook,
+    DemoErpApi,
+    dead_letter_name,
+)
+from tests.crm_support import assert_failure, read_letter, wait_for_file
 from tests.http.fake_erp import FakeErp, Reply
 
 KEY = "test-crm-key"
@@ -76,7 +86,7 @@ async def test_wrong_or_missing_key_gets_401_and_the_erp_is_not_called(webhook: 
 
 
 async def test_an_invalid_body_gets_400_naming_the_field(webhook: Setup) -> None:
-    bad = {**SAMPLE_WEBHOOK, "customer": {**SAMPLE_WEBHOOK["customer"], "segment": "vip"}}  # type: ignore[dict-item]
+    bad = {**SAMPLE_WEBHOOK, "customer": {**SAMPLE_WEBHOOK["customer"], "segment": "vip"}}
     response = await webhook.post(bad)
     assert response.status_code == 400
     assert response.json()["location"] == "$.customer.segment"
@@ -84,7 +94,7 @@ async def test_an_invalid_body_gets_400_naming_the_field(webhook: Setup) -> None
 
 
 async def test_inactive_customers_are_ignored(webhook: Setup) -> None:
-    inactive = {**SAMPLE_WEBHOOK, "customer": {**SAMPLE_WEBHOOK["customer"], "active": False}}  # type: ignore[dict-item]
+    inactive = {**SAMPLE_WEBHOOK, "customer": {**SAMPLE_WEBHOOK["customer"], "active": False}}
     response = await webhook.post(inactive)
     assert response.json() == {"status": "ignored", "erp_id": None}
     assert webhook.erp.requests == []
@@ -96,8 +106,16 @@ async def test_erp_failures_are_retried_then_dead_lettered(webhook: Setup) -> No
     assert response.status_code == 202
     assert response.json() == {"status": "dead-lettered", "erp_id": None}
     assert len(webhook.erp.requests) == 4  # the call and three redeliveries
-    dead = webhook.data / "crm" / "webhook-dead" / "evt-20261123-0001.json"
-    assert msgspec.json.decode(dead.read_bytes()) == SAMPLE_WEBHOOK  # the original webhook
+    dead = webhook.data / "dead-letter" / "webhook" / "evt-20261123-0001.json"
+    letter = read_letter(dead)
+    assert_failure(letter, "HttpOperationFailed", "crm-customer-webhook", "HTTP 503 from PUT")
+    assert letter.failure[H.REDELIVERY_COUNT] == 3
+    assert letter.failure[H.FAILURE_ENDPOINT].startswith(f"{webhook.erp.url}/api/customers")
+    assert (letter.body_encoding, letter.body) == ("json", SAMPLE_WEBHOOK)  # as received
+    assert letter.headers[H.HTTP_PATH] == WEBHOOK_PATH
+    assert letter.headers["content-type"].startswith("application/json")
+    assert b"test-crm-key" not in dead.read_bytes()  # never the CRM's credential
+    assert b"erp-token-1" not in dead.read_bytes()  # nor the ERP's
 
 
 @pytest.mark.parametrize("event_id", ["evt-\x00-nul", "evt/../../etc/passwd"], ids=["nul", "slash"])
@@ -109,11 +127,11 @@ async def test_an_event_id_that_is_no_file_name_is_still_dead_lettered(
     response = await asyncio.wait_for(webhook.post(sent), 15)
     assert response.status_code == 202
     assert response.json() == {"status": "dead-lettered", "erp_id": None}
-    dead_dir = webhook.data / "crm" / "webhook-dead"
+    dead_dir = webhook.data / "dead-letter" / "webhook"
     [dead] = list(dead_dir.iterdir())
     assert dead.name == dead_letter_name(event_id)
     assert dead.name.startswith("event-")
-    assert msgspec.json.decode(dead.read_bytes()) == sent
+    assert read_letter(dead).body == sent
     assert not (webhook.data / "etc").exists()
 
 
@@ -123,8 +141,44 @@ async def test_a_dead_letter_that_cannot_be_written_answers_500_without_looping(
     """The dead-letter route is covered by the builder's own clause; its failure is not
     handled again (no loop): the CRM gets 500, so it retries, and the ERP saw one delivery."""
     webhook.erp.reply("/api/customers/*", Reply(503, json={"error": "maintenance"}))
-    (webhook.data / "crm").mkdir(parents=True)
-    (webhook.data / "crm" / "webhook-dead").write_text("a file where the directory should be")
+    (webhook.data / "dead-letter").mkdir(parents=True)
+    (webhook.data / "dead-letter" / "webhook").write_text("a file where the directory should be")
     response = await asyncio.wait_for(webhook.post(SAMPLE_WEBHOOK), 15)
     assert response.status_code == 500
     assert len(webhook.erp.requests) == 4  # the call and three redeliveries, once
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def test_the_demo_syncs_one_sample_and_dead_letters_the_other(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The demo as ``eip run routes/`` runs it: its ERP answers 503 for C-001013, so the
+    second sample takes the failure path."""
+    port = _free_port()
+    monkeypatch.setenv("EIP_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("EIP_HTTP_PORT", str(port))
+    for name in ("EIP_DEMO", "EIP_ERP_URL", "CRM_WEBHOOK_KEYS", "ERP_API_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    context = Context(shutdown_timeout=5)
+    context.component("http").configure(host="127.0.0.1", port=port)  # type: ignore[attr-defined]
+    context.add_routes(CrmCustomerWebhook(), DemoErpApi())
+    async with context:
+        dead = tmp_path / "dead-letter" / "webhook" / "evt-20261123-0002.json"
+        await wait_for_file(dead, timeout=15)
+        synced = tmp_path / "demo" / "erp-api" / "C-001001.json"
+        await wait_for_file(synced)
+    assert sorted(p.name for p in SAMPLE_DIR.iterdir()) == [
+        "evt-20261123-0001.json",
+        "evt-20261123-0002.json",
+    ]
+    letter = read_letter(dead)
+    assert_failure(letter, "HttpOperationFailed", "crm-customer-webhook", "C-001013")
+    assert letter.body == msgspec.json.decode((SAMPLE_DIR / "evt-20261123-0002.json").read_bytes())
+    assert msgspec.json.decode(synced.read_bytes())["customer_number"] == "C-001001"
+    assert not (tmp_path / "demo" / "erp-api" / "C-001013.json").exists()
+    assert b"demo-crm-webhook-key" not in dead.read_bytes()
