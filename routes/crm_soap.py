@@ -3,12 +3,14 @@ callback served over SOAP.
 
 **Upserts.** The CRM drops one JSON record per changed customer into
 ``<data>/crm/soap-upserts/``. Each is read as a typed ``CrmCustomer``, mapped to the ERP's
-``UpsertCustomer`` request (``routes/wsdl/crm_erp.wsdl``) and sent to ``$ERP_SOAP_URL`` with a
-WS-Security UsernameToken (``$ERP_SOAP_USER``, password in ``$ERP_SOAP_PASSWORD``). A SOAP
-fault is the ERP's answer (``CustomerFault``: VALIDATION, DUPLICATE, LOCKED) and will not change
-on a retry: the record goes to ``<data>/crm/soap-rejected/`` with the fault's code and message.
-Anything else (a time-out, the ERP down) is retried three times with backoff, then the record
-is dead-lettered to ``<data>/crm/soap-dead/``.
+``UpsertCustomer`` request (``routes/wsdl/crm_erp.wsdl``) and sent to ``$EIP_ERP_SOAP_URL``
+with a WS-Security UsernameToken (``$ERP_SOAP_USER``, password in ``$ERP_SOAP_PASSWORD``). A
+SOAP fault is the ERP's answer (``CustomerFault``: VALIDATION, DUPLICATE, LOCKED) and will not
+change on a retry: the ERP is called once and the record goes to ``<data>/crm/soap-rejected/``
+with the fault's code and message (the ``on_exception(SoapFault)`` clause says "no
+redelivery" itself, as a clause otherwise inherits the error handler's). Anything else (a
+time-out, the ERP down) is retried three times with backoff, then the record is dead-lettered
+to ``<data>/crm/soap-dead/`` as it arrived.
 
 **Credit checks.** The ERP calls ``CheckCredit`` at ``/services/erp/credit-check`` (SOAP 1.1 or
 1.2, the WSDL at ``?wsdl``) before it releases an order; eip answers from the CRM's credit
@@ -17,8 +19,12 @@ limit. A request that does not match the WSDL's schema gets a Client fault namin
 before the route runs.
 
 Demo (``EIP_DEMO`` not ``0``): the ERP's SOAP service is served by eip itself at
-``/demo/erp/soap/customer``, a one-shot timer drops a sample customer into the inbox, and the
-ERP's credentials default to demo values.
+``/demo/erp/soap/customer``, a one-shot timer drops the sample customers
+(``routes/samples/soap_upsert/``) into the inbox: ``customer-1001.json`` is upserted,
+``customer-1002.json`` (a closed customer) is refused with a ``CustomerFault`` LOCKED and lands
+in ``soap-rejected/``. The ERP's address and credentials default to the demo's. With
+``EIP_DEMO=0``, ``$EIP_ERP_SOAP_URL``, ``$ERP_SOAP_USER`` and ``$ERP_SOAP_PASSWORD`` must be set,
+or the route fails at start (and ``eip check``) naming the missing ones.
 """
 
 from __future__ import annotations
@@ -31,12 +37,12 @@ from typing import Any
 
 import msgspec
 
-from eip import RedeliveryPolicy, RouteBuilder, dead_letter_channel, otherwise, when
+from eip import Exchange, RedeliveryPolicy, RouteBuilder, dead_letter_channel, otherwise, when
 from eip import headers as H
 from eip.components.soap import soap_client, soap_server
 from eip.dataformats import json
-from eip.errors import SoapFault
-from routes._support import SAMPLES, data_dir, demo_enabled
+from eip.errors import RouteDefinitionError, SoapFault
+from routes._support import SAMPLES, copy_samples, data_dir, demo_enabled
 
 WSDL = str(Path(__file__).parent / "wsdl" / "crm_erp.wsdl")
 CREDIT_LIMITS = SAMPLES / "credit_limits.json"
@@ -91,14 +97,39 @@ def http_port() -> int:
     return int(os.environ.get("EIP_HTTP_PORT", "8080"))
 
 
+UPSERT_ROUTE = "crm-customer-soap-upsert"
+#: What the upsert route needs from the environment without the demo, and what each one is.
+ERP_SOAP_SETTINGS = {
+    "EIP_ERP_SOAP_URL": "the ERP's SOAP address",
+    "ERP_SOAP_USER": "the WS-Security username",
+    "ERP_SOAP_PASSWORD": "the WS-Security password",
+}
+
+
 def erp_soap_url() -> str:
-    return os.environ.get("ERP_SOAP_URL", f"http://127.0.0.1:{http_port()}/demo/erp/soap/customer")
+    """The ERP's SOAP address: ``$EIP_ERP_SOAP_URL``, else (demo only) the demo ERP here."""
+    return os.environ.get(
+        "EIP_ERP_SOAP_URL", f"http://127.0.0.1:{http_port()}/demo/erp/soap/customer"
+    )
 
 
-def _demo_credentials() -> None:
+def _erp_settings() -> None:
+    """The demo's defaults; without the demo, a one-line error naming what is not set (the
+    demo's address and credentials would silently talk to nothing, or to the wrong ERP)."""
     if demo_enabled():
         os.environ.setdefault("ERP_SOAP_USER", "crm-integration")
         os.environ.setdefault("ERP_SOAP_PASSWORD", "demo-soap-password")
+        return
+    missing = [
+        f"${name} ({what})" for name, what in ERP_SOAP_SETTINGS.items() if not os.environ.get(name)
+    ]
+    if missing:
+        raise RouteDefinitionError(
+            f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} not set; with "
+            "EIP_DEMO=0 the route calls the real ERP and needs them",
+            route_id=UPSERT_ROUTE,
+            step="to(soap:legacy-erp)",
+        )
 
 
 def _fault_record(exchange: Any) -> bytes:
@@ -116,7 +147,7 @@ def _fault_record(exchange: Any) -> bytes:
 
 class CrmCustomerSoapUpsert(RouteBuilder):
     def configure(self) -> None:
-        _demo_credentials()
+        _erp_settings()
         self.error_handler(
             dead_letter_channel(
                 f"file:{data_dir() / 'crm' / 'soap-dead'}",
@@ -125,7 +156,11 @@ class CrmCustomerSoapUpsert(RouteBuilder):
             )
         )
         (
+            # A fault is the ERP's answer: reject it after one call. The default rule would
+            # already skip a Client fault, but a clause inherits the error handler's
+            # redelivery, so say it here for every fault (Server faults included).
             self.on_exception(SoapFault)
+            .redelivery(max_redeliveries=0)
             .handled()
             .set_body(_fault_record)
             .to(f"file:{data_dir() / 'crm' / 'soap-rejected'}")
@@ -145,7 +180,7 @@ class CrmCustomerSoapUpsert(RouteBuilder):
         )
         (
             self.from_(f"file:{data_dir() / 'crm' / 'soap-upserts'}?include=*.json")
-            .route_id("crm-customer-soap-upsert")
+            .route_id(UPSERT_ROUTE)
             .description("CRM customer records -> ERP SOAP UpsertCustomer")
             .unmarshal(json(CrmCustomer))
             .transform(lambda ex: to_upsert(ex.body))
@@ -223,7 +258,12 @@ class DemoErpSoapService(RouteBuilder):
         (
             self.from_("timer:crm-soap-demo?repeat_count=1&delay=0.5")
             .route_id("crm-soap-demo")
-            .set_body(lambda ex: (SAMPLES / "soap_upsert" / "customer-1001.json").read_bytes())
-            .set_header(H.FILE_NAME, "customer-1001.json")
-            .to(f"file:{data_dir() / 'crm' / 'soap-upserts'}")
+            .process(seed_demo_upserts)
         )
+
+
+def seed_demo_upserts(exchange: Exchange) -> None:
+    """The sample customers into the inbox: one the ERP takes, one it refuses (closed)."""
+    copy_samples(
+        sorted((SAMPLES / "soap_upsert").glob("*.json")), data_dir() / "crm" / "soap-upserts"
+    )

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import decimal
 import json
+import logging
 import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -16,7 +17,9 @@ import zeep
 import zeep.exceptions
 from pytest_asyncio import fixture as async_fixture
 
-from eip import Context
+from eip import Context, RouteDefinitionError
+from eip.components.soap import SoapClientSpec
+from eip.dsl.model import ToDef
 from routes.crm_soap import WSDL, CrmCustomerSoapUpsert, DemoErpSoapService, ErpCreditCheck
 
 
@@ -41,7 +44,7 @@ async def running(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncItera
     monkeypatch.setenv("EIP_DATA_DIR", str(tmp_path))
     monkeypatch.setenv("EIP_DEMO", "1")
     monkeypatch.setenv("EIP_HTTP_PORT", str(port))
-    monkeypatch.delenv("ERP_SOAP_URL", raising=False)
+    monkeypatch.delenv("EIP_ERP_SOAP_URL", raising=False)
     context = Context(shutdown_timeout=5)
     context.component("http").configure(host="127.0.0.1", port=port)  # type: ignore[attr-defined]
     context.add_routes(CrmCustomerSoapUpsert(), ErpCreditCheck(), DemoErpSoapService())
@@ -71,6 +74,27 @@ async def _wait_for(folder: Path, timeout: float = 15.0) -> Path:
     raise AssertionError(f"nothing arrived in {folder} within {timeout}s")
 
 
+async def _wait_for_names(folder: Path, names: set[str], timeout: float = 15.0) -> None:
+    """Wait until ``folder`` holds (at least) the finished files ``names``."""
+    for _ in range(int(timeout / 0.02)):
+        found = await asyncio.to_thread(_names, folder)
+        if names <= found:
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"{folder} has {sorted(found)}, not {sorted(names)}, after {timeout}s")
+
+
+def _names(folder: Path) -> set[str]:
+    if not folder.is_dir():
+        return set()
+    return {p.name for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")}
+
+
+def _erp_calls(running: Running) -> int:
+    """How many UpsertCustomer requests the (demo) ERP's SOAP service took."""
+    return running.context.routes["demo-erp-soap-customer"].exchanges_total
+
+
 def _drop(inbox: Path, record: dict[str, Any]) -> None:
     inbox.mkdir(parents=True, exist_ok=True)
     (inbox / ".customer.tmp").write_text(json.dumps(record))
@@ -94,12 +118,18 @@ async def test_the_credit_check_is_answered_from_crm_limits(running: Running, po
     assert "CheckCredit/customerId" in fault.message  # rejected before the route ran
 
 
-async def test_the_sample_customer_is_upserted_in_the_erp_over_soap(running: Running) -> None:
-    done = running.data / "crm" / "soap-upserts" / ".done"
-    taken = await _wait_for(done)  # the demo timer dropped customer-1001.json; the route took it
-    assert taken.name == "customer-1001.json"
-    for failed in ("soap-rejected", "soap-dead"):  # written before the file counts as done
-        assert await asyncio.to_thread(_first, running.data / "crm" / failed) is None
+async def test_the_demo_samples_take_the_upsert_and_the_fault_paths(running: Running) -> None:
+    crm = running.data / "crm"
+    # The demo timer dropped both samples; the route took them (moved once done).
+    await _wait_for_names(
+        crm / "soap-upserts" / ".done", {"customer-1001.json", "customer-1002.json"}
+    )
+    # Written before the file counts as done: 1002 (a closed customer) is the fault path.
+    assert await asyncio.to_thread(_names, crm / "soap-rejected") == {"customer-1002.json"}
+    assert await asyncio.to_thread(_names, crm / "soap-dead") == set()
+    saved = json.loads((crm / "soap-rejected" / "customer-1002.json").read_text())
+    assert (saved["fault"], saved["detail"]["code"]) == ("CustomerFault", "LOCKED")
+    assert _erp_calls(running) == 2
 
 
 async def test_a_customer_the_erp_refuses_is_rejected_with_the_fault(running: Running) -> None:
@@ -110,14 +140,79 @@ async def test_a_customer_the_erp_refuses_is_rejected_with_the_fault(running: Ru
         "customer_since": "2001-01-01",
         "addresses": [{"street": "3 Lane", "city": "York", "country": "gb"}],
     }
-    await asyncio.to_thread(_drop, running.data / "crm" / "soap-upserts", record)
-    rejected = await _wait_for(running.data / "crm" / "soap-rejected")
+    crm = running.data / "crm"
+    await asyncio.to_thread(_drop, crm / "soap-upserts", record)
+    names = {"customer-1001.json", "customer-1002.json", "customer-1003.json"}
+    await _wait_for_names(crm / "soap-upserts" / ".done", names)  # each one finished
+    rejected = crm / "soap-rejected" / "customer-1003.json"
     saved = json.loads(await asyncio.to_thread(rejected.read_text))
     assert saved["fault"] == "CustomerFault"
     assert saved["detail"] == {"code": "LOCKED", "message": "customer is closed", "field": "status"}
     assert saved["request"]["customer"]["id"] == "C001003"
+    # The ERP was called once per record: a typed fault is not redelivered (before the fix the
+    # clause inherited the error handler's three redeliveries: 1 + 4 + 4 calls).
+    assert _erp_calls(running) == 3
 
 
 def test_the_example_wsdl_is_the_one_the_tests_use() -> None:
     tests_copy = Path(__file__).parent / "soap" / "wsdl" / "crm_erp.wsdl"
     assert Path(WSDL).read_bytes() == tests_copy.read_bytes()
+
+
+async def test_an_erp_that_is_down_is_retried_then_dead_lettered(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("EIP_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("EIP_DEMO", "1")
+    monkeypatch.setenv("EIP_ERP_SOAP_URL", f"http://127.0.0.1:{_free_port()}/soap/customer")
+    context = Context(shutdown_timeout=5)
+    context.add_routes(CrmCustomerSoapUpsert())  # no demo ERP: nothing listens there
+    record = {
+        "id": 1004,
+        "name": "Down Ltd",
+        "status": "active",
+        "customer_since": "2020-01-01",
+        "addresses": [{"street": "4 Lane", "city": "Hull", "country": "gb"}],
+    }
+    with caplog.at_level(logging.WARNING, logger="eip.error_handler"):
+        async with context:
+            await asyncio.to_thread(_drop, tmp_path / "crm" / "soap-upserts", record)
+            dead = await _wait_for(tmp_path / "crm" / "soap-dead")  # 0.5 + 1 + 2 s of backoff
+    assert dead.name == "customer-1004.json"
+    assert json.loads(dead.read_text())["id"] == 1004  # the original record
+    attempts = [r.getMessage() for r in caplog.records if "redelivery attempt" in r.getMessage()]
+    assert len(attempts) == 3
+    for message, expected in zip(
+        attempts, ("1 of 3 in 0.50s", "2 of 3 in 1.00s", "3 of 3 in 2.00s"), strict=True
+    ):
+        assert f"redelivery attempt {expected}" in message
+    assert all(
+        m.startswith("route crm-customer-soap-upsert, step soap:legacy-erp") for m in attempts
+    )
+    assert not (tmp_path / "crm" / "soap-rejected").exists()
+
+
+def test_without_the_demo_the_erp_address_and_credentials_come_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("EIP_DEMO", "0")
+    for name in ("EIP_ERP_SOAP_URL", "ERP_SOAP_USER", "ERP_SOAP_PASSWORD"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("ERP_SOAP_USER", "crm-prod")
+    with pytest.raises(RouteDefinitionError) as missing:
+        CrmCustomerSoapUpsert().build()
+    assert str(missing.value).endswith(  # the builder may add where it was declared
+        "route 'crm-customer-soap-upsert', step to(soap:legacy-erp): $EIP_ERP_SOAP_URL (the "
+        "ERP's SOAP address), $ERP_SOAP_PASSWORD (the WS-Security password) are not set; with "
+        "EIP_DEMO=0 the route calls the real ERP and needs them"
+    )
+    monkeypatch.setenv("EIP_ERP_SOAP_URL", "https://erp.example.com/soap/customer")
+    monkeypatch.setenv("ERP_SOAP_PASSWORD", "s3cret")
+    (model,) = CrmCustomerSoapUpsert().build()
+    (erp,) = [s.endpoint for s in model.steps if isinstance(s, ToDef)]
+    assert isinstance(erp, SoapClientSpec)
+    assert (erp.address, erp.ws_username, erp.ws_password()) == (
+        "https://erp.example.com/soap/customer",
+        "crm-prod",
+        "s3cret",
+    )

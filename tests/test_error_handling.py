@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 
+import msgspec
 import pytest
 
 from eip import (
@@ -16,8 +18,9 @@ from eip import (
     when,
 )
 from eip import headers as H
+from eip.dataformats import json
 from eip.dsl.builder import pipeline
-from eip.errors import ExchangeError
+from eip.errors import ExchangeError, MappingError
 from eip.message import Exchange
 from eip.testing import ManualClock
 
@@ -435,3 +438,123 @@ async def test_a_failing_clause_step_in_a_branch_runs_the_clause_once(
     assert runs == ["x"]
     assert isinstance(exchange.exception, RuntimeError)
     assert isinstance(exchange.exception.__cause__, ValueError)
+
+
+class Record(msgspec.Struct):
+    id: int
+
+
+async def test_each_redelivery_logs_one_warning_line(
+    eip_context: Context, manual_clock: ManualClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    class R(RouteBuilder):
+        def configure(self) -> None:
+            policy = RedeliveryPolicy(max_redeliveries=3, delay=1.0, backoff_multiplier=2.0)
+            self.error_handler(dead_letter_channel("mock:dead", redelivery=policy))
+            self.from_("direct:in").route_id("orders").to("mock:erp")
+
+    eip_context.add_routes(R())
+    await eip_context.start()
+    eip_context.mock("erp").fail_times(9, lambda: ConnectionError("erp down\n  at line 2"))
+    with caplog.at_level(logging.WARNING, logger="eip.error_handler"):
+        sending = asyncio.create_task(eip_context.template().send("direct:in", "x"))
+        for delay in (1.0, 2.0, 4.0):
+            await manual_clock.wait_for_sleepers(1)
+            await manual_clock.advance(delay)
+        exchange = await asyncio.wait_for(sending, 5)
+    lines = [r.getMessage() for r in caplog.records if r.name == "eip.error_handler"]
+    assert lines[:3] == [
+        f"route orders, step mock:erp: redelivery attempt {n} of 3 in {delay:.2f}s for "
+        f"exchange {exchange.id} after ConnectionError: erp down"
+        for n, delay in ((1, 1.0), (2, 2.0), (3, 4.0))
+    ]
+    assert len(lines) == 4  # and the dead letter line
+    assert "dead-lettered to mock:dead" in lines[3]
+    assert eip_context.mock("erp").count == 4
+
+
+async def test_a_deterministic_failure_goes_to_the_dead_letter_at_once(
+    eip_context: Context, caplog: pytest.LogCaptureFixture
+) -> None:
+    class R(RouteBuilder):
+        def configure(self) -> None:
+            policy = RedeliveryPolicy(max_redeliveries=3, delay=10)
+            self.error_handler(dead_letter_channel("mock:dead", redelivery=policy))
+            self.from_("direct:in").route_id("r").to("mock:seen").unmarshal(json(Record))
+
+    eip_context.add_routes(R())
+    await eip_context.start()
+    with caplog.at_level(logging.INFO, logger="eip.error_handler"):
+        # The manual clock never moves: a redelivery would wait for ever.
+        await asyncio.wait_for(eip_context.template().send("direct:in", b'{"id": "x"}'), 5)
+    dead = eip_context.mock("dead").received
+    assert len(dead) == 1
+    assert dead[0].headers[H.REDELIVERY_COUNT] == 0
+    assert dead[0].headers[H.EXCEPTION_TYPE] == "eip.errors.UnmarshalError"
+    (skipped,) = [r for r in caplog.records if r.levelno == logging.INFO]
+    assert skipped.getMessage().startswith("route r, step unmarshal(json): not redelivering")
+    assert "(a data format error: the same input fails the same way): UnmarshalError: " in (
+        skipped.getMessage()
+    )
+    assert eip_context.mock("seen").count == 1
+
+
+async def test_each_failure_is_judged_on_its_own(
+    eip_context: Context, manual_clock: ManualClock
+) -> None:
+    class R(RouteBuilder):
+        def configure(self) -> None:
+            policy = RedeliveryPolicy(max_redeliveries=3, delay=1)
+            self.error_handler(dead_letter_channel("mock:dead", redelivery=policy))
+            self.from_("direct:in").route_id("r").to("mock:erp")
+
+    eip_context.add_routes(R())
+    await eip_context.start()
+    errors = iter([TimeoutError("slow"), MappingError("$.id", "not an int")])
+    eip_context.mock("erp").fail_times(2, lambda: next(errors))
+    sending = asyncio.create_task(eip_context.template().send("direct:in", "x"))
+    await manual_clock.wait_for_sleepers(1)
+    await manual_clock.advance(1)
+    await asyncio.wait_for(sending, 5)
+    assert eip_context.mock("erp").count == 2  # the time-out retried, the mapping error not
+    assert eip_context.mock("dead").received[0].headers[H.REDELIVERY_COUNT] == 1
+
+
+@pytest.mark.parametrize(("own", "calls"), [(None, 3), (0, 1)], ids=["inherits", "own"])
+async def test_a_clause_inherits_the_handler_redelivery_unless_it_sets_its_own(
+    eip_context: Context, own: int | None, calls: int
+) -> None:
+    class R(RouteBuilder):
+        def configure(self) -> None:
+            policy = RedeliveryPolicy(max_redeliveries=2, delay=0)
+            self.error_handler(default_error_handler(policy))
+            clause = self.on_exception(LookupError).handled()
+            if own is not None:
+                clause.redelivery(max_redeliveries=own)
+            clause.to("mock:rejected")
+            self.from_("direct:in").route_id("r").to("mock:x")
+
+    eip_context.add_routes(R())
+    await eip_context.start()
+    eip_context.mock("x").fail_times(5, lambda: KeyError("k"))
+    exchange = await asyncio.wait_for(eip_context.template().send("direct:in", "x"), 5)
+    assert exchange.exception is None
+    assert eip_context.mock("x").count == calls
+    assert eip_context.mock("rejected").count == 1
+
+
+async def test_redelivery_for_ever(eip_context: Context, caplog: pytest.LogCaptureFixture) -> None:
+    class R(RouteBuilder):
+        def configure(self) -> None:
+            policy = RedeliveryPolicy(max_redeliveries=-1, delay=0)
+            self.error_handler(default_error_handler(policy))
+            self.from_("direct:in").route_id("r").to("mock:x")
+
+    eip_context.add_routes(R())
+    await eip_context.start()
+    eip_context.mock("x").fail_times(5, lambda: ConnectionError("down"))
+    with caplog.at_level(logging.WARNING, logger="eip.error_handler"):
+        exchange = await asyncio.wait_for(eip_context.template().send("direct:in", "x"), 5)
+    assert exchange.exception is None
+    assert eip_context.mock("x").count == 6
+    assert "redelivery attempt 5 of unlimited in 0.00s" in caplog.records[-1].getMessage()

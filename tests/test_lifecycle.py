@@ -8,7 +8,14 @@ from typing import Any
 
 import pytest
 
-from eip import Context, Exchange, LifecycleError, RouteBuilder
+from eip import (
+    Context,
+    Exchange,
+    LifecycleError,
+    RedeliveryPolicy,
+    RouteBuilder,
+    default_error_handler,
+)
 from eip.components.base import Component, Consumer, EndpointSpec, Producer
 from eip.runtime.route import Route, RouteStatus
 from eip.testing import ManualClock
@@ -159,3 +166,70 @@ async def test_consumer_start_failure_is_clear_and_cleans_up() -> None:
     assert not context.started
     assert NeverComponent.stopped
     assert context.routes["ok"].status is RouteStatus.STOPPED
+
+
+def _failing_erp_route(delay: float) -> RouteBuilder:
+    class R(RouteBuilder):
+        def configure(self) -> None:
+            policy = RedeliveryPolicy(max_redeliveries=3, delay=delay)
+            self.error_handler(default_error_handler(policy))
+            self.from_("direct:in").route_id("orders").to("mock:erp")
+
+    return R()
+
+
+async def test_draining_says_what_it_waits_for_until_the_timeout(
+    eip_context: Context, manual_clock: ManualClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    eip_context.add_routes(_failing_erp_route(delay=60))
+    eip_context.shutdown_timeout = 0.6
+    eip_context.drain_log_interval = 0.1
+    await eip_context.start()
+    eip_context.mock("erp").fail_times(9, lambda: ConnectionError("erp down"))
+    sending = asyncio.create_task(eip_context.template().send("direct:in", "x"))
+    await manual_clock.wait_for_sleepers(1)  # in its first backoff, of 60 s on the manual clock
+    try:
+        with caplog.at_level(logging.INFO, logger="eip.context"):
+            await asyncio.wait_for(eip_context.stop(), 5)
+    finally:
+        sending.cancel()
+        await asyncio.gather(sending, return_exceptions=True)
+    messages = [r.getMessage() for r in caplog.records if r.name == "eip.context"]
+    draining = [m for m in messages if m.startswith("draining (")]
+    assert len(draining) >= 3  # at once, then every drain_log_interval until the timeout
+    waiting = (
+        "s left of the shutdown timeout): route orders: 1 in flight, 1 in redelivery backoff "
+        "(exchange {} at mock:erp, redelivery attempt 1 of 3 in 60.0s, after the shutdown "
+        "timeout: it will be aborted)"
+    )
+    exchange_id = draining[0].split("(exchange ")[1].split(" ")[0]
+    assert all(m.endswith(waiting.format(exchange_id)) for m in draining)
+    (timeout,) = [m for m in messages if m.startswith("shutdown timeout reached")]
+    assert timeout.endswith(": " + waiting.format(exchange_id).split("): ", 1)[1])
+    assert eip_context.mock("erp").count == 1
+
+
+async def test_a_redelivery_due_within_the_shutdown_timeout_still_happens(
+    eip_context: Context, manual_clock: ManualClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    eip_context.add_routes(_failing_erp_route(delay=2))
+    await eip_context.start()
+    eip_context.mock("erp").fail_times(1, lambda: ConnectionError("erp down"))
+    sending = asyncio.create_task(eip_context.template().send("direct:in", "x"))
+    await manual_clock.wait_for_sleepers(1)
+    with caplog.at_level(logging.INFO, logger="eip.context"):
+        stopping = asyncio.create_task(eip_context.stop())
+        for _ in range(250):  # the first draining line comes at once
+            if any(r.getMessage().startswith("draining (") for r in caplog.records):
+                break
+            await asyncio.sleep(0.02)
+        await manual_clock.advance(2)
+        exchange = await asyncio.wait_for(sending, 5)
+        await asyncio.wait_for(stopping, 5)
+    assert exchange.exception is None  # redelivered during shutdown, and it succeeded
+    assert eip_context.mock("erp").count == 2
+    messages = [r.getMessage() for r in caplog.records if r.name == "eip.context"]
+    (draining,) = [m for m in messages if m.startswith("draining (")]
+    assert draining.endswith(", redelivery attempt 1 of 3 in 2.0s)")
+    assert any(m.startswith("drained in ") for m in messages)
+    assert not any(m.startswith("shutdown timeout reached") for m in messages)

@@ -15,6 +15,18 @@ Decisions, following Camel:
   ``eip.failure.endpoint``, ``eip.failure.route`` and ``eip.redelivery.count``; the exception
   object itself is in the ``eip.exception`` property.
 
+Only what can succeed is redelivered, and every redelivery says so:
+
+- **Deterministic failures are not redelivered.** The policy's default rule
+  (:mod:`eip.processors.retry_rules`) leaves out failures that a retry cannot cure: data format,
+  mapping and validation errors, SOAP Client/Sender faults, HTTP 4xx other than 408 and 429.
+  ``retry_on`` / ``no_retry_on`` change the choice (:mod:`eip.processors.redelivery`). Such a
+  failure goes on at once to its clause or the dead letter channel, with one INFO line.
+- **Each redelivery logs one WARNING line** on ``eip.error_handler``: the route, the failing
+  step, ``attempt n of max``, the delay and the error's first line. While an exchange waits
+  in backoff it is listed in ``ErrorHandling.backoffs``, which the context shows while it
+  drains at shutdown.
+
 Rules that keep error handling to one run and one direction:
 
 - **An unknown outcome is not dead-lettered.** An :class:`~eip.errors.OutcomeUnknownError`
@@ -51,18 +63,17 @@ Rules that keep error handling to one run and one direction:
 
 from __future__ import annotations
 
+import itertools
 import logging
-import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
-
-import msgspec
 
 from eip import headers as H
 from eip.errors import ExchangeError, OutcomeUnknownError
 from eip.message import Exchange, ExchangePattern
 from eip.processors.base import STOP
+from eip.processors.redelivery import Backoff, RedeliveryPolicy, attempts_text, error_line
 from eip.runtime.clock import Clock
 
 __all__ = [
@@ -89,42 +100,6 @@ def failure_handled(exchange: Exchange) -> bool:
     completes as a success, but was not processed (the idempotent consumer releases its key)."""
     mark = exchange.properties.get(FAILURE_HANDLED)
     return mark is not None and mark == exchange.id
-
-
-class RedeliveryPolicy(msgspec.Struct, frozen=True, kw_only=True):
-    """How often and how fast a failing step is tried again.
-
-    The n-th redelivery waits ``delay * backoff_multiplier ** (n - 1)`` seconds, capped at
-    ``max_delay``, then spread by ``jitter`` (0.1 means up to 10% either way) so that many
-    failing exchanges do not retry in lock step.
-    """
-
-    max_redeliveries: int = 0
-    delay: float = 1.0
-    backoff_multiplier: float = 1.0
-    max_delay: float = 60.0
-    jitter: float = 0.0
-
-    def __post_init__(self) -> None:
-        if self.max_redeliveries < -1:
-            raise ValueError("max_redeliveries must be >= 0, or -1 for forever")
-        if self.delay < 0 or self.max_delay < 0:
-            raise ValueError("delays must be >= 0")
-        if self.backoff_multiplier < 1:
-            raise ValueError("backoff_multiplier must be >= 1")
-        if not 0 <= self.jitter <= 1:
-            raise ValueError("jitter must be between 0 and 1")
-
-    @property
-    def limit(self) -> float:
-        return float("inf") if self.max_redeliveries == -1 else self.max_redeliveries
-
-    def delay_for(self, attempt: int) -> float:
-        """Seconds to wait before redelivery number ``attempt`` (1-based)."""
-        delay = min(self.delay * self.backoff_multiplier ** (attempt - 1), self.max_delay)
-        if self.jitter:
-            delay *= random.uniform(1 - self.jitter, 1 + self.jitter)
-        return delay
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,6 +180,10 @@ class ErrorHandling:
         self.dead_letter_uri = dead_letter_uri
         self.use_original_message = use_original_message
         self._clause_cache: dict[type[BaseException], CompiledClause | None] = {}
+        #: Exchanges of this route waiting for a redelivery (the context shows them while it
+        #: drains at shutdown).
+        self.backoffs: dict[int, Backoff] = {}
+        self._backoff_keys = itertools.count()
 
     @property
     def needs_original_message(self) -> bool:
@@ -236,21 +215,53 @@ class ErrorHandling:
         policy = clause.redelivery if clause is not None and clause.redelivery else self.redelivery
         return policy if policy.max_redeliveries else None
 
-    async def before_redelivery(
-        self, exchange: Exchange, error: BaseException, attempt: int, policy: RedeliveryPolicy
-    ) -> None:
+    async def redeliver(
+        self, exchange: Exchange, error: BaseException, attempt: int, failed_at: str
+    ) -> bool:
+        """Wait out the backoff before redelivery number ``attempt`` (1-based) of the step
+        ``failed_at``; False when there is none to make (exhausted, or ``error`` is one the
+        policy does not retry), and the failure goes on to :meth:`exhausted` at once.
+
+        Each redelivery logs one WARNING line; a failure not retried because of its kind logs
+        one INFO line (its clause or dead letter channel then logs what happens to it)."""
+        policy = self.redelivery_for(exchange, error)
+        if policy is None or attempt > policy.limit:
+            return False
+        refusal = policy.refusal(error)
+        if refusal is not None:
+            log.info(
+                "route %s, step %s: not redelivering exchange %s%s (%s): %s",
+                self.route_id,
+                failed_at,
+                exchange.id,
+                _message_id(exchange.headers.get(H.MESSAGE_ID)),
+                refusal,
+                error_line(error),
+            )
+            return False
         delay = policy.delay_for(attempt)
-        log.debug(
-            "redelivering exchange %s on route %s (attempt %d) in %.3fs after %r",
-            exchange.id,
+        log.warning(
+            "route %s, step %s: redelivery attempt %d of %s in %.2fs for exchange %s%s after %s",
             self.route_id,
+            failed_at,
             attempt,
+            attempts_text(policy.max_redeliveries),
             delay,
-            error,
+            exchange.id,
+            _message_id(exchange.headers.get(H.MESSAGE_ID)),
+            error_line(error),
         )
-        await self.clock.sleep(delay)
+        key = next(self._backoff_keys)
+        self.backoffs[key] = Backoff(
+            exchange.id, failed_at, attempt, policy.max_redeliveries, self.clock.time() + delay
+        )
+        try:
+            await self.clock.sleep(delay)
+        finally:
+            del self.backoffs[key]
         exchange.headers[H.REDELIVERED] = True
         exchange.headers[H.REDELIVERY_COUNT] = attempt
+        return True
 
     async def exhausted(
         self, exchange: Exchange, error: BaseException, failed_at: str, attempts: int

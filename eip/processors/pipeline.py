@@ -72,10 +72,8 @@ class Pipeline:
                 except Exception as exc:
                     error = exc
             # The step at ``index`` failed with ``error``.
-            policy = self.errors.redelivery_for(exchange, error)
-            if policy is not None and attempt < policy.max_redeliveries:
+            if await self.errors.redeliver(exchange, error, attempt + 1, self.labels[index]):
                 attempt += 1
-                await self.errors.before_redelivery(exchange, error, attempt, policy)
                 error = None
                 try:
                     pending = steps[index](exchange)

@@ -41,6 +41,9 @@ log = logging.getLogger("eip.context")
 class Context(EndpointRegistry):
     """Holds components and routes, and runs them."""
 
+    #: Seconds between the "draining" log lines while shutdown waits for exchanges.
+    drain_log_interval: float = 5.0
+
     def __init__(
         self,
         *,
@@ -252,8 +255,11 @@ class Context(EndpointRegistry):
             if route.consumer is not None and not route.consumer.stops_after_drain:
                 await _stop_quietly(route)
         if not await self._quiesce(deadline):
-            busy = {r.id: r.inflight for r in order if r.inflight}
-            log.warning("shutdown timeout: exchanges still in flight per route: %s", busy)
+            log.warning(
+                "shutdown timeout reached, aborting what is still in flight (unacknowledged "
+                "to its source): %s",
+                self._drain_status(0.0),
+            )
             for route in order:
                 if route.consumer is not None:
                     await route.consumer.abort()
@@ -293,17 +299,59 @@ class Context(EndpointRegistry):
         log.info("context %s stopped", self.name)
 
     async def _quiesce(self, deadline: float) -> bool:
-        """Wait until no route has exchanges in flight and no buffered consumer has a backlog."""
+        """Wait until no route has exchanges in flight and no buffered consumer has a backlog.
+
+        While it waits it says what for: at once, then every :attr:`drain_log_interval`
+        seconds (routes, exchanges in flight, those waiting in a redelivery backoff). A backoff
+        is not cut short (Camel's default too): the exchange is redelivered if that happens
+        within the shutdown timeout, and is otherwise aborted with the rest, unacknowledged.
+        """
+        began = time.monotonic()
+        next_report = began
+        reported = False
         while True:
             busy = any(
                 r.inflight or (r.consumer is not None and r.consumer.backlog)
                 for r in self.routes.values()
             )
+            now = time.monotonic()
             if not busy:
+                if reported:
+                    log.info("drained in %.1fs", now - began)
                 return True
-            if time.monotonic() >= deadline:
+            if now >= deadline:
                 return False
+            if now >= next_report:
+                log.info(
+                    "draining (%.0fs left of the shutdown timeout): %s",
+                    deadline - now,
+                    self._drain_status(deadline - now),
+                )
+                reported = True
+                next_report = now + self.drain_log_interval
             await asyncio.sleep(0.005)
+
+    def _drain_status(self, left: float) -> str:
+        """What shutdown waits for, per route: in flight, queued, in redelivery backoff."""
+        now = self.clock.time()
+        parts = []
+        for route in self.routes.values():
+            backlog = route.consumer.backlog if route.consumer is not None else 0
+            if not route.inflight and not backlog:
+                continue
+            text = f"route {route.id}: {route.inflight} in flight"
+            if backlog:
+                text += f", {backlog} queued"
+            backoffs = sorted(route.errors.backoffs.values(), key=lambda b: b.due)
+            if backoffs:
+                first = backoffs[0]
+                text += f", {len(backoffs)} in redelivery backoff ({first.describe(now)}"
+                if first.due - now > left:
+                    text += ", after the shutdown timeout: it will be aborted"
+                text += ", ..." if len(backoffs) > 1 else ""
+                text += ")"
+            parts.append(text)
+        return "; ".join(parts) or "nothing"
 
     async def __aenter__(self) -> Context:
         await self.start()
