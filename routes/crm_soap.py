@@ -2,15 +2,17 @@
 callback served over SOAP.
 
 **Upserts.** The CRM drops one JSON record per changed customer into
-``<data>/crm/soap-upserts/``. Each is read as a typed ``CrmCustomer``, mapped to the ERP's
-``UpsertCustomer`` request (``routes/wsdl/crm_erp.wsdl``) and sent to ``$EIP_ERP_SOAP_URL``
-with a WS-Security UsernameToken (``$ERP_SOAP_USER``, password in ``$ERP_SOAP_PASSWORD``). A
-SOAP fault is the ERP's answer (``CustomerFault``: VALIDATION, DUPLICATE, LOCKED) and will not
-change on a retry: the ERP is called once and the record goes to ``<data>/crm/soap-rejected/``
-with the fault's code and message (the ``on_exception(SoapFault)`` clause says "no
-redelivery" itself, as a clause otherwise inherits the error handler's). Anything else (a
-time-out, the ERP down) is retried three times with backoff, then the record is dead-lettered
-to ``<data>/crm/soap-dead/`` as it arrived.
+``<data>/inbox/crm-soap-upserts/``. Each is read as a typed ``CrmCustomer``, mapped to the
+ERP's ``UpsertCustomer`` request (``routes/wsdl/crm_erp.wsdl``) and sent to
+``$EIP_ERP_SOAP_URL`` with a WS-Security UsernameToken (``$ERP_SOAP_USER``, password in
+``$ERP_SOAP_PASSWORD``). A SOAP fault is the ERP's answer (``CustomerFault``: VALIDATION,
+DUPLICATE, LOCKED) and will not change on a retry: the ERP is called once and the record goes
+to ``<data>/rejected/soap-upsert/`` with the fault's code and detail (the
+``on_exception(SoapFault)`` clause says "no redelivery" itself, as a clause otherwise inherits
+the error handler's). Anything else (a time-out, the ERP down) is retried three times with
+backoff, then the record is dead-lettered to ``<data>/dead-letter/soap-upsert/`` as it
+arrived. Both are the examples' dead-letter envelope (``routes/_support.py``): the failure
+headers, the other headers, the body.
 
 **Credit checks.** The ERP calls ``CheckCredit`` at ``/services/erp/credit-check`` (SOAP 1.1 or
 1.2, the WSDL at ``?wsdl``) before it releases an order; eip answers from the CRM's credit
@@ -22,7 +24,7 @@ Demo (``EIP_DEMO`` not ``0``): the ERP's SOAP service is served by eip itself at
 ``/demo/erp/soap/customer``, a one-shot timer drops the sample customers
 (``routes/samples/soap_upsert/``) into the inbox: ``customer-1001.json`` is upserted,
 ``customer-1002.json`` (a closed customer) is refused with a ``CustomerFault`` LOCKED and lands
-in ``soap-rejected/``. The ERP's address and credentials default to the demo's. With
+in ``rejected/soap-upsert/``. The ERP's address and credentials default to the demo's. With
 ``EIP_DEMO=0``, ``$EIP_ERP_SOAP_URL``, ``$ERP_SOAP_USER`` and ``$ERP_SOAP_PASSWORD`` must be set,
 or the route fails at start (and ``eip check``) naming the missing ones.
 """
@@ -37,15 +39,32 @@ from typing import Any
 
 import msgspec
 
-from eip import Exchange, RedeliveryPolicy, RouteBuilder, dead_letter_channel, otherwise, when
+from eip import (
+    Exchange,
+    RedeliveryPolicy,
+    RouteBuilder,
+    dead_letter_channel,
+    otherwise,
+    when,
+)
 from eip import headers as H
 from eip.components.soap import soap_client, soap_server
 from eip.dataformats import json
 from eip.errors import RouteDefinitionError, SoapFault
-from routes._support import SAMPLES, copy_samples, data_dir, demo_enabled
+from routes._support import (
+    SAMPLES,
+    copy_samples,
+    dead_letter,
+    dead_letters,
+    demo_enabled,
+    inbox,
+    rejected,
+)
 
 WSDL = str(Path(__file__).parent / "wsdl" / "crm_erp.wsdl")
 CREDIT_LIMITS = SAMPLES / "credit_limits.json"
+INBOX = "crm-soap-upserts"
+EXAMPLE = "soap-upsert"  # its rejected/ and dead-letter/ folders
 
 
 class CrmAddress(msgspec.Struct, frozen=True):
@@ -132,17 +151,15 @@ def _erp_settings() -> None:
         )
 
 
-def _fault_record(exchange: Any) -> bytes:
+def _fault_record(exchange: Any) -> dict[str, Any]:
+    """The body of a rejection: the request the ERP refused, and its typed fault."""
     fault = exchange.properties[H.EXCEPTION_PROPERTY]
-    return msgspec.json.encode(
-        {
-            "request": exchange.body,
-            "fault": fault.fault,
-            "reason": fault.reason,
-            "detail": fault.detail,
-        },
-        enc_hook=str,
-    )
+    return {
+        "request": exchange.body,
+        "fault": fault.fault,
+        "reason": fault.reason,
+        "detail": fault.detail,
+    }
 
 
 class CrmCustomerSoapUpsert(RouteBuilder):
@@ -150,7 +167,7 @@ class CrmCustomerSoapUpsert(RouteBuilder):
         _erp_settings()
         self.error_handler(
             dead_letter_channel(
-                f"file:{data_dir() / 'crm' / 'soap-dead'}",
+                "direct:crm-soap-dead",
                 redelivery=RedeliveryPolicy(max_redeliveries=3, delay=0.5, backoff_multiplier=2),
                 use_original_message=True,
             )
@@ -163,7 +180,8 @@ class CrmCustomerSoapUpsert(RouteBuilder):
             .redelivery(max_redeliveries=0)
             .handled()
             .set_body(_fault_record)
-            .to(f"file:{data_dir() / 'crm' / 'soap-rejected'}")
+            .transform(dead_letter)
+            .to(f"file:{rejected(EXAMPLE)}")
             .log(
                 "ERP rejected {headers[eip.file.name]}: {headers[eip.exception.message]}", level=30
             )
@@ -179,13 +197,20 @@ class CrmCustomerSoapUpsert(RouteBuilder):
             ws_password_env="ERP_SOAP_PASSWORD",
         )
         (
-            self.from_(f"file:{data_dir() / 'crm' / 'soap-upserts'}?include=*.json")
+            self.from_(f"file:{inbox(INBOX)}?include=*.json")
             .route_id(UPSERT_ROUTE)
             .description("CRM customer records -> ERP SOAP UpsertCustomer")
             .unmarshal(json(CrmCustomer))
             .transform(lambda ex: to_upsert(ex.body))
             .to(erp)
             .log("ERP customer {body[customerId]} upserted (version {body[version]})")
+        )
+        (
+            self.from_("direct:crm-soap-dead")
+            .route_id("crm-soap-dead")
+            .transform(dead_letter)
+            .to(f"file:{dead_letters(EXAMPLE)}")
+            .log("ERP upsert dead-lettered: {headers[eip.exception.message]}", level=30)
         )
 
 
@@ -264,6 +289,4 @@ class DemoErpSoapService(RouteBuilder):
 
 def seed_demo_upserts(exchange: Exchange) -> None:
     """The sample customers into the inbox: one the ERP takes, one it refuses (closed)."""
-    copy_samples(
-        sorted((SAMPLES / "soap_upsert").glob("*.json")), data_dir() / "crm" / "soap-upserts"
-    )
+    copy_samples(sorted((SAMPLES / "soap_upsert").glob("*.json")), inbox(INBOX))

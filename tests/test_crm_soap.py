@@ -18,9 +18,19 @@ import zeep.exceptions
 from pytest_asyncio import fixture as async_fixture
 
 from eip import Context, RouteDefinitionError
+from eip import headers as H
 from eip.components.soap import SoapClientSpec
 from eip.dsl.model import ToDef
-from routes.crm_soap import WSDL, CrmCustomerSoapUpsert, DemoErpSoapService, ErpCreditCheck
+from routes._support import dead_letters, inbox, read_dead_letter, rejected
+from routes.crm_soap import (
+    EXAMPLE,
+    INBOX,
+    UPSERT_ROUTE,
+    WSDL,
+    CrmCustomerSoapUpsert,
+    DemoErpSoapService,
+    ErpCreditCheck,
+)
 
 
 def _free_port() -> int:
@@ -119,16 +129,17 @@ async def test_the_credit_check_is_answered_from_crm_limits(running: Running, po
 
 
 async def test_the_demo_samples_take_the_upsert_and_the_fault_paths(running: Running) -> None:
-    crm = running.data / "crm"
+    data = running.data
     # The demo timer dropped both samples; the route took them (moved once done).
     await _wait_for_names(
-        crm / "soap-upserts" / ".done", {"customer-1001.json", "customer-1002.json"}
+        inbox(INBOX, data) / ".done", {"customer-1001.json", "customer-1002.json"}
     )
     # Written before the file counts as done: 1002 (a closed customer) is the fault path.
-    assert await asyncio.to_thread(_names, crm / "soap-rejected") == {"customer-1002.json"}
-    assert await asyncio.to_thread(_names, crm / "soap-dead") == set()
-    saved = json.loads((crm / "soap-rejected" / "customer-1002.json").read_text())
-    assert (saved["fault"], saved["detail"]["code"]) == ("CustomerFault", "LOCKED")
+    assert await asyncio.to_thread(_names, rejected(EXAMPLE, data)) == {"customer-1002.json"}
+    assert await asyncio.to_thread(_names, dead_letters(EXAMPLE, data)) == set()
+    letter = read_dead_letter((rejected(EXAMPLE, data) / "customer-1002.json").read_bytes())
+    assert (letter.body["fault"], letter.body["detail"]["code"]) == ("CustomerFault", "LOCKED")
+    assert letter.failure[H.REDELIVERY_COUNT] == 0
     assert _erp_calls(running) == 2
 
 
@@ -140,12 +151,14 @@ async def test_a_customer_the_erp_refuses_is_rejected_with_the_fault(running: Ru
         "customer_since": "2001-01-01",
         "addresses": [{"street": "3 Lane", "city": "York", "country": "gb"}],
     }
-    crm = running.data / "crm"
-    await asyncio.to_thread(_drop, crm / "soap-upserts", record)
+    data = running.data
+    await asyncio.to_thread(_drop, inbox(INBOX, data), record)
     names = {"customer-1001.json", "customer-1002.json", "customer-1003.json"}
-    await _wait_for_names(crm / "soap-upserts" / ".done", names)  # each one finished
-    rejected = crm / "soap-rejected" / "customer-1003.json"
-    saved = json.loads(await asyncio.to_thread(rejected.read_text))
+    await _wait_for_names(inbox(INBOX, data) / ".done", names)  # each one finished
+    refused = rejected(EXAMPLE, data) / "customer-1003.json"
+    letter = read_dead_letter(await asyncio.to_thread(refused.read_bytes))
+    saved = letter.body
+    assert letter.failure[H.EXCEPTION_TYPE] == "eip.errors.SoapFault"
     assert saved["fault"] == "CustomerFault"
     assert saved["detail"] == {"code": "LOCKED", "message": "customer is closed", "field": "status"}
     assert saved["request"]["customer"]["id"] == "C001003"
@@ -176,10 +189,13 @@ async def test_an_erp_that_is_down_is_retried_then_dead_lettered(
     }
     with caplog.at_level(logging.WARNING, logger="eip.error_handler"):
         async with context:
-            await asyncio.to_thread(_drop, tmp_path / "crm" / "soap-upserts", record)
-            dead = await _wait_for(tmp_path / "crm" / "soap-dead")  # 0.5 + 1 + 2 s of backoff
+            await asyncio.to_thread(_drop, inbox(INBOX, tmp_path), record)
+            dead = await _wait_for(dead_letters(EXAMPLE, tmp_path))  # 0.5 + 1 + 2 s of backoff
     assert dead.name == "customer-1004.json"
-    assert json.loads(dead.read_text())["id"] == 1004  # the original record
+    letter = read_dead_letter(dead.read_bytes())
+    assert json.loads(letter.original_body())["id"] == 1004  # the record as it arrived
+    assert letter.failure[H.REDELIVERY_COUNT] == 3
+    assert letter.failure[H.EXCEPTION_TYPE] == "eip.errors.EndpointError"
     attempts = [r.getMessage() for r in caplog.records if "redelivery attempt" in r.getMessage()]
     assert len(attempts) == 3
     for message, expected in zip(
@@ -189,7 +205,7 @@ async def test_an_erp_that_is_down_is_retried_then_dead_lettered(
     assert all(
         m.startswith("route crm-customer-soap-upsert, step soap:legacy-erp") for m in attempts
     )
-    assert not (tmp_path / "crm" / "soap-rejected").exists()
+    assert not rejected(EXAMPLE, tmp_path).exists()
 
 
 def test_without_the_demo_the_erp_address_and_credentials_come_from_the_environment(
@@ -208,7 +224,7 @@ def test_without_the_demo_the_erp_address_and_credentials_come_from_the_environm
     )
     monkeypatch.setenv("EIP_ERP_SOAP_URL", "https://erp.example.com/soap/customer")
     monkeypatch.setenv("ERP_SOAP_PASSWORD", "s3cret")
-    (model,) = CrmCustomerSoapUpsert().build()
+    (model,) = [m for m in CrmCustomerSoapUpsert().build() if m.route_id == UPSERT_ROUTE]
     (erp,) = [s.endpoint for s in model.steps if isinstance(s, ToDef)]
     assert isinstance(erp, SoapClientSpec)
     assert (erp.address, erp.ws_username, erp.ws_password()) == (
