@@ -1,13 +1,13 @@
 """The ``eip`` command: ``eip run``, ``eip routes``, ``eip check``.
 
-Routes are loaded from files, directories or packages: every :class:`~eip.RouteBuilder`
-subclass defined in a loaded module (and not marked ``abstract = True``) is instantiated with
-no arguments. A directory with an ``__init__.py`` is imported as a package, so its modules can
-import each other as ``<package>.<module>``.
+Routes are loaded from files, directories or packages (see :mod:`eip.routefiles`): every
+:class:`~eip.RouteBuilder` subclass defined in a loaded module (and not marked
+``abstract = True``) is instantiated with no arguments.
 
-Errors come out as one line naming the route and step (or endpoint, redacted), never a bare
-traceback (``--log-level DEBUG`` adds it); the exit code is 2 for invalid routes and 1 for
-runtime failures, a consumer or producer that cannot start included.
+Errors come out as one line naming the file, the route and the step (or endpoint, redacted),
+never a bare traceback (``--log-level DEBUG`` adds it); the exit code is 2 for invalid routes
+and 1 for runtime failures, a consumer or producer that cannot start included. ``eip check``
+reports every problem it finds, one line each (see :mod:`eip.runtime.check`).
 """
 
 from __future__ import annotations
@@ -16,80 +16,22 @@ import argparse
 import asyncio
 import contextlib
 import gc
-import importlib
-import importlib.util
-import inspect
+import importlib.metadata
 import logging
 import os
-import pkgutil
 import signal
 import sys
-import traceback
-from collections.abc import Iterator, Sequence
-from pathlib import Path
-from types import ModuleType
+from collections.abc import Sequence
 
-from eip.dsl.builder import RouteBuilder
 from eip.dsl.model import StepDef
 from eip.errors import EipError, RouteDefinitionError
+from eip.routefiles import LoadError, load_builders
+from eip.runtime.check import check_routes
 from eip.runtime.context import Context
 
-__all__ = ["load_builders", "main"]
+__all__ = ["describe_routes", "load_builders", "main"]
 
 log = logging.getLogger("eip.cli")
-
-
-class LoadError(Exception):
-    """A route module could not be imported."""
-
-
-def load_builders(paths: Sequence[str]) -> list[RouteBuilder]:
-    """Import the given files, directories, packages or module names; return their builders."""
-    builders: list[RouteBuilder] = []
-    for target in paths:
-        for module in _modules(target):
-            for _, cls in inspect.getmembers(module, inspect.isclass):
-                if (
-                    issubclass(cls, RouteBuilder)
-                    and cls is not RouteBuilder
-                    and cls.__module__ == module.__name__
-                    and not cls.__dict__.get("abstract", False)
-                ):
-                    builders.append(cls())
-    return builders
-
-
-def _modules(target: str) -> Iterator[ModuleType]:
-    path = Path(target)
-    if path.is_dir():
-        if (path / "__init__.py").exists():
-            package = _import(path.resolve().name, path.resolve().parent)
-            yield package
-            for info in pkgutil.walk_packages(package.__path__, f"{package.__name__}."):
-                yield _import(info.name, None)
-        else:
-            for file in sorted(path.glob("*.py")):
-                if not file.name.startswith("_"):
-                    yield _import(file.stem, path.resolve())
-    elif path.suffix == ".py":
-        if not path.exists():
-            raise LoadError(f"{target}: no such file")
-        yield _import(path.stem, path.resolve().parent)
-    else:
-        yield _import(target, Path.cwd())
-
-
-def _import(name: str, search: Path | None) -> ModuleType:
-    if search is not None and str(search) not in sys.path:
-        sys.path.insert(0, str(search))
-    try:
-        return importlib.import_module(name)
-    except Exception as exc:
-        frame = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
-        where = f" ({frame.filename}:{frame.lineno})" if frame else ""
-        if isinstance(exc, SyntaxError):
-            where = f" ({exc.filename}:{exc.lineno})"
-        raise LoadError(f"cannot load {name}: {type(exc).__name__}: {exc}{where}") from exc
 
 
 def describe_routes(context: Context) -> str:
@@ -114,14 +56,48 @@ def _describe_steps(steps: list[StepDef], lines: list[str], indent: str) -> None
 
 
 def _context_for(
-    paths: Sequence[str], shutdown_timeout: float = 30.0, metrics: bool = False
+    paths: Sequence[str],
+    shutdown_timeout: float = 30.0,
+    metrics: bool = False,
+    problems: list[Exception] | None = None,
 ) -> Context:
+    """A context with the routes of ``paths``; with ``problems``, a file or builder that fails
+    is added to it and the others still load (``eip check`` reports them all)."""
     context = Context(shutdown_timeout=shutdown_timeout, metrics=metrics)
-    builders = load_builders(paths)
-    if not builders:
+    builders = load_builders(paths, problems)
+    if not builders and not problems:
         raise LoadError(f"no RouteBuilder found in {', '.join(paths)}")
-    context.add_routes(*builders)
+    for builder in builders:
+        try:
+            context.add_routes(builder)
+        except RouteDefinitionError as exc:
+            _locate(exc, context)
+            if problems is None:
+                raise
+            problems.append(exc)
     return context
+
+
+def _check(paths: Sequence[str]) -> int:
+    """Print every problem, one line each on stderr; exit 2 when there is an error."""
+    problems: list[Exception] = []
+    context = _context_for(paths, problems=problems)
+    errors = [_one_line(exc) for exc in problems]
+    warnings: list[str] = []
+    if context.route_models:
+        for finding in check_routes(context, complete=not problems):
+            (errors if finding.severity == "error" else warnings).append(finding.message)
+    for text in errors:
+        print(f"eip: error: {text}", file=sys.stderr)
+    for text in warnings:
+        print(f"eip: warning: {text}", file=sys.stderr)
+    for exc in problems:
+        _debug_traceback(exc)
+    if errors:
+        return 2
+    note = f", {len(warnings)} warning(s)" if warnings else ""
+    print(f"ok: {len(context.route_models)} route(s) valid{note}")
+    return 0
 
 
 async def _run(context: Context, management: tuple[str, int] | None) -> int:
@@ -136,6 +112,11 @@ async def _run(context: Context, management: tuple[str, int] | None) -> int:
 
         # Up before the routes, so probes see "live, not ready" while they start.
         ops = ManagementServer(context, *management)
+        ops.http.label = "the management endpoints"
+        ops.http.address_hint = (
+            "start eip with --management-port (or set $EIP_MANAGEMENT_PORT) to use another "
+            "port, or with --no-management"
+        )
         await ops.start()
         log.info("management endpoints on %s (/health/live, /health/ready, /metrics)", ops.base_url)
     try:
@@ -166,41 +147,111 @@ def _install_uvloop() -> None:
     uvloop.install()  # type: ignore[attr-defined,unused-ignore]
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"a port is 0..65535, got {port}")
+    return port
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("eip")
+    except importlib.metadata.PackageNotFoundError:  # pragma: no cover - run from a checkout
+        return "unknown (not installed)"
+
+
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="eip", description="The eip integration engine.")
-    parser.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser.add_argument("--version", action="version", version=f"eip {_version()}")
+    parser.add_argument(
+        "--log-level",
+        default="INFO",
+        metavar="LEVEL",
+        help="DEBUG, INFO, WARNING or ERROR (default INFO); DEBUG adds tracebacks to errors",
+    )
+    sub = parser.add_subparsers(
+        dest="command",
+        required=True,
+        metavar="COMMAND",
+        help="run, routes or check ('eip COMMAND --help' tells more)",
+    )
+    paths = "route files, directories or packages (or dotted module names)"
     run = sub.add_parser("run", help="run routes until SIGINT/SIGTERM")
-    run.add_argument("paths", nargs="+", help="route files, directories or packages")
-    run.add_argument("--shutdown-timeout", type=float, default=30.0)
+    run.add_argument("paths", nargs="+", help=paths)
+    run.add_argument(
+        "--shutdown-timeout",
+        type=float,
+        metavar="SECONDS",
+        default=30.0,
+        help="seconds to drain in-flight exchanges on shutdown (default 30)",
+    )
     run.add_argument("--no-uvloop", action="store_true", help="use the stock asyncio loop")
     run.add_argument(
+        "--http-port",
+        type=_port,
+        metavar="PORT",
+        default=None,
+        help="port of the HTTP and SOAP routes' server ($EIP_HTTP_PORT, else 8080; "
+        "an endpoint's own port option wins)",
+    )
+    run.add_argument(
+        "--http-host",
+        default=None,
+        metavar="HOST",
+        help="address of the HTTP and SOAP routes' server ($EIP_HTTP_HOST, else 0.0.0.0)",
+    )
+    run.add_argument(
         "--management-port",
-        type=int,
-        default=int(os.environ.get("EIP_MANAGEMENT_PORT", "8081")),
+        type=_port,
+        metavar="PORT",
+        default=os.environ.get("EIP_MANAGEMENT_PORT", "8081"),
         help="port of /health/live, /health/ready and /metrics ($EIP_MANAGEMENT_PORT, 8081)",
     )
     run.add_argument(
         "--management-host",
         default=os.environ.get("EIP_MANAGEMENT_HOST", "0.0.0.0"),
+        metavar="HOST",
         help="address of the management endpoints ($EIP_MANAGEMENT_HOST, 0.0.0.0)",
     )
     run.add_argument("--no-management", action="store_true", help="serve no management endpoints")
     routes = sub.add_parser("routes", help="print each route and its steps")
-    routes.add_argument("paths", nargs="+")
-    check = sub.add_parser("check", help="validate routes without starting them")
-    check.add_argument("paths", nargs="+")
-    args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level.upper(),
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+    routes.add_argument("paths", nargs="+", help=paths)
+    check = sub.add_parser(
+        "check",
+        help="validate routes without starting them or connecting anywhere",
+        description="Compile every route and report, one line each, what run would fail on: "
+        "invalid endpoints and options, direct:/seda: endpoints sent to that no route "
+        "consumes, environment variables the endpoints need that are not set (errors, exit "
+        "code 2), and direct:/seda: consumers that no route feeds (warnings).",
     )
+    check.add_argument("paths", nargs="+", help=paths)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    level = args.log_level.upper()
+    if not isinstance(logging.getLevelName(level), int):
+        print(f"eip: error: unknown log level {args.log_level!r}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
     # httpx logs every request at INFO; the routes log what matters (and URLs may carry
     # query secrets). uvicorn's per-connection chatter is not an operator's concern either.
     logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.root.level))
     logging.getLogger("uvicorn.error").setLevel(max(logging.WARNING, logging.root.level))
+    context: Context | None = None
     try:
         if args.command == "run":
+            # Through the environment, so route files that build URLs of their own HTTP
+            # routes (the demo's) see the same address the server listens on.
+            if args.http_port is not None:
+                os.environ["EIP_HTTP_PORT"] = str(args.http_port)
+            if args.http_host is not None:
+                os.environ["EIP_HTTP_HOST"] = args.http_host
             context = _context_for(args.paths, args.shutdown_timeout, metrics=True)
             if not args.no_uvloop:
                 _install_uvloop()
@@ -208,28 +259,58 @@ def main(argv: Sequence[str] | None = None) -> int:
                 None if args.no_management else (args.management_host, args.management_port)
             )
             return asyncio.run(_run(context, management))
+        if args.command == "check":
+            return _check(args.paths)
         context = _context_for(args.paths)
-        if args.command == "routes":
-            print(describe_routes(context))
-            return 0
-        context.validate()
-        print(f"ok: {len(context.route_models)} route(s) valid")
+        print(describe_routes(context))
         return 0
     except KeyboardInterrupt:
         return 130
     except Exception as exc:
+        if isinstance(exc, RouteDefinitionError) and context is not None:
+            _locate(exc, context)  # found across routes at start: one consumer per name
         return _report(exc)
 
 
-def _report(exc: Exception) -> int:
-    """One line on stderr for any failure: the route, the step or endpoint (redacted) and the
-    cause, never a bare traceback; ``--log-level DEBUG`` adds the traceback for maintainers.
-    Exit code 2 when the routes are invalid, 1 when they failed at run time."""
+def _locate(exc: RouteDefinitionError, context: Context) -> None:
+    """Name the file of the route an error is about, when the error does not yet."""
+    if exc.location is None and exc.route_id:
+        model = next((m for m in context.route_models if m.route_id == exc.route_id), None)
+        exc.location = model.defined_at if model is not None else None
+
+
+def _machine_fault(exc: BaseException) -> BaseException | None:
+    """A cause that is no route's fault (an address another process holds), if there is one:
+    it is reported alone, so the route that happened to start first is not blamed."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if getattr(current, "route_independent", False):
+            return current
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def _one_line(exc: BaseException) -> str:
+    exc = _machine_fault(exc) or exc
     # A fault eip did not map: its type is the most useful clue.
     text = str(exc) if isinstance(exc, (EipError, LoadError)) else f"{type(exc).__name__}: {exc}"
-    print(f"eip: error: {' '.join(text.split())}", file=sys.stderr)
+    return " ".join(text.split())
+
+
+def _debug_traceback(exc: BaseException) -> None:
     if log.isEnabledFor(logging.DEBUG):
         log.debug("the error's traceback", exc_info=exc)
+
+
+def _report(exc: Exception) -> int:
+    """One line on stderr for any failure: the file, the route, the step or endpoint
+    (redacted) and the cause, never a bare traceback; ``--log-level DEBUG`` adds the
+    traceback for maintainers. Exit code 2 when the routes are invalid, 1 when they failed at
+    run time."""
+    print(f"eip: error: {_one_line(exc)}", file=sys.stderr)
+    _debug_traceback(exc)
     return 2 if isinstance(exc, (RouteDefinitionError, LoadError)) else 1
 
 

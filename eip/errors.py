@@ -69,7 +69,12 @@ class EipError(Exception):
 
 
 class RouteDefinitionError(EipError):
-    """A route definition is invalid; raised before any message flows."""
+    """A route definition is invalid; raised before any message flows.
+
+    ``location`` says where in the route files (``routes/orders.py:12, OrderRoutes``),
+    ``route_id`` and ``step`` where in the route, ``option`` which option was wrong, and
+    ``valid`` what would have been right, listed under ``valid_label`` ("valid schemes", ...).
+    """
 
     def __init__(
         self,
@@ -79,23 +84,27 @@ class RouteDefinitionError(EipError):
         step: str | None = None,
         option: str | None = None,
         valid: list[str] | None = None,
+        valid_label: str = "valid options",
+        location: str | None = None,
     ) -> None:
         self.route_id = route_id
         self.step = step
         self.option = option
         self.valid = valid
+        self.valid_label = valid_label
+        self.location = location
         self.reason = message
         super().__init__(message)
 
     def __str__(self) -> str:
-        where = []
+        where = [self.location] if self.location else []
         if self.route_id:
             where.append(f"route '{self.route_id}'")
         if self.step:
             where.append(f"step {self.step}")
         text = f"{', '.join(where)}: {self.reason}" if where else self.reason
         if self.valid:
-            text += f" (valid options: {', '.join(sorted(self.valid))})"
+            text += f" ({self.valid_label}: {', '.join(sorted(self.valid))})"
         return text
 
 

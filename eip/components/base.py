@@ -14,7 +14,7 @@ import logging
 import re
 import urllib.parse
 from collections.abc import Awaitable
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar
 
 import msgspec
 
@@ -145,6 +145,8 @@ class Component(abc.ABC):
         """Called once at shutdown, after every producer and consumer stopped."""
 
 
+S = TypeVar("S", bound=EndpointSpec)
+
 _UNKNOWN_FIELD = re.compile(r"unknown field `([^`]+)`")
 _AT_PATH = re.compile(r"^(.*?)(?: - at `\$\.?([^`]*)`)?$", re.DOTALL)
 
@@ -222,8 +224,9 @@ def _list_fields(spec_type: type[EndpointSpec]) -> tuple[str, ...]:
     )
 
 
-def build_spec(spec_type: type[EndpointSpec], options: dict[str, Any], where: str) -> EndpointSpec:
-    """Convert raw option values (strings from a URI, or Python values) into the spec."""
+def build_spec(spec_type: type[S], options: dict[str, Any], where: str) -> S:
+    """Convert raw option values (strings from a URI, or Python values) into the spec; a
+    mistake is a RouteDefinitionError that names the option and lists the valid ones."""
     valid = [f for f in spec_type.__struct_fields__ if f != spec_type.path_field]
     try:
         return msgspec.convert(options, spec_type, strict=False)

@@ -13,6 +13,7 @@ import asyncio
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from eip.components.base import Component, Consumer, EndpointSpec, Producer
+from eip.components.typed import make_spec, typed_spec
 from eip.errors import NoConsumerError, RouteDefinitionError
 from eip.message import Exchange
 
@@ -28,9 +29,10 @@ class DirectSpec(EndpointSpec, frozen=True):
     timeout: float = 0.0
 
 
+@typed_spec(DirectSpec)
 def direct(name: str, *, timeout: float = 0.0) -> DirectSpec:
     """Typed form of ``direct:name``."""
-    return DirectSpec(name=name, timeout=timeout)
+    return make_spec(DirectSpec, {"name": name, "timeout": timeout})
 
 
 class DirectComponent(Component):

@@ -41,6 +41,7 @@ from pathlib import Path, PurePath
 from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
 from eip.components.base import Component, Consumer, EndpointSpec, Producer, process_exchange
+from eip.components.typed import make_spec, typed_spec
 from eip.errors import EndpointError
 from eip.headers import FILE_MODIFIED, FILE_NAME, FILE_PATH, FILE_SIZE
 from eip.message import Exchange
@@ -81,9 +82,10 @@ class FileSpec(EndpointSpec, frozen=True):
     fsync: bool = True
 
 
+@typed_spec(FileSpec)
 def file(directory: str, **options: Any) -> FileSpec:
     """Typed form of ``file:directory?...``; ``options`` are :class:`FileSpec` fields."""
-    return FileSpec(directory=directory, **options)
+    return make_spec(FileSpec, {"directory": directory, **options})
 
 
 def _stamp(epoch: float) -> str:

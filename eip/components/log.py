@@ -10,6 +10,7 @@ import logging
 from typing import Any, ClassVar
 
 from eip.components.base import Component, EndpointSpec, Producer
+from eip.components.typed import make_spec, typed_spec
 from eip.message import Exchange
 
 __all__ = ["LogComponent", "LogSpec", "log_endpoint"]
@@ -26,9 +27,10 @@ class LogSpec(EndpointSpec, frozen=True):
     max_chars: int = 1000
 
 
+@typed_spec(LogSpec)
 def log_endpoint(name: str, *, level: str = "INFO", show_headers: bool = False) -> LogSpec:
     """Typed form of ``log:name``."""
-    return LogSpec(name=name, level=level, show_headers=show_headers)
+    return make_spec(LogSpec, {"name": name, "level": level, "show_headers": show_headers})
 
 
 class LogComponent(Component):

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from eip.components.base import Component, EndpointSpec, Producer
+from eip.components.typed import make_spec, typed_spec
 from eip.message import Exchange
 from eip.processors.base import is_async_callable
 
@@ -30,9 +31,10 @@ class MockSpec(EndpointSpec, frozen=True):
     retain: int = -1
 
 
+@typed_spec(MockSpec)
 def mock(name: str, *, retain: int = -1) -> MockSpec:
     """Typed form of ``mock:name``; ``retain`` caps how many snapshots are kept (-1: all)."""
-    return MockSpec(name=name, retain=retain)
+    return make_spec(MockSpec, {"name": name, "retain": retain})
 
 
 class MockEndpoint(Producer):

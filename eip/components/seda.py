@@ -22,6 +22,7 @@ from eip.components.base import (
     Producer,
     process_exchange,
 )
+from eip.components.typed import make_spec, typed_spec
 from eip.errors import EndpointError, ExchangeTimeoutError
 from eip.message import Exchange, ExchangePattern
 
@@ -41,6 +42,7 @@ class SedaSpec(EndpointSpec, frozen=True):
     offer_timeout: float = 0.0
 
 
+@typed_spec(SedaSpec)
 def seda(
     name: str,
     *,
@@ -51,13 +53,16 @@ def seda(
     offer_timeout: float = 0.0,
 ) -> SedaSpec:
     """Typed form of ``seda:name?...``."""
-    return SedaSpec(
-        name=name,
-        size=size,
-        concurrent_consumers=concurrent_consumers,
-        wait_for_completion=wait_for_completion,
-        block_when_full=block_when_full,
-        offer_timeout=offer_timeout,
+    return make_spec(
+        SedaSpec,
+        {
+            "name": name,
+            "size": size,
+            "concurrent_consumers": concurrent_consumers,
+            "wait_for_completion": wait_for_completion,
+            "block_when_full": block_when_full,
+            "offer_timeout": offer_timeout,
+        },
     )
 
 

@@ -30,6 +30,7 @@ from croniter import croniter
 
 from eip import headers as H
 from eip.components.base import Component, Consumer, EndpointSpec, Producer, process_exchange
+from eip.components.typed import make_spec, typed_spec
 from eip.errors import RouteDefinitionError
 from eip.message import Exchange
 
@@ -57,6 +58,7 @@ class CronSpec(EndpointSpec, frozen=True):
     timezone: str = "UTC"
 
 
+@typed_spec(TimerSpec)
 def timer(
     name: str,
     *,
@@ -66,14 +68,22 @@ def timer(
     fixed_rate: bool = False,
 ) -> TimerSpec:
     """Typed form of ``timer:name?...``."""
-    return TimerSpec(
-        name=name, period=period, delay=delay, repeat_count=repeat_count, fixed_rate=fixed_rate
+    return make_spec(
+        TimerSpec,
+        {
+            "name": name,
+            "period": period,
+            "delay": delay,
+            "repeat_count": repeat_count,
+            "fixed_rate": fixed_rate,
+        },
     )
 
 
+@typed_spec(CronSpec)
 def cron(name: str, schedule: str, *, timezone: str = "UTC") -> CronSpec:
     """Typed form of ``cron:name?schedule=...``."""
-    return CronSpec(name=name, schedule=schedule, timezone=timezone)
+    return make_spec(CronSpec, {"name": name, "schedule": schedule, "timezone": timezone})
 
 
 class _ScheduledConsumer(Consumer):

@@ -26,6 +26,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Self
 
 from eip.dataformats import DataFormat
+from eip.dsl.diagnostics import Declared, caller, configure_error
 from eip.dsl.dynamic import DynamicSteps
 from eip.dsl.model import (
     ChoiceDef,
@@ -199,9 +200,18 @@ class OnExceptionBuilder(StepsBuilder):
 class RouteDefinition(StepsBuilder):
     """One route under construction; created by :meth:`RouteBuilder.from_`."""
 
-    def __init__(self, source: EndpointRef, origin: str | None = None) -> None:
+    def __init__(
+        self, source: EndpointRef, origin: str | None = None, declared: Declared | None = None
+    ) -> None:
         super().__init__()
-        self.model = RouteModel(source=source, route_id="", steps=self.steps, origin=origin)
+        self.declared = declared
+        self.model = RouteModel(
+            source=source,
+            route_id="",
+            steps=self.steps,
+            origin=origin,
+            defined_at=str(declared) if declared is not None else None,
+        )
 
     def route_id(self, route_id: str) -> Self:
         self.model.route_id = route_id
@@ -239,7 +249,7 @@ class RouteBuilder:
         raise NotImplementedError(f"{type(self).__name__} must implement configure()")
 
     def from_(self, source: EndpointRef) -> RouteDefinition:
-        route = RouteDefinition(source, origin=type(self).__qualname__)
+        route = RouteDefinition(source, origin=type(self).__qualname__, declared=caller())
         self._routes.append(route)
         return route
 
@@ -258,9 +268,18 @@ class RouteBuilder:
         self._error_handler = handler
 
     def build(self) -> list[RouteModel]:
-        """Run ``configure`` once and return the route models."""
+        """Run ``configure`` once and return the route models.
+
+        Anything ``configure`` raises becomes one RouteDefinitionError naming the file and
+        line, this builder, and the route and step being declared (the cause is chained)."""
         if not self._configured:
-            self.configure()
+            try:
+                self.configure()
+            except Exception as exc:
+                error = configure_error(self, self._routes, exc)
+                if error is exc:
+                    raise
+                raise error from exc
             self._configured = True
         models = []
         for route in self._routes:

@@ -149,7 +149,16 @@ class CompileContext:
 
 
 def compile_route(context: Context, model: RouteModel) -> Route:
-    """Build a :class:`Route` from its model; raises RouteDefinitionError when it is invalid."""
+    """Build a :class:`Route` from its model; raises RouteDefinitionError when it is invalid,
+    naming the file and line the route was declared at as well as the route and step."""
+    try:
+        return _compile_route(context, model)
+    except RouteDefinitionError as exc:
+        exc.location = exc.location or model.defined_at
+        raise
+
+
+def _compile_route(context: Context, model: RouteModel) -> Route:
     if not model.route_id:
         raise RouteDefinitionError("route has no id")
     context.resolve_endpoint(model.source, route_id=model.route_id, step="from")

@@ -257,6 +257,8 @@ class RouteModel:
     auto_startup: bool = True
     description: str | None = None
     origin: str | None = None
+    #: Where the route was declared (``routes/orders.py:12``), for errors that name the file.
+    defined_at: str | None = None
 
     @property
     def source_uri(self) -> str:

@@ -62,6 +62,7 @@ class EndpointRegistry:
             raise RouteDefinitionError(
                 f"unknown endpoint scheme '{scheme}:'",
                 valid=sorted(self._component_types),
+                valid_label="valid schemes",
             )
         if isinstance(kind, str):
             module_name, _, class_name = kind.partition(":")

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import os
 import socket
@@ -46,6 +47,7 @@ from eip.components.http.auth import AuthSpec
 from eip.errors import LifecycleError, RouteDefinitionError
 
 __all__ = [
+    "AddressInUseError",
     "Handler",
     "HttpServer",
     "PathEntry",
@@ -90,6 +92,14 @@ class ServerSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
         return host, port
 
 
+class AddressInUseError(LifecycleError):
+    """Another process listens on the HTTP server's address. It is no route's fault (every
+    HTTP and SOAP route on the address shares the server), so ``eip run`` reports it alone,
+    with the option that changes the address, whichever route started the server."""
+
+    route_independent = True
+
+
 _NOT_FOUND = b'{"error":"not found"}'
 _NOT_ALLOWED = b'{"error":"method not allowed"}'
 _BUSY = b'{"error":"overloaded, retry later"}'
@@ -115,6 +125,9 @@ class HttpServer:
         self.started = False
         #: Called when the set of handlers changes (the OpenAPI document is rebuilt lazily).
         self.on_change: Callable[[], None] | None = None
+        #: What the server is and how to move it, for the error when its address is taken.
+        self.label = "the HTTP server"
+        self.address_hint: str | None = None
 
     @property
     def port(self) -> int:
@@ -296,7 +309,13 @@ class HttpServer:
             raise LifecycleError(f"HTTP server {self.host}:{self.requested_port}: {exc}") from exc
         server = uvicorn.Server(config)
         server.lifespan = config.lifespan_class(config)
-        self._socket = _bind(self.host, self.requested_port, settings.backlog)
+        try:
+            self._socket = _bind(self.host, self.requested_port, settings.backlog)
+        except AddressInUseError as exc:
+            raise AddressInUseError(
+                f"cannot listen on {self.host}:{self.requested_port} for {self.label}: the "
+                f"address is in use by another process; {self._address_hint()}"
+            ) from exc.__cause__
         try:
             await server.startup(sockets=[self._socket])
         except BaseException:
@@ -307,6 +326,15 @@ class HttpServer:
         self._ticker = asyncio.create_task(self._tick(server), name=f"http-server {self.port}")
         self.started = True
         log.info("HTTP server listening on %s:%d (%s)", self.host, self.port, self.base_url)
+
+    def _address_hint(self) -> str:
+        if self.address_hint is not None:
+            return self.address_hint
+        if self.settings.port >= 0:  # configured in code: context.component("http").configure
+            return "configure another port for it"
+        if self.settings.address() == (self.host, self.requested_port):
+            return "start eip with --http-port (or set $EIP_HTTP_PORT) to use another port"
+        return "change the port option of the endpoints that serve on it"
 
     async def stop(self) -> None:
         """Stop accepting connections; let in-flight responses finish (graceful_timeout)."""
@@ -341,6 +369,10 @@ def _bind(host: str, port: int, backlog: int) -> socket.socket:
         sock.setblocking(False)
     except OSError as exc:
         sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise AddressInUseError(
+                f"cannot listen on {host}:{port}: the address is in use by another process"
+            ) from exc
         raise LifecycleError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
     sock.set_inheritable(True)
     return sock

@@ -31,6 +31,7 @@ import msgspec
 
 from eip.components.base import EndpointSpec
 from eip.components.http.auth import AuthSpec
+from eip.components.typed import make_spec, typed_spec
 
 __all__ = [
     "AuthScheme",
@@ -169,17 +170,19 @@ class HttpClientSpec(EndpointSpec, frozen=True):
         return self.secret
 
 
+@typed_spec(HttpServerSpec)
 def http_server(path: str, **options: Any) -> HttpServerSpec:
     """Typed form of ``http:/path?...``, e.g. ``http_server("/api/customers/{id}",
     methods=["PUT"], body=Customer, response=Ack, auth="api_key",
     credentials_env="CRM_KEYS")``."""
     body, response = options.pop("body", None), options.pop("response", None)
-    spec = msgspec.convert({"path": path, **options}, HttpServerSpec)
+    spec = make_spec(HttpServerSpec, {"path": path, **options})
     return msgspec.structs.replace(spec, body=body, response=response)
 
 
+@typed_spec(HttpClientSpec)
 def http_client(url: str, **options: Any) -> HttpClientSpec:
     """Typed form of ``https://host/path?...``; the URL may carry its own query string."""
     client = options.pop("client", None)
-    spec = msgspec.convert({"url": url, **options}, HttpClientSpec)
+    spec = make_spec(HttpClientSpec, {"url": url, **options})
     return msgspec.structs.replace(spec, client=client) if client is not None else spec

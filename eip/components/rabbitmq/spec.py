@@ -44,6 +44,7 @@ import os
 from typing import Any, ClassVar, Literal
 
 from eip.components.base import EndpointSpec
+from eip.components.typed import make_spec, typed_spec
 
 __all__ = ["DEFAULT_URL", "RabbitMQSpec", "rabbitmq"]
 
@@ -194,8 +195,7 @@ def stream_offset_value(text: str) -> object:
     return moment
 
 
+@typed_spec(RabbitMQSpec)
 def rabbitmq(exchange: str = "", **options: object) -> RabbitMQSpec:
     """Typed form of ``rabbitmq:EXCHANGE?...``; options as in :class:`RabbitMQSpec`."""
-    import msgspec
-
-    return msgspec.convert({"exchange": exchange, **options}, RabbitMQSpec)
+    return make_spec(RabbitMQSpec, {"exchange": exchange, **options})

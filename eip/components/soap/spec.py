@@ -25,6 +25,7 @@ import msgspec
 
 from eip.components.base import EndpointSpec
 from eip.components.http.spec import ServedAuth
+from eip.components.typed import make_spec, typed_spec
 
 __all__ = ["SoapClientSpec", "SoapServerSpec", "soap_client", "soap_server"]
 
@@ -87,13 +88,15 @@ class SoapClientSpec(EndpointSpec, frozen=True):
         return value
 
 
+@typed_spec(SoapServerSpec)
 def soap_server(path: str, **options: Any) -> SoapServerSpec:
     """Typed form of ``soap:/path?wsdl=...``."""
-    return msgspec.convert({"path": path, **options}, SoapServerSpec)
+    return make_spec(SoapServerSpec, {"path": path, **options})
 
 
+@typed_spec(SoapClientSpec)
 def soap_client(name: str, **options: Any) -> SoapClientSpec:
     """Typed form of ``soap:name?wsdl=...&operation=...``; ``reply_type`` may be a Struct."""
     reply_type = options.pop("reply_type", None)
-    spec = msgspec.convert({"name": name, **options}, SoapClientSpec)
+    spec = make_spec(SoapClientSpec, {"name": name, **options})
     return msgspec.structs.replace(spec, reply_type=reply_type) if reply_type else spec
