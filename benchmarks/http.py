@@ -24,7 +24,6 @@ Rounds alternate the variants; figures are medians of the rounds.
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -36,6 +35,7 @@ from benchmarks._http_support import (
     aiohttp_caller,
     drive_client,
     drive_wrk,
+    load_driver,
     start_module_process,
     start_server_process,
 )
@@ -160,12 +160,12 @@ def _rows(results: dict[str, Measurement], baseline: str) -> list[list[str]]:
 
 async def main(quick: bool) -> None:
     rounds, seconds = (2, 2.0) if quick else (5, 5.0)
-    if shutil.which("wrk") is None:
-        print("wrk not found: the consumer load comes from a Python load generator process")
+    driver = load_driver()
+    print(driver.note)
     served = await consumer(rounds, seconds)
     called = await producer(rounds, 2.0 if quick else 4.0)
     headers = ["variant", "req/s (median)", "range", "vs baseline"]
-    print(f"HTTP consumer: POST JSON -> route -> JSON reply, wrk -c50, {rounds} rounds")
+    print(f"HTTP consumer: POST JSON -> route -> JSON reply, {driver.tool} -c50, {rounds} rounds")
     print(table(headers, _rows(served, "raw ASGI app")))
     print()
     print(f"HTTP producer: POST JSON, 50 concurrent calls, {rounds} rounds")

@@ -39,6 +39,7 @@ import httpx
 from benchmarks._http_support import (
     drive_client,
     drive_wrk,
+    load_driver,
     start_module_process,
     start_server_process,
 )
@@ -207,8 +208,10 @@ async def main(quick: bool) -> None:
     headers = ["variant", "calls/s (median)", "range", "µs/call", "vs baseline"]
     print(table(headers, _rows(called, ZEEP)))
     print()
+    driver = load_driver()
+    print(driver.note)
     served = await consumer(rounds, seconds)
-    print(f"SOAP consumer: CheckCredit, wrk -c50, {rounds} rounds")
+    print(f"SOAP consumer: CheckCredit, {driver.tool} -c50, {rounds} rounds")
     headers = ["variant", "req/s (median)", "range", "µs/request", "vs baseline"]
     print(table(headers, _rows(served, CONSUMER_LXML)))
     print()

@@ -22,6 +22,7 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from eip.dsl.model import StepDef
 from eip.errors import EipError, RouteDefinitionError
@@ -177,7 +178,7 @@ def _parser() -> argparse.ArgumentParser:
         dest="command",
         required=True,
         metavar="COMMAND",
-        help="run, routes or check ('eip COMMAND --help' tells more)",
+        help="run, routes, check or graph ('eip COMMAND --help' tells more)",
     )
     paths = "route files, directories or packages (or dotted module names)"
     run = sub.add_parser("run", help="run routes until SIGINT/SIGTERM")
@@ -229,7 +230,40 @@ def _parser() -> argparse.ArgumentParser:
         "code 2), and direct:/seda: consumers that no route feeds (warnings).",
     )
     check.add_argument("paths", nargs="+", help=paths)
+    graph = sub.add_parser(
+        "graph",
+        help="draw the routes as an SVG picture or as Mermaid text",
+        description="Draw each route from its model, as the console does: SVG (the default), "
+        "or Mermaid with --format mermaid or an output ending in .mmd or .md (.md writes a "
+        "Markdown page with a fenced flowchart per route). Endpoint URIs are shown redacted.",
+    )
+    graph.add_argument("paths", nargs="+", help=paths)
+    graph.add_argument(
+        "-o", "--output", metavar="FILE", help="file to write (default: standard output)"
+    )
+    graph.add_argument(
+        "--format",
+        choices=("svg", "mermaid"),
+        default=None,
+        help="svg or mermaid (default: mermaid for a .mmd or .md FILE, else svg)",
+    )
     return parser
+
+
+def _graph(context: Context, output: str | None, fmt: str | None) -> int:
+    """``eip graph``: the routes drawn offline by the console's renderer."""
+    from eip.server.graph import render_mermaid, render_svg
+
+    suffix = Path(output).suffix.lower() if output else ""
+    fmt = fmt or ("mermaid" if suffix in {".mmd", ".mermaid", ".md"} else "svg")
+    models = context.route_models
+    text = render_svg(models) if fmt == "svg" else render_mermaid(models, markdown=suffix == ".md")
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        Path(output).write_text(text, encoding="utf-8")
+        print(f"wrote {len(models)} route(s) to {output} ({fmt})")
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -261,6 +295,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_run(context, management))
         if args.command == "check":
             return _check(args.paths)
+        if args.command == "graph":
+            return _graph(_context_for(args.paths), args.output, args.format)
         context = _context_for(args.paths)
         print(describe_routes(context))
         return 0

@@ -65,21 +65,30 @@ def test_run_processes_the_sample_and_stops_on_sigterm(tmp_path: Path) -> None:
         text=True,
     )
     try:
-        erp_file = tmp_path / "erp" / "inbox" / "erp-customers-crm_customers.json"
-        done = tmp_path / "crm" / "export" / ".done" / "crm_customers.csv"
+        erp_file = tmp_path / "outbox" / "erp-customers" / "erp-customers-crm_customers.json"
+        done = tmp_path / "inbox" / "crm-customer-export" / ".done" / "crm_customers.csv"
         # the other examples' outputs: lead feed, customer view, ERP nightly export
         outputs = [
             erp_file,
             done,
-            tmp_path / "crm" / "leads" / "incoming" / ".done" / "leads-20240502-0900.ndjson",
-            tmp_path / "views" / "customer-1001.json",
-            tmp_path / "views" / "customer-1002.json",
-            tmp_path / "erp" / "batches" / "erp_accounts_20240502.manifest.json",
-            tmp_path / "erp" / "api" / "C-001001.json",  # the webhook example, via HTTP
+            tmp_path / "inbox" / "marketing-leads" / ".done" / "leads-20240502-0900.ndjson",
+            tmp_path / "outbox" / "customer-views" / "customer-1001.json",
+            tmp_path / "outbox" / "customer-views" / "customer-1002.json",
+            tmp_path / "outbox" / "crm-account-batches" / "erp_accounts_20240502.manifest.json",
+            tmp_path / "demo" / "erp-api" / "C-001001.json",  # the webhook example, via HTTP
+            # each example's failure path, taken by one of its samples
+            tmp_path / "rejected" / "customer-import" / "rejected-crm_customers.csv",
+            tmp_path / "rejected" / "lead-feed" / "rejected-leads-20240502-0900.json",
+            tmp_path / "rejected" / "customer-view" / "customer-1005.xml.json",
+            tmp_path / "rejected" / "erp-nightly-export" / "erp_accounts_20240503.json",
+            tmp_path / "inbox" / "erp-account-export" / ".error" / "erp_accounts_20240503.csv",
+            tmp_path / "dead-letter" / "customer-events" / "crm-evt-20261123-0003.json",
+            tmp_path / "dead-letter" / "webhook" / "evt-20261123-0002.json",
             # the SOAP example: the sample customer upserted in the (demo) ERP over SOAP
-            tmp_path / "crm" / "soap-upserts" / ".done" / "customer-1001.json",
+            tmp_path / "inbox" / "crm-soap-upserts" / ".done" / "customer-1001.json",
+            tmp_path / "rejected" / "soap-upsert" / "customer-1002.json",
         ]
-        upserts = tmp_path / "erp" / "upserts"  # the RabbitMQ example (a demo event relayed)
+        upserts = tmp_path / "demo" / "erp-upserts"  # the RabbitMQ example (a demo event relayed)
         deadline = time.monotonic() + 30
         while not (
             all(path.exists() for path in outputs) and upserts.exists() and any(upserts.iterdir())
@@ -91,7 +100,7 @@ def test_run_processes_the_sample_and_stops_on_sigterm(tmp_path: Path) -> None:
         assert _get(f"{ops}/health/ready") == (200, b'{"status":"ready"}')
         status, metrics = _get(f"{ops}/metrics")
         assert status == 200
-        assert b'eip_exchanges_total{route="crm-customer-webhook"} 1.0' in metrics
+        assert b'eip_exchanges_total{route="crm-customer-webhook"} 2.0' in metrics
         status, document = _get(f"http://127.0.0.1:{http_port}/openapi.json")
         assert status == 200
         assert b"/webhooks/crm/customer-changed" in document
@@ -108,8 +117,8 @@ def test_run_processes_the_sample_and_stops_on_sigterm(tmp_path: Path) -> None:
         "1 from other sources, 2 rejected" in output
     )
     assert "customer view 1001 written" in output
-    assert "erp export erp_accounts_20240502: 12 row(s) in 1 batch(es)" in output
-    accepted = sorted(p.name for p in (tmp_path / "crm" / "leads" / "accepted").iterdir())
+    assert "erp export erp_accounts_20240502: 1234 row(s) in 3 batch(es)" in output
+    accepted = sorted(p.name for p in (tmp_path / "outbox" / "crm-leads").iterdir())
     assert len(accepted) == 5
     assert "ERP received upsert" in output  # the RabbitMQ example relayed a demo event
     assert "ERP customer C001001 upserted (version 1)" in output
@@ -278,3 +287,19 @@ def test_debug_adds_the_traceback(tmp_path: Path) -> None:
     assert "Traceback" in result.stderr
     assert "ChannelClosedError" in result.stderr  # the broker's fault, chained
     assert result.stderr.count("eip: error: route 'route1' (step 1) could not start") == 1
+
+
+def test_graph_writes_svg_and_mermaid(tmp_path: Path) -> None:
+    from lxml import etree
+
+    svg = tmp_path / "routes.svg"
+    done = run_cli("graph", "routes/", "-o", str(svg))
+    assert done.returncode == 0, done.stderr
+    root = etree.fromstring(svg.read_bytes())
+    assert root.tag == "{http://www.w3.org/2000/svg}svg"
+    routes = root.xpath("//*[@data-route]")
+    assert isinstance(routes, list)
+    assert len(routes) > 10
+    mermaid = run_cli("graph", "routes/", "--format", "mermaid")
+    assert mermaid.returncode == 0, mermaid.stderr
+    assert mermaid.stdout.startswith("flowchart TD\n")

@@ -75,6 +75,7 @@ from eip.message import Exchange, ExchangePattern
 from eip.processors.base import STOP
 from eip.processors.redelivery import Backoff, RedeliveryPolicy, attempts_text, error_line
 from eip.runtime.clock import Clock
+from eip.runtime.failures import FailureHistory
 
 __all__ = [
     "FAILURE_HANDLED",
@@ -179,6 +180,8 @@ class ErrorHandling:
         self.dead_letter = dead_letter
         self.dead_letter_uri = dead_letter_uri
         self.use_original_message = use_original_message
+        #: Where the failures error handling gives up on are kept (the context sets it).
+        self.history: FailureHistory | None = None
         self._clause_cache: dict[type[BaseException], CompiledClause | None] = {}
         #: Exchanges of this route waiting for a redelivery (the context shows them while it
         #: drains at shutdown).
@@ -314,6 +317,8 @@ class ErrorHandling:
         headers[H.FAILURE_ROUTE] = self.route_id
         headers[H.REDELIVERY_COUNT] = attempts
         exchange.properties[H.EXCEPTION_PROPERTY] = error
+        if self.history is not None:
+            self.history.record(self.route_id, exchange, error, failed_at, attempts)
 
     async def _in_clause(
         self, clause: CompiledClause, exchange: Exchange, error: BaseException

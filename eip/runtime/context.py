@@ -24,6 +24,7 @@ from eip.dsl.model import EndpointRef, RouteModel
 from eip.errors import LifecycleError, RouteDefinitionError, redact_uri
 from eip.runtime.clock import Clock, SystemClock
 from eip.runtime.endpoints import BUILTIN_COMPONENTS, EndpointRegistry
+from eip.runtime.failures import FailureHistory
 from eip.runtime.route import Route, RouteStatus, Service
 from eip.tracing import Tracing
 
@@ -53,6 +54,7 @@ class Context(EndpointRegistry):
         tracer_provider: TracerProvider | None = None,
         tracing: bool | None = None,
         metrics: bool = False,
+        failure_history: int = 50,
     ) -> None:
         self.name = name
         self.clock: Clock = clock if clock is not None else SystemClock()
@@ -63,6 +65,8 @@ class Context(EndpointRegistry):
         #: Per-route counters and processing-time histograms, when ``metrics=True`` (``eip run``
         #: turns them on: timing costs ~0.3 µs per exchange, so library users opt in).
         self.metrics: Metrics | None = None
+        #: The last failed exchanges of each route (see :mod:`eip.runtime.failures`).
+        self.failures = FailureHistory(failure_history)
         if metrics:
             from eip.runtime.metrics import Metrics
 
@@ -158,6 +162,7 @@ class Context(EndpointRegistry):
                     route.dispatch = self.tracing.traced_dispatch(route)
                 if self.metrics is not None:
                     self.metrics.instrument(route)
+                route.errors.history = self.failures
                 self.routes[route.id] = route
             for component in list(self._components.values()):
                 await self._start_component(component)

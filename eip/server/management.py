@@ -10,6 +10,7 @@ and the metrics are never exposed on a public API port by accident.
   the broker blocked, a producer whose channel is being reopened), else 503 with the routes
   (and shared connections) that are not ready and why.
 - ``GET /metrics``: Prometheus text format (see :mod:`eip.runtime.metrics`).
+- the control API (``/routes``...): see :mod:`eip.server.control`.
 """
 
 from __future__ import annotations
@@ -82,13 +83,23 @@ class _Metrics:
 class ManagementServer:
     """The operations endpoints on their own small HTTP server."""
 
-    def __init__(self, context: Context, host: str = "0.0.0.0", port: int = 8081) -> None:
+    def __init__(
+        self,
+        context: Context,
+        host: str = "0.0.0.0",
+        port: int = 8081,
+        *,
+        token: str | None = None,
+    ) -> None:
+        from eip.server.control import ControlApi
+
         self.context = context
         settings = _Settings(host=host, port=port, openapi_path="", max_concurrency=100)
         self.http = HttpServer(settings, host, port)
         self.http.add("/health/live", ["GET"], _Live())
         self.http.add("/health/ready", ["GET"], _Ready(context))
         self.http.add("/metrics", ["GET"], _Metrics(context))
+        ControlApi(context, token).install(self.http)
 
     @property
     def base_url(self) -> str:
