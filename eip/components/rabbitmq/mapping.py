@@ -12,8 +12,8 @@ correlation id survive a route from one queue to another); every other header th
 ``eip.*`` or ``rabbitmq.*`` one becomes an application header, and so do the failure headers
 (``eip.exception.type``/``.message``, ``eip.failure.endpoint``/``.route``,
 ``eip.redelivery.count``), so a message dead-lettered to a queue says why (values AMQP cannot
-carry are sent as their ``str``). Not forwarded: ``rabbitmq.reply_to`` (the consumer answers requests
-itself, and a forwarded reply address would send someone else's answer astray),
+carry are sent as their ``str``). Not forwarded: ``rabbitmq.reply_to`` (the consumer answers
+requests itself, and a forwarded reply address would send someone else's answer astray),
 ``rabbitmq.user_id`` (the broker checks it against the publishing connection's user and
 closes the channel with 406 when they differ, so a message consumed from one broker user
 could never be published by another), and the per-delivery headers (exchange, routing key,
