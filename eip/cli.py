@@ -23,6 +23,7 @@ import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from eip.dsl.model import StepDef
 from eip.errors import EipError, RouteDefinitionError
@@ -174,11 +175,19 @@ def _parser() -> argparse.ArgumentParser:
         metavar="LEVEL",
         help="DEBUG, INFO, WARNING or ERROR (default INFO); DEBUG adds tracebacks to errors",
     )
+    parser.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default=os.environ.get("EIP_LOG_FORMAT", "text"),
+        help="text for people (default), or json: one object per line with time, level, "
+        "logger, message and route_id, exchange_id, trace_id, span_id where known "
+        "($EIP_LOG_FORMAT)",
+    )
     sub = parser.add_subparsers(
         dest="command",
         required=True,
         metavar="COMMAND",
-        help="run, routes, check or graph ('eip COMMAND --help' tells more)",
+        help="run, routes, check, graph, get or route ('eip COMMAND --help' tells more)",
     )
     paths = "route files, directories or packages (or dotted module names)"
     run = sub.add_parser("run", help="run routes until SIGINT/SIGTERM")
@@ -247,7 +256,54 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="svg or mermaid (default: mermaid for a .mmd or .md FILE, else svg)",
     )
+    _remote_parsers(sub)
     return parser
+
+
+def _remote_parsers(sub: Any) -> None:
+    """``eip get ...`` and ``eip route ...``: talk to a running server's control API."""
+    from eip.remote import DEFAULT_URL
+
+    def common(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument(
+            "--url",
+            default=os.environ.get("EIP_MANAGEMENT_URL", DEFAULT_URL),
+            help=f"the server's management URL ($EIP_MANAGEMENT_URL, default {DEFAULT_URL})",
+        )
+        parser.add_argument("--json", action="store_true", help="print the API's JSON answer")
+
+    get = sub.add_parser("get", help="show routes, one route or its failures, from a server")
+    get.add_argument(
+        "what", choices=("routes", "route", "failures"), help="routes, route ID or failures ID"
+    )
+    get.add_argument("route_id", nargs="?", help="the route's id (for route and failures)")
+    common(get)
+    route = sub.add_parser(
+        "route",
+        help="stop or start a route of a running server",
+        description="Needs the server's token in $EIP_MANAGEMENT_TOKEN.",
+    )
+    route.add_argument("action", choices=("stop", "start"), help="what to do")
+    route.add_argument("route_id", help="the route's id")
+    common(route)
+
+
+def _remote(args: argparse.Namespace) -> int:
+    from urllib.parse import quote
+
+    from eip.remote import run
+
+    if args.command == "route":
+        path = f"/routes/{quote(args.route_id, safe='')}/{args.action}"
+        return run(args.url, "status", "POST", path, args.json)
+    if args.what == "routes":
+        return run(args.url, "routes", "GET", "/routes", args.json)
+    if not args.route_id:
+        print(f"eip: error: 'eip get {args.what}' needs a route id", file=sys.stderr)
+        return 2
+    suffix = "/failures" if args.what == "failures" else ""
+    path = f"/routes/{quote(args.route_id, safe='')}{suffix}"
+    return run(args.url, args.what, "GET", path, args.json)
 
 
 def _graph(context: Context, output: str | None, fmt: str | None) -> int:
@@ -273,6 +329,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"eip: error: unknown log level {args.log_level!r}", file=sys.stderr)
         return 2
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+    if args.log_format == "json":
+        from eip.logs import JsonFormatter
+
+        for handler in logging.root.handlers:
+            handler.setFormatter(JsonFormatter())
     # httpx logs every request at INFO; the routes log what matters (and URLs may carry
     # query secrets). uvicorn's per-connection chatter is not an operator's concern either.
     logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.root.level))
@@ -295,6 +356,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_run(context, management))
         if args.command == "check":
             return _check(args.paths)
+        if args.command in ("get", "route"):
+            return _remote(args)
         if args.command == "graph":
             return _graph(_context_for(args.paths), args.output, args.format)
         context = _context_for(args.paths)

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar
 import msgspec
 
 from eip.errors import RouteDefinitionError, redact_uri
+from eip.logs import exchange_fields
 from eip.message import Exchange
 
 if TYPE_CHECKING:
@@ -338,6 +339,7 @@ async def process_exchange(route: Route, exchange: Exchange) -> bool:
                 exchange.id,
                 type(exc).__name__,
                 exc,
+                extra=exchange_fields(exchange, route.id),
             )
         done = exchange.done()
         if done is not None:

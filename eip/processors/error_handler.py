@@ -71,6 +71,7 @@ from typing import Any
 
 from eip import headers as H
 from eip.errors import ExchangeError, OutcomeUnknownError
+from eip.logs import exchange_fields
 from eip.message import Exchange, ExchangePattern
 from eip.processors.base import STOP
 from eip.processors.redelivery import Backoff, RedeliveryPolicy, attempts_text, error_line
@@ -240,6 +241,7 @@ class ErrorHandling:
                 _message_id(exchange.headers.get(H.MESSAGE_ID)),
                 refusal,
                 error_line(error),
+                extra=exchange_fields(exchange, self.route_id),
             )
             return False
         delay = policy.delay_for(attempt)
@@ -253,6 +255,7 @@ class ErrorHandling:
             exchange.id,
             _message_id(exchange.headers.get(H.MESSAGE_ID)),
             error_line(error),
+            extra=exchange_fields(exchange, self.route_id),
         )
         key = next(self._backoff_keys)
         self.backoffs[key] = Backoff(
@@ -359,6 +362,7 @@ class ErrorHandling:
             self.dead_letter_uri,
             type(error).__name__,
             error,
+            extra=exchange_fields(exchange, self.route_id),
         )
         try:
             await _run(self.dead_letter, letter)

@@ -47,6 +47,7 @@ from eip.components.rabbitmq.recovery import Backoff, Recovery
 from eip.components.rabbitmq.settlement import AckWindow, RequeueCounts
 from eip.components.rabbitmq.spec import RabbitMQSpec
 from eip.errors import OutcomeUnknownError
+from eip.logs import exchange_fields
 from eip.message import Exchange, ExchangePattern
 
 if TYPE_CHECKING:
@@ -369,6 +370,7 @@ class RabbitMQConsumer(Consumer):
             type(error).__name__,
             error,
             outcome,
+            extra=exchange_fields(exchange, self.route.id),
         )
 
     def _reply(self, channel: Channel, delivery: Delivery, exchange: Exchange) -> None:
