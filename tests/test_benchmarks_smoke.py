@@ -33,7 +33,11 @@ async def test_pipeline_benchmark_counts_match_and_reports() -> None:
     assert per_run == 2_000 + 1_800
     assert (route_spans, send_spans) == (2 * 2_000, 2 * 1_800)  # warm-up + one round
     matches = [RESULT_RE.match(line) for line in report.lines]
-    assert [m["name"] for m in matches if m] == ["pipeline-vs-handwritten", "tracing-on-vs-off"]
+    assert [m["name"] for m in matches if m] == [
+        "pipeline-vs-handwritten",
+        "pipeline-ops-on-vs-handwritten",
+        "tracing-on-vs-off",
+    ]
     assert all(m and int(m["eip"]) > 0 and int(m["baseline"]) > 0 for m in matches)
     assert "hand-written" in report.table()
     assert isinstance(report.expected, Counts)
