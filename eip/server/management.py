@@ -11,6 +11,7 @@ and the metrics are never exposed on a public API port by accident.
   (and shared connections) that are not ready and why.
 - ``GET /metrics``: Prometheus text format (see :mod:`eip.runtime.metrics`).
 - the control API (``/routes``...): see :mod:`eip.server.control`.
+- ``GET /console``: the live console, see :mod:`eip.server.console`.
 """
 
 from __future__ import annotations
@@ -91,6 +92,7 @@ class ManagementServer:
         *,
         token: str | None = None,
     ) -> None:
+        from eip.server.console import Console
         from eip.server.control import ControlApi
 
         self.context = context
@@ -100,6 +102,7 @@ class ManagementServer:
         self.http.add("/health/ready", ["GET"], _Ready(context))
         self.http.add("/metrics", ["GET"], _Metrics(context))
         ControlApi(context, token).install(self.http)
+        Console(context).install(self.http)
 
     @property
     def base_url(self) -> str:
