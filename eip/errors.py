@@ -21,6 +21,9 @@
         ├── ResolveEndpointError     a recipient list named an invalid endpoint
         ├── ThrottledError           the throttler rejected an exchange (reject mode)
         ├── CircuitOpenError         a circuit breaker is open and has no fallback
+        ├── PartFailedError          a split part or a multicast/recipient list output failed:
+        │                            names the EIP, the index and the output's endpoint; the
+        │                            original failure is ``__cause__`` (clauses match on it)
         └── EndpointError            a transport failed; third-party faults are mapped here
             │                        at the component boundary with ``raise ... from exc``
             ├── OutcomeUnknownError  a send whose outcome is unknown (the connection died
@@ -55,6 +58,7 @@ __all__ = [
     "NoConsumerError",
     "NoMessageIdError",
     "OutcomeUnknownError",
+    "PartFailedError",
     "ResolveEndpointError",
     "RouteDefinitionError",
     "SoapFault",
@@ -297,3 +301,51 @@ class OutcomeUnknownError(EndpointError):
     policies still retry it, and a RabbitMQ consumer then puts its source message back on its
     queue (bounded by the poison limit) instead of rejecting it.
     """
+
+
+class PartFailedError(ExchangeError):
+    """A split part, or an output of a multicast or recipient list, failed (Camel's "processing
+    failed for number 1"): the error says which, and the failure itself is ``__cause__``.
+
+    ``eip`` is ``split``, ``multicast`` or ``recipient_list``; ``index`` the part's or output's
+    0-based index (as ``eip.split.index``); ``branch`` the output's endpoint or steps (None for a
+    split part); ``where`` all of that in words (``multicast output index 1 (mock:b)``).
+    ``original`` is the innermost failure when parts nest (a split inside a multicast output):
+    ``on_exception`` clauses, redelivery rules and the failure headers go by its type.
+    """
+
+    def __init__(
+        self, eip: str, index: int, cause: BaseException, *, branch: str | None = None
+    ) -> None:
+        self.eip = eip
+        self.index = index
+        self.branch = None if branch is None else redact_uri(branch)
+        self.where = PartFailedError.describe(eip, index, self.branch)
+        # The cause's own text, without the context an ExchangeError adds (this error has it).
+        text = Exception.__str__(cause) if isinstance(cause, ExchangeError) else str(cause)
+        super().__init__(
+            f"{self.where} failed: {type(cause).__name__}: {text}", endpoint=self.branch
+        )
+        self.__cause__ = cause
+
+    @staticmethod
+    def describe(eip: str, index: int, branch: str | None = None) -> str:
+        """The part in words: ``split part index 2``, ``multicast output index 1 (mock:b)``."""
+        noun = {"split": "part", "recipient_list": "recipient"}.get(eip, "output")
+        where = f"{eip} {noun} index {index}"
+        return f"{where} ({redact_uri(branch)})" if branch else where
+
+    @property
+    def original(self) -> BaseException:
+        """The failure inside the innermost part (not itself a PartFailedError)."""
+        return PartFailedError.unwrap(self)
+
+    @staticmethod
+    def unwrap(error: BaseException) -> BaseException:
+        """``error``, or the original failure when it is a PartFailedError (for code that
+        decides by the failure's type: an HTTP or SOAP consumer choosing its answer)."""
+        seen = 0
+        while isinstance(error, PartFailedError) and error.__cause__ is not None and seen < 32:
+            error = error.__cause__
+            seen += 1
+        return error

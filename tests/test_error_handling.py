@@ -20,7 +20,7 @@ from eip import (
 from eip import headers as H
 from eip.dataformats import json
 from eip.dsl.builder import pipeline
-from eip.errors import ExchangeError, MappingError
+from eip.errors import ExchangeError, MappingError, PartFailedError
 from eip.message import Exchange
 from eip.testing import ManualClock
 
@@ -365,7 +365,8 @@ async def test_a_failing_split_part_runs_its_clause_once(
     await manual_clock.wait_for_sleepers(1)
     await manual_clock.advance(1.0)
     exchange = await asyncio.wait_for(sending, 5)
-    assert isinstance(exchange.exception, ValueError)
+    assert isinstance(exchange.exception, PartFailedError)
+    assert isinstance(exchange.exception.__cause__, ValueError)
     assert clause_runs == [2]  # once, for the part; not again for the whole exchange
     assert splits == [[1, 2, 3]]  # the split as a whole is not redelivered
     assert sorted(attempts, key=str) == [1, 2, 2, 3]  # the failing part is, once

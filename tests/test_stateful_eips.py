@@ -21,6 +21,7 @@ from eip import (
 )
 from eip import headers as H
 from eip.dsl.builder import pipeline
+from eip.errors import PartFailedError
 from eip.splitters import csv_rows, groups, json_items, json_lines, lines, xml_elements
 from eip.stores import MemoryIdempotentRepository
 from eip.testing import ManualClock
@@ -238,10 +239,13 @@ async def test_split_failure_handling(eip_context: Context) -> None:
     )
     await eip_context.start()
     exchange = await eip_context.template().send("direct:in", ["a", "b", "c"])
-    assert isinstance(exchange.exception, ValueError)
+    assert isinstance(exchange.exception, PartFailedError)  # names the part ...
+    assert exchange.exception.index == 1
+    assert isinstance(exchange.exception.__cause__, ValueError)  # ... and carries the cause
     assert eip_context.mock("part").received_bodies == ["a", "c"]
     exchange = await eip_context.template().send("direct:stopping", ["a", "b", "c"])
-    assert isinstance(exchange.exception, ValueError)
+    assert isinstance(exchange.exception, PartFailedError)
+    assert isinstance(exchange.exception.__cause__, ValueError)
     assert eip_context.mock("stopping").received_bodies == ["a"]
 
 

@@ -53,6 +53,15 @@ Rules that keep error handling to one run and one direction:
   original error and the new one), and ends there. The exchange that was being handled then
   fails with the new error (caused by the original), so its source does not count it as
   delivered. Redelivery of the failing step still applies.
+- **A part's failure is matched by its own type.** A failure inside a split part or a
+  multicast/recipient list output fails the exchange as a :class:`~eip.errors.PartFailedError`
+  that names the part, its ``__cause__`` the part's error. The part's failure went through
+  error handling in the part, with its own type; where the PartFailedError is handled again (a
+  caller route, through ``direct:``), clauses are chosen by the original's type first (then by
+  PartFailedError's own, so ``on_exception(PartFailedError)`` works too), the redelivery rules
+  classify the original, an original unknown outcome is not dead-lettered, and the failure
+  headers (``eip.exception.type``/``.message``) are the original's, with the part in
+  ``eip.failure.endpoint``. A clause that ran for the part's failure does not run again for it.
 - **A handled failure is still a failure for the idempotent consumer.** When the dead letter
   channel or a ``handled`` clause took a failure, the exchange completes as a success (its
   source acks it), but it carries the ``eip.failure.handled`` mark (see
@@ -70,7 +79,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from eip import headers as H
-from eip.errors import ExchangeError, OutcomeUnknownError
+from eip.errors import ExchangeError, OutcomeUnknownError, PartFailedError
 from eip.logs import exchange_fields
 from eip.message import Exchange, ExchangePattern
 from eip.processors.base import STOP
@@ -79,6 +88,7 @@ from eip.runtime.clock import Clock
 from eip.runtime.failures import FailureHistory
 
 __all__ = [
+    "CLAUSE_RAN",
     "FAILURE_HANDLED",
     "CompiledClause",
     "ErrorHandling",
@@ -93,8 +103,9 @@ log = logging.getLogger("eip.error_handler")
 FAILURE_HANDLED = "eip.failure.handled"
 #: Property: set while an exchange (or a copy of it) is in a dead letter channel or clause steps.
 _HANDLING = "eip.failure.handling"
-#: Property: ``(error, clause key)`` of the last clause that ran for ``error``, unhandled.
-_CLAUSE_RAN = "eip.failure.clause"
+#: Property: ``(error, clause key)`` of the last clause that ran for ``error``, unhandled (a
+#: failed split part or multicast output hands it to the exchange, with its failure).
+CLAUSE_RAN = "eip.failure.clause"
 
 
 def failure_handled(exchange: Exchange) -> bool:
@@ -194,8 +205,16 @@ class ErrorHandling:
         return self.dead_letter is not None and self.use_original_message
 
     def clause_for(self, error: BaseException) -> CompiledClause | None:
-        """The clause with the closest matching exception type, cached per type."""
-        kind = type(error)
+        """The clause with the closest matching exception type, cached per type.
+
+        For a :class:`~eip.errors.PartFailedError`, the type of the part's own failure is
+        matched first, then PartFailedError's."""
+        if isinstance(error, PartFailedError):
+            clause = self._clause_for_type(type(error.original))
+            return clause if clause is not None else self._clause_for_type(type(error))
+        return self._clause_for_type(type(error))
+
+    def _clause_for_type(self, kind: type[BaseException]) -> CompiledClause | None:
         try:
             return self._clause_cache[kind]
         except KeyError:
@@ -231,7 +250,7 @@ class ErrorHandling:
         policy = self.redelivery_for(exchange, error)
         if policy is None or attempt > policy.limit:
             return False
-        refusal = policy.refusal(error)
+        refusal = policy.refusal(PartFailedError.unwrap(error))
         if refusal is not None:
             log.info(
                 "route %s, step %s: not redelivering exchange %s%s (%s): %s",
@@ -274,6 +293,8 @@ class ErrorHandling:
     ) -> Any:
         """Decide what happens once redelivery gave up; returns STOP, None (continue) or raises."""
         if exchange.failure_handler is self:
+            if isinstance(error, ExchangeError) and error.route_id is None:
+                error.route_id = self.route_id  # a PartFailedError, raised by the EIP
             raise error  # a nested pipeline of this route already handled it
         if isinstance(error, ExchangeError):
             if error.route_id is None:
@@ -303,9 +324,11 @@ class ErrorHandling:
                 await self._in_clause(clause, exchange, error)
             if clause.handled:
                 return self._handled(exchange)
-            exchange.properties[_CLAUSE_RAN] = (error, clause.key)
+            exchange.properties[CLAUSE_RAN] = (error, clause.key)
             return self._fail(exchange, error)
-        if self.dead_letter is not None and not isinstance(error, OutcomeUnknownError):
+        if self.dead_letter is not None and not isinstance(
+            PartFailedError.unwrap(error), OutcomeUnknownError
+        ):
             await self._to_dead_letter(exchange, error)
             return self._handled(exchange)
         return self._fail(exchange, error)
@@ -314,14 +337,21 @@ class ErrorHandling:
         self, exchange: Exchange, error: BaseException, failed_at: str, attempts: int
     ) -> None:
         headers = exchange.headers
-        headers[H.EXCEPTION_TYPE] = f"{type(error).__module__}.{type(error).__qualname__}"
-        headers[H.EXCEPTION_MESSAGE] = str(error)
+        original = error
+        if isinstance(error, PartFailedError):  # the headers name the original, as clauses do
+            original = error.original
+            headers[H.EXCEPTION_TYPE] = f"{type(original).__module__}.{type(original).__qualname__}"
+            headers[H.EXCEPTION_MESSAGE] = str(original)
+            failed_at = f"{failed_at} > {error.where}"
+        else:
+            headers[H.EXCEPTION_TYPE] = f"{type(error).__module__}.{type(error).__qualname__}"
+            headers[H.EXCEPTION_MESSAGE] = str(error)
         headers[H.FAILURE_ENDPOINT] = failed_at
         headers[H.FAILURE_ROUTE] = self.route_id
         headers[H.REDELIVERY_COUNT] = attempts
         exchange.properties[H.EXCEPTION_PROPERTY] = error
         if self.history is not None:
-            self.history.record(self.route_id, exchange, error, failed_at, attempts)
+            self.history.record(self.route_id, exchange, original, failed_at, attempts)
 
     async def _in_clause(
         self, clause: CompiledClause, exchange: Exchange, error: BaseException
@@ -345,7 +375,7 @@ class ErrorHandling:
         letter = exchange.copy()
         letter.pattern = ExchangePattern.IN_ONLY
         properties = letter.properties
-        properties.pop(_CLAUSE_RAN, None)
+        properties.pop(CLAUSE_RAN, None)
         if self.use_original_message and exchange.original is not None:
             failure_headers = {k: v for k, v in exchange.headers.items() if k.startswith("eip.")}
             letter.message = exchange.original.copy()
@@ -394,8 +424,10 @@ class ErrorHandling:
 
 def _clause_ran(exchange: Exchange, error: BaseException, clause: CompiledClause) -> bool:
     """True when ``clause`` (the same definition) already ran, unhandled, for ``error``."""
-    ran = exchange.properties.get(_CLAUSE_RAN)
-    return ran is not None and ran[0] is error and ran[1] is clause.key
+    ran = exchange.properties.get(CLAUSE_RAN)
+    if ran is None or ran[1] is not clause.key:
+        return False
+    return ran[0] is error or ran[0] is PartFailedError.unwrap(error)
 
 
 def _message_id(message_id: Any) -> str:

@@ -27,21 +27,31 @@ then runs this same engine. Decisions:
   context clock; it runs from the first output that has to be awaited.
 - Completions registered on a copy (an idempotent consumer in an output, say) are handed over
   to the exchange, so they complete with it (Camel's ``handoverCompletions``).
+- **A failure says where.** When an output's failure fails the exchange, it is raised as a
+  :class:`~eip.errors.PartFailedError` naming the output (``multicast output index 1
+  (mock:b)``, ``recipient_list recipient index 0 (http://erp/api)``), with the output's own
+  error as ``__cause__``; the failure headers keep the original's type and message, with the
+  output put in front of ``eip.failure.endpoint``, and so does the failure history's record
+  (:func:`eip.runtime.failures.locate`). A time-out is not one output's failure and stays an
+  ``ExchangeTimeoutError``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 from eip import headers as H
-from eip.errors import ExchangeTimeoutError
+from eip.errors import ExchangeTimeoutError, PartFailedError
 from eip.message import Exchange
 from eip.processors.base import STOP, Step, is_async_callable
+from eip.processors.error_handler import CLAUSE_RAN
 from eip.processors.strategies import AggregationStrategy, adopt, use_original
+from eip.runtime.failures import RECORD_PROPERTY, hand_over_record, locate
 
-__all__ = ["Multicast", "adopt_failure"]
+__all__ = ["Multicast", "adopt_failure", "part_failed"]
 
 _FAILURE_HEADERS = (
     H.EXCEPTION_TYPE,
@@ -67,18 +77,50 @@ def adopt_failure(exchange: Exchange, failed: Exchange) -> BaseException:
         for name in _FAILURE_HEADERS:
             if name in headers:
                 exchange.headers[name] = headers[name]
+        ran = failed.properties.get(CLAUSE_RAN)
+        if ran is not None:  # the clause that ran for it does not run again higher up
+            exchange.properties[CLAUSE_RAN] = ran
     return error
 
 
+def part_failed(
+    exchange: Exchange, failed: Exchange, eip: str, index: int, branch: str | None = None
+) -> PartFailedError:
+    """:func:`adopt_failure`, then the error that says which part failed (its cause the part's
+    error). The part goes in front of the adopted ``eip.failure.endpoint``, and the part's
+    failure record (already located, see :func:`eip.runtime.failures.locate`) becomes the
+    exchange's, so an enclosing split or multicast can put its own part in front."""
+    cause = adopt_failure(exchange, failed)
+    error = PartFailedError(eip, index, cause, branch=branch)
+    error.exchange_id = exchange.id  # the route id is the pipeline's to give (it re-raises)
+    endpoint = failed.headers.get(H.FAILURE_ENDPOINT)
+    if failed.failure_handler is not None and endpoint is not None:
+        exchange.headers[H.FAILURE_ENDPOINT] = f"{error.where} > {endpoint}"
+    hand_over_record(failed, exchange)
+    return error
+
+
+_OUTPUT_LABEL = re.compile(r"output \d+ \((.*)\)\Z", re.DOTALL)
+
+
+def _branch(label: str) -> str:
+    """The endpoint or steps of an output, from its label (``output 2 (mock:b)``: ``mock:b``)."""
+    match = _OUTPUT_LABEL.match(label)
+    return match.group(1) if match else label
+
+
 class _Fold:
-    """Per-message state: the exchange, the folded result and the first failed copy."""
+    """Per-message state: the exchange, the folded result and the failed copies' indexes."""
 
-    __slots__ = ("exchange", "failure", "result")
+    __slots__ = ("exchange", "failed", "failure", "labels", "result")
 
-    def __init__(self, exchange: Exchange) -> None:
+    def __init__(self, exchange: Exchange, labels: Sequence[str]) -> None:
         self.exchange = exchange
+        self.labels = labels
         self.result: Exchange | None = None
         self.failure: Exchange | None = None
+        #: The failed copies (by id) and their indexes: made on the first failure only.
+        self.failed: dict[int, tuple[Exchange, int]] | None = None
 
 
 class Multicast:
@@ -113,50 +155,68 @@ class Multicast:
 
     def send(self, exchange: Exchange, outputs: Sequence[Step], labels: Sequence[str]) -> Any:
         """Run every output on a copy; None when all finished synchronously, else an awaitable."""
-        fold = _Fold(exchange)
+        fold = _Fold(exchange, labels)
         for index, output in enumerate(outputs):
             copy = _copy(exchange)
             try:
                 result = output(copy)
             except Exception as exc:
-                if self._settle(fold, copy, exc):
+                if self._settle(fold, copy, exc, index):
                     break
                 continue
             if result is not None and result is not STOP:
                 if self.parallel:
                     return self._parallel(fold, outputs, labels, index, copy, result)
                 return self._sequential(fold, outputs, index, copy, result)
-            if self._settle(fold, copy, None):
+            if self._settle(fold, copy, None, index):
                 break
         self._finish(fold)
         return None
 
-    def _settle(self, fold: _Fold, copy: Exchange, error: BaseException | None) -> bool:
+    def _settle(self, fold: _Fold, copy: Exchange, error: BaseException | None, index: int) -> bool:
         """Take one output's outcome; True when the multicast must stop here."""
         copy.handover_completions(fold.exchange)
         if error is not None:
             copy.exception = error
+            if fold.failed is None:
+                fold.failed = {}
+            fold.failed[id(copy)] = (copy, index)
             if fold.failure is None:
                 fold.failure = copy
-            if self.stop_on_exception:
-                return True
+        if RECORD_PROPERTY in copy.properties:  # a failure was recorded in this output
+            locate(copy, PartFailedError.describe(self.name, index, self._branch(fold, index)))
+        if error is not None and self.stop_on_exception:
+            return True
         if self.aggregate is not None:
             fold.result = self.aggregate(fold.result, copy)
         return False
+
+    @staticmethod
+    def _branch(fold: _Fold, index: int) -> str | None:
+        labels = fold.labels
+        return _branch(labels[index]) if index < len(labels) else None
+
+    def _raise(self, fold: _Fold, failed: Exchange) -> PartFailedError:
+        """The error for the output ``failed``: which one it was, its failure the cause."""
+        index = fold.failed[id(failed)][1] if fold.failed and id(failed) in fold.failed else 0
+        return part_failed(fold.exchange, failed, self.name, index, self._branch(fold, index))
 
     def _finish(self, fold: _Fold) -> None:
         exchange = fold.exchange
         failure = fold.failure
         if self.aggregate is None or (failure is not None and self.stop_on_exception):
             if failure is not None:
-                raise adopt_failure(exchange, failure)
+                raise self._raise(fold, failure)
             return
         result = fold.result
         if result is None:
             return
         if result.exception is not None:
-            same = failure is not None and failure.exception is result.exception
-            raise adopt_failure(exchange, failure if same and failure is not None else result)
+            if failure is not None and failure.exception is result.exception:
+                raise self._raise(fold, failure)
+            if fold.failed is not None and id(result) in fold.failed:
+                raise self._raise(fold, result)
+            raise adopt_failure(exchange, result)  # the strategy's own failure
         adopt(exchange, result)
 
     async def _sequential(
@@ -173,7 +233,7 @@ class Multicast:
                     await pending
             except Exception as exc:
                 error = exc
-            if self._settle(fold, copy, error):
+            if self._settle(fold, copy, error, index):
                 break
         self._finish(fold)
 
@@ -227,7 +287,7 @@ class Multicast:
         finished.sort(key=_first)
         try:
             for index, error in finished:
-                if self._settle(fold, copies[index], error):
+                if self._settle(fold, copies[index], error, index):
                     break
         finally:
             for copy in copies.values():  # those after a stop were not settled

@@ -16,6 +16,13 @@ the exchange is marked as handled by it, as multicast does: the split is not red
 whole, and no clause runs a second time for it. Without an aggregation strategy the original
 message continues after the split; with one, the strategy folds the parts' results
 (``strategy(None, first)``, then ``strategy(so_far, next)``) and that becomes the message.
+
+That failure says which part it was: the exchange fails with a
+:class:`~eip.errors.PartFailedError` (``split part index 2 failed: ValueError: ...``) whose
+``__cause__`` is the part's own error, the one ``on_exception`` clauses match. The failure
+headers keep the original's type and message, with the part put in front of
+``eip.failure.endpoint``, and the failure history's record of a part (dead-lettered or not)
+names it too (:func:`eip.runtime.failures.locate`).
 """
 
 from __future__ import annotations
@@ -25,9 +32,11 @@ from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from typing import Any
 
 from eip import headers as H
+from eip.errors import PartFailedError
 from eip.message import Exchange
 from eip.processors.base import Step, is_async_callable, run_to_completion
-from eip.processors.multicast import adopt_failure
+from eip.processors.multicast import part_failed
+from eip.runtime.failures import RECORD_PROPERTY, locate
 
 __all__ = ["Splitter"]
 
@@ -73,7 +82,7 @@ class Splitter:
         finally:
             await _close(source)
         if state.failed is not None:
-            raise adopt_failure(exchange, state.failed)
+            raise part_failed(exchange, state.failed, "split", state.failed_index)
         if state.result is not None:
             exchange.message = state.result
         return None
@@ -90,8 +99,9 @@ class Splitter:
 
     async def _one(self, part: Exchange, state: _SplitState) -> bool:
         """Process one part; False when the split must stop."""
+        index = part.properties[H.SPLIT_INDEX]  # before the part's steps can change it
         await run_to_completion(self.parts, part)
-        return state.settle(part, self.stop_on_exception)
+        return state.settle(part, index, self.stop_on_exception)
 
     async def _run_parallel(self, items: Any, state: _SplitState) -> None:
         running: set[asyncio.Task[bool]] = set()
@@ -130,7 +140,7 @@ class Splitter:
 class _SplitState:
     """Per-split bookkeeping: part numbering, the folded result and the first failure."""
 
-    __slots__ = ("aggregate", "failed", "index", "original", "result", "size")
+    __slots__ = ("aggregate", "failed", "failed_index", "index", "original", "result", "size")
 
     def __init__(self, original: Exchange, size: int | None, aggregate: Strategy | None) -> None:
         self.original = original
@@ -139,6 +149,7 @@ class _SplitState:
         self.index = 0
         self.result: Exchange | None = None
         self.failed: Exchange | None = None  # the first part that failed
+        self.failed_index = 0
 
     def part(self, body: Any, last: bool) -> Exchange:
         original = self.original
@@ -155,10 +166,13 @@ class _SplitState:
         self.index += 1
         return part
 
-    def settle(self, part: Exchange, stop_on_exception: bool) -> bool:
+    def settle(self, part: Exchange, index: int, stop_on_exception: bool) -> bool:
+        if RECORD_PROPERTY in part.properties:  # a failure was recorded in this part
+            locate(part, PartFailedError.describe("split", index))
         if part.exception is not None:
             if self.failed is None:
                 self.failed = part
+                self.failed_index = index
             return not stop_on_exception
         if self.aggregate is not None:
             self.result = self.aggregate(self.result, part)

@@ -11,6 +11,12 @@ is done for an exchange that succeeds. Each record keeps:
 - the headers, redacted by the same rules as the logs (secret-looking names are masked,
   URI values lose their credentials), and a body excerpt capped at ``BODY_EXCERPT`` bytes,
   with bytes shown safely (invalid UTF-8 escaped, never raw).
+
+A failure inside a split part or a multicast/recipient list output is recorded where it
+happened, on the part's exchange, before the EIP knows of it; the EIP then says which part it
+was (:func:`locate`): ``failed_at`` becomes ``split part index 2 > process(check)``, and,
+for nested parts, ``multicast output index 0 (direct:x) > split part index 2 > ...``. The
+exception type and message stay the original's, the type ``on_exception`` clauses match.
 """
 
 from __future__ import annotations
@@ -25,9 +31,20 @@ from eip import headers as H
 from eip.message import Exchange
 from eip.redaction import is_secret_option, redact_uri
 
-__all__ = ["BODY_EXCERPT", "FailureHistory", "FailureRecord"]
+__all__ = [
+    "BODY_EXCERPT",
+    "RECORD_PROPERTY",
+    "FailureHistory",
+    "FailureRecord",
+    "hand_over_record",
+    "locate",
+]
 
 BODY_EXCERPT = 2048
+#: Exchange property: ``(exchange id, history, record)`` of the failure recorded for that
+#: exchange, so that the split or multicast it is a part of can say which part it was. The id
+#: keeps copies made later (which inherit properties) from taking the record for theirs.
+RECORD_PROPERTY = "eip.failure.record"
 _encode = msgspec.json.Encoder().encode
 
 
@@ -88,7 +105,22 @@ class FailureHistory:
         if ring is None:
             ring = self._rings[route_id] = collections.deque(maxlen=self.size)
         ring.append(record)
+        exchange.properties[RECORD_PROPERTY] = (exchange.id, self, record)
         return record
+
+    def amend(self, record: FailureRecord, where: str) -> FailureRecord:
+        """Put ``where`` (the part it was) before the record's ``failed_at``, in its ring.
+
+        A record already pushed out of the ring is amended for the caller only."""
+        failed_at = f"{where} > {record.failed_at}" if record.failed_at else where
+        amended = msgspec.structs.replace(record, failed_at=redact_uri(failed_at))
+        ring = self._rings.get(record.route_id)
+        if ring is not None:
+            for position in range(len(ring) - 1, -1, -1):
+                if ring[position] is record:
+                    ring[position] = amended
+                    break
+        return amended
 
     def of(self, route_id: str) -> list[FailureRecord]:
         """The route's failures, newest first."""
@@ -103,6 +135,25 @@ class FailureHistory:
             self._rings.clear()
         else:
             self._rings.pop(route_id, None)
+
+
+def locate(part: Exchange, where: str) -> None:
+    """Say in the failure recorded for ``part`` (if any) which part of its EIP it was; called
+    for every part that has a record (a dead-lettered one too), so a check of one dict key
+    for a part without."""
+    mark = part.properties.get(RECORD_PROPERTY)
+    if mark is None or mark[0] != part.id:
+        return  # nothing recorded, or the mark came with properties copied from the parent
+    _, history, record = mark
+    part.properties[RECORD_PROPERTY] = (mark[0], history, history.amend(record, where))
+
+
+def hand_over_record(part: Exchange, parent: Exchange) -> None:
+    """The part's failure became the parent's: so does its record, for an enclosing split or
+    multicast to say which part the parent was in turn."""
+    mark = part.properties.get(RECORD_PROPERTY)
+    if mark is not None and mark[0] == part.id:
+        parent.properties[RECORD_PROPERTY] = (parent.id, mark[1], mark[2])
 
 
 def safe_headers(headers: dict[str, Any]) -> dict[str, Any]:
