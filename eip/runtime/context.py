@@ -7,11 +7,14 @@ take work.
 
 Stop is graceful: consumers stop taking new messages, in-flight exchanges drain (seda queues
 are emptied) within ``shutdown_timeout``, then producers and components stop in reverse order.
+
+A start failure fails the start, unless ``supervise=True`` (``eip run``): then a route whose
+consumer or producer cannot start yet (an unreachable broker) waits and is retried in the
+background while the others run (see :mod:`eip.runtime.supervisor`).
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Iterable
@@ -23,9 +26,11 @@ from eip.dsl.compiler import compile_route
 from eip.dsl.model import EndpointRef, RouteModel
 from eip.errors import LifecycleError, RouteDefinitionError, redact_uri
 from eip.runtime.clock import Clock, SystemClock
+from eip.runtime.drain import drain_status, quiesce
 from eip.runtime.endpoints import BUILTIN_COMPONENTS, EndpointRegistry
 from eip.runtime.failures import FailureHistory
 from eip.runtime.route import Route, RouteStatus, Service
+from eip.runtime.supervisor import StartSupervisor, retryable, start_reason
 from eip.tracing import Tracing
 
 if TYPE_CHECKING:
@@ -55,6 +60,9 @@ class Context(EndpointRegistry):
         tracing: bool | None = None,
         metrics: bool = False,
         failure_history: int = 50,
+        supervise: bool = False,
+        supervise_delay: float = 1.0,
+        supervise_max_delay: float = 30.0,
     ) -> None:
         self.name = name
         self.clock: Clock = clock if clock is not None else SystemClock()
@@ -67,6 +75,17 @@ class Context(EndpointRegistry):
         self.metrics: Metrics | None = None
         #: The last failed exchanges of each route (see :mod:`eip.runtime.failures`).
         self.failures = FailureHistory(failure_history)
+        #: With ``supervise=True``, retries the routes that cannot start yet (else None: a
+        #: start failure fails the start). Waits ``supervise_delay`` doubling to
+        #: ``supervise_max_delay`` seconds between attempts.
+        self.supervisor: StartSupervisor | None = None
+        if supervise:
+            self.supervisor = StartSupervisor(
+                self._start_with_producers,
+                self._waiting_reason,
+                delay=supervise_delay,
+                max_delay=supervise_max_delay,
+            )
         if metrics:
             from eip.runtime.metrics import Metrics
 
@@ -128,6 +147,12 @@ class Context(EndpointRegistry):
                 return False
         return not any(component.problems() for component in self._components.values())
 
+    @property
+    def waiting(self) -> dict[str, str]:
+        """The routes that wait to start (supervised start), and why: attempts, next try,
+        the last error."""
+        return {r.id: text for r in self.routes.values() if (text := r.waiting) is not None}
+
     def validate(self) -> None:
         """Compile every route without starting anything; raises RouteDefinitionError."""
         self._compile_all()
@@ -166,9 +191,7 @@ class Context(EndpointRegistry):
                 self.routes[route.id] = route
             for component in list(self._components.values()):
                 await self._start_component(component)
-            for producer in list(self._producers.values()):
-                await self.start_producer(producer)
-                self._started_producers.append(producer)
+            failed = await self._start_producers()
             self.started = True
             for route in routes:
                 for service in route.services:
@@ -178,17 +201,58 @@ class Context(EndpointRegistry):
                     self._started_services.append(service)
             for route in sorted(routes, key=self._start_rank):
                 if route.model.auto_startup:
-                    await self._start_route(route)
+                    await self._start_or_wait(route, failed)
         except BaseException:
             self.started = True
             await self.stop(timeout=1.0)
             raise
+        waiting = self.waiting
         log.info(
-            "context %s started %d route(s) in %.3fs",
+            "context %s started %d route(s) in %.3fs%s",
             self.name,
             len(self._start_order),
             time.perf_counter() - began,
+            f"; {len(waiting)} wait to start: {', '.join(waiting)}" if waiting else "",
         )
+
+    async def _start_producers(self) -> dict[int, LifecycleError]:
+        """Start every producer; with a supervisor, those that cannot start yet are returned
+        (by id) with their errors, and the routes that send to them wait."""
+        failed: dict[int, LifecycleError] = {}
+        for producer in list(self._producers.values()):
+            try:
+                await self.start_producer(producer)
+            except LifecycleError as exc:
+                if self.supervisor is None or not retryable(exc) or not self._users_of(producer):
+                    raise
+                failed[id(producer)] = exc
+                continue
+            self._started_producers.append(producer)
+        return failed
+
+    async def _start_or_wait(self, route: Route, failed: dict[int, LifecycleError]) -> None:
+        supervisor = self.supervisor
+        if supervisor is not None:
+            for producer in self.producers_of(route.id):
+                if id(producer) in failed:
+                    supervisor.wait(route, failed[id(producer)])
+                    return
+        try:
+            await self._start_route(route)
+        except LifecycleError as exc:
+            if supervisor is None or not retryable(exc):
+                raise
+            supervisor.wait(route, exc)
+
+    async def _start_with_producers(self, route: Route) -> None:
+        """Start a route: its producers that do not run yet (they failed at start), then it."""
+        for producer in self.producers_of(route.id):
+            await self.start_producer_once(producer)
+        await self._start_route(route)
+
+    def _waiting_reason(self, route: Route, error: BaseException) -> str:
+        pending = [p for p in self.producers_of(route.id) if p not in self._started_producers]
+        return start_reason(error, pending[0].uri if pending else None)
 
     def _start_rank(self, route: Route) -> int:
         component, _ = self.resolve_endpoint(route.model.source)
@@ -212,13 +276,29 @@ class Context(EndpointRegistry):
         log.info("route %s started (from %s)", route.id, route.source_uri)
 
     async def start_route(self, route_id: str) -> None:
+        """Start one route (and any producer of it that does not run). A route that waits to
+        start is tried now; if that fails too, it goes on waiting, and this raises."""
         route = self._route(route_id)
-        if route.status is not RouteStatus.STARTED:
-            await self._start_route(route)
+        if route.status is RouteStatus.STARTED:
+            return
+        supervisor = self.supervisor
+        previous = route.start_wait
+        if supervisor is not None and supervisor.waits(route):
+            await supervisor.forget(route)
+        try:
+            await self._start_with_producers(route)
+        except LifecycleError as exc:
+            if supervisor is not None and previous is not None and retryable(exc):
+                route.start_wait = previous
+                supervisor.wait(route, exc)
+            raise
 
     async def stop_route(self, route_id: str, timeout: float | None = None) -> None:
-        """Stop one route: its consumer stops taking messages, then in-flight ones drain."""
+        """Stop one route: its consumer stops taking messages, then in-flight ones drain. A
+        route that waits to start stops waiting."""
         route = self._route(route_id)
+        if self.supervisor is not None and self.supervisor.waits(route):
+            await self.supervisor.forget(route)
         if route.status is not RouteStatus.STARTED:
             return
         route.status = RouteStatus.STOPPING
@@ -253,6 +333,8 @@ class Context(EndpointRegistry):
         if not self.started or self._stopping:
             return
         self._stopping = True
+        if self.supervisor is not None:
+            await self.supervisor.cancel()  # no route starts from here on
         deadline = time.monotonic() + (self.shutdown_timeout if timeout is None else timeout)
         order = [self.routes[r] for r in reversed(self._start_order)]
         for route in order:
@@ -263,7 +345,7 @@ class Context(EndpointRegistry):
             log.warning(
                 "shutdown timeout reached, aborting what is still in flight (unacknowledged "
                 "to its source): %s",
-                self._drain_status(0.0),
+                drain_status(self.routes.values(), self.clock, 0.0),
             )
             for route in order:
                 if route.consumer is not None:
@@ -304,59 +386,8 @@ class Context(EndpointRegistry):
         log.info("context %s stopped", self.name)
 
     async def _quiesce(self, deadline: float) -> bool:
-        """Wait until no route has exchanges in flight and no buffered consumer has a backlog.
-
-        While it waits it says what for: at once, then every :attr:`drain_log_interval`
-        seconds (routes, exchanges in flight, those waiting in a redelivery backoff). A backoff
-        is not cut short (Camel's default too): the exchange is redelivered if that happens
-        within the shutdown timeout, and is otherwise aborted with the rest, unacknowledged.
-        """
-        began = time.monotonic()
-        next_report = began
-        reported = False
-        while True:
-            busy = any(
-                r.inflight or (r.consumer is not None and r.consumer.backlog)
-                for r in self.routes.values()
-            )
-            now = time.monotonic()
-            if not busy:
-                if reported:
-                    log.info("drained in %.1fs", now - began)
-                return True
-            if now >= deadline:
-                return False
-            if now >= next_report:
-                log.info(
-                    "draining (%.0fs left of the shutdown timeout): %s",
-                    deadline - now,
-                    self._drain_status(deadline - now),
-                )
-                reported = True
-                next_report = now + self.drain_log_interval
-            await asyncio.sleep(0.005)
-
-    def _drain_status(self, left: float) -> str:
-        """What shutdown waits for, per route: in flight, queued, in redelivery backoff."""
-        now = self.clock.time()
-        parts = []
-        for route in self.routes.values():
-            backlog = route.consumer.backlog if route.consumer is not None else 0
-            if not route.inflight and not backlog:
-                continue
-            text = f"route {route.id}: {route.inflight} in flight"
-            if backlog:
-                text += f", {backlog} queued"
-            backoffs = sorted(route.errors.backoffs.values(), key=lambda b: b.due)
-            if backoffs:
-                first = backoffs[0]
-                text += f", {len(backoffs)} in redelivery backoff ({first.describe(now)}"
-                if first.due - now > left:
-                    text += ", after the shutdown timeout: it will be aborted"
-                text += ", ..." if len(backoffs) > 1 else ""
-                text += ")"
-            parts.append(text)
-        return "; ".join(parts) or "nothing"
+        routes = self.routes.values()
+        return await quiesce(routes, deadline, self.drain_log_interval, self.clock)
 
     async def __aenter__(self) -> Context:
         await self.start()

@@ -145,6 +145,24 @@ class EndpointRegistry:
         key = next((k for k, p in self._producers.items() if p is producer), "")
         return list(self._producer_users.get(key, ()))
 
+    def producers_of(self, route_id: str) -> list[Producer]:
+        """The producers a route sends to (its steps, its dead letter channel), in the order
+        they were made: what must run before the route may start."""
+        return [
+            self._producers[key]
+            for key, users in self._producer_users.items()
+            if key in self._producers and any(user[0] == route_id for user in users)
+        ]
+
+    async def start_producer_once(self, producer: Producer) -> None:
+        """Start ``producer`` unless it runs; callers at the same time (a route's supervised
+        retry, a first send of the producer template) wait for one start."""
+        locks: dict[int, asyncio.Lock] = self.__dict__.setdefault("_producer_start_locks", {})
+        async with locks.setdefault(id(producer), asyncio.Lock()):
+            if producer not in self._started_producers:
+                await self.start_producer(producer)
+                self._started_producers.append(producer)
+
     async def producer(self, ref: EndpointRef) -> Producer:
         """A started producer, for code outside routes (the producer template)."""
         producer = self._ready_producers.get(ref)

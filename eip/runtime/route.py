@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from eip.dsl.model import RouteModel
     from eip.processors.error_handler import ErrorHandling
     from eip.processors.pipeline import Pipeline
+    from eip.runtime.supervisor import StartWait
 
 __all__ = ["Route", "RouteStatus", "Service"]
 
@@ -62,6 +63,8 @@ class Route:
         self.inflight = 0
         self.exchanges_total = 0
         self.exchanges_failed = 0
+        #: Set while the context's supervisor retries starting this route (supervised start).
+        self.start_wait: StartWait | None = None
         self._idle: asyncio.Event | None = None
         self._needs_original = errors.needs_original_message
         self._run = pipeline.run
@@ -70,6 +73,14 @@ class Route:
     @property
     def source_uri(self) -> str:
         return self.model.source_uri
+
+    @property
+    def waiting(self) -> str | None:
+        """Why the route waits to start, how often it was tried and when it is tried next
+        (``waiting to start (attempt 3, next in 4s): cannot connect to RabbitMQ at ...``), or
+        None: for readiness and the control API (see :mod:`eip.runtime.supervisor`)."""
+        wait = self.start_wait
+        return None if wait is None else wait.describe()
 
     def _dispatch(self, exchange: Exchange) -> Any:
         # ``inflight`` only counts exchanges that suspend: one that completes synchronously

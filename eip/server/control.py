@@ -113,8 +113,9 @@ def route_summary(context: Context, route: Route, windows: dict[str, _Window]) -
         "description": model.description,
         "status": route.status.value,
         "from": redact_uri(route.source_uri),
-        "ready": consumer is None or consumer.ready,
+        "ready": route.waiting is None and (consumer is None or consumer.ready),
         "problem": None if consumer is None else consumer.problem,
+        "waiting": route.waiting,  # supervised start: why it waits to start, or None
         "counters": counters,
         "last_failure": None if last is None else _brief(last),
     }

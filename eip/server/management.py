@@ -8,7 +8,8 @@ and the metrics are never exposed on a public API port by accident.
 - ``GET /health/ready``: 200 when every auto-started route is started, every consumer is
   connected and no component reports a problem (a RabbitMQ connection that dropped or that
   the broker blocked, a producer whose channel is being reopened), else 503 with the routes
-  (and shared connections) that are not ready and why.
+  (and shared connections) that are not ready and why; a route that waits to start under
+  supervision says ``waiting to start (attempt 3, next in 4s): <the last error>``.
 - ``GET /metrics``: Prometheus text format (see :mod:`eip.runtime.metrics`).
 - the control API (``/routes``...): see :mod:`eip.server.control`.
 - ``GET /console``: the live console, see :mod:`eip.server.console`.
@@ -36,7 +37,10 @@ def readiness(context: Context) -> tuple[bool, dict[str, str]]:
     """Whether the context is ready, and for each route that is not, why."""
     problems: dict[str, str] = {}
     for route in context.routes.values():
-        if route.model.auto_startup and route.status is not RouteStatus.STARTED:
+        waiting = route.waiting  # supervised start: why it waits, attempts, next try
+        if waiting is not None:
+            problems[route.id] = waiting
+        elif route.model.auto_startup and route.status is not RouteStatus.STARTED:
             problems[route.id] = f"route is {route.status.value}"
         elif route.consumer is not None and not route.consumer.ready:
             problems[route.id] = route.consumer.problem or "consumer not connected"
