@@ -23,6 +23,8 @@ EXPECTED = [
     "Message",
     "NoConsumerError",
     "NoMessageIdError",
+    "OutcomeUnknownError",
+    "PartFailedError",
     "ProducerTemplate",
     "RedeliveryPolicy",
     "ResolveEndpointError",

@@ -32,7 +32,7 @@ import weakref
 from typing import Any
 
 from eip import headers as H
-from eip.errors import CircuitOpenError
+from eip.errors import CircuitOpenError, PartFailedError
 from eip.message import Exchange
 from eip.processors.base import STOP, Step
 from eip.runtime.clock import Clock
@@ -167,7 +167,7 @@ class CircuitBreaker:
         return self._fallback(exchange)
 
     def _failed(self, exchange: Exchange, error: Exception, generation: int) -> Any:
-        recorded = isinstance(error, self.record)
+        recorded = isinstance(PartFailedError.unwrap(error), self.record)
         self._record(recorded, generation)
         if exchange.failure_handler is self._inner_errors:
             exchange.failure_handler = None  # so the route's own error handling applies

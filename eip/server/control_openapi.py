@@ -64,6 +64,10 @@ def document() -> dict[str, Any]:
             "from": {"type": "string", "description": "the source URI, credentials redacted"},
             "ready": {"type": "boolean"},
             "problem": {"type": ["string", "null"]},
+            "waiting": {
+                "type": ["string", "null"],
+                "description": "supervised start: why the route waits (attempts, next try, error)",
+            },
             "counters": counters,
             "last_failure": {"type": ["object", "null"]},
             "steps": {"type": "array", "items": {"type": "object"}},

@@ -33,7 +33,7 @@ from eip.components.http.intake import ServedConsumer
 from eip.components.http.openapi import OperationDoc
 from eip.components.http.server import Receive, Scope, Send, respond
 from eip.components.http.spec import HttpServerSpec
-from eip.errors import UnmarshalError
+from eip.errors import PartFailedError, UnmarshalError
 from eip.message import Exchange, ExchangePattern
 
 if TYPE_CHECKING:
@@ -194,8 +194,9 @@ class HttpConsumer(ServedConsumer):
         return status
 
     async def _answer_failure(self, send: Send, exchange: Exchange, failure: BaseException) -> int:
-        if isinstance(failure, UnmarshalError):
-            await _error(send, 400, "invalid input", failure.reason, failure.location)
+        original = PartFailedError.unwrap(failure)  # a split part's bad input is still bad input
+        if isinstance(original, UnmarshalError):
+            await _error(send, 400, "invalid input", original.reason, original.location)
             return 400
         detail = f"{type(failure).__name__}: {failure}" if self.spec.expose_errors else None
         await _error(send, 500, "route failed", detail, exchange_id=exchange.id)

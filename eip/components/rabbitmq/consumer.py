@@ -153,13 +153,24 @@ class RabbitMQConsumer(Consumer):
     async def start(self) -> None:
         self._stopping = False
         self._worker = asyncio.create_task(self._work(), name=f"rabbitmq-consumer {self.route.id}")
-        connection = await self.link.acquire()
+        try:
+            connection = await self.link.acquire()
+        except BaseException:
+            await self._cancel_worker()  # a supervised retry must not leave one behind
+            raise
         try:
             await self._attach(connection)
         except BaseException:
             await self._recovery.stop()
+            await self._cancel_worker()
             await self.link.release()
             raise
+
+    async def _cancel_worker(self) -> None:
+        worker, self._worker = self._worker, None
+        if worker is not None:
+            worker.cancel()
+            await asyncio.gather(worker, return_exceptions=True)
 
     # -- attaching -------------------------------------------------------------------------
     async def _attach(self, connection: Connection) -> None:
@@ -435,10 +446,7 @@ class RabbitMQConsumer(Consumer):
             await asyncio.sleep(0.005)
         if window is not None and window is self._window:
             window.flush()
-        if self._worker is not None:
-            self._worker.cancel()
-            await asyncio.gather(self._worker, return_exceptions=True)
-            self._worker = None
+        await self._cancel_worker()
         self._consumer_tag = ""
         self.channel = None
         self._window = None

@@ -54,7 +54,7 @@ from eip.components.soap.spec import SoapServerSpec
 from eip.components.soap.wsdl import WsdlOperation
 from eip.components.soap.wsdl_document import ServedWsdl
 from eip.components.soap.zeep_support import data_to_element, element_to_data, load_client
-from eip.errors import SoapFault, UnmarshalError
+from eip.errors import PartFailedError, SoapFault, UnmarshalError
 from eip.message import Exchange, ExchangePattern
 
 if TYPE_CHECKING:
@@ -203,6 +203,7 @@ class SoapConsumer(ServedConsumer):
         exchange: Exchange,
         failure: BaseException,
     ) -> int:
+        failure = PartFailedError.unwrap(failure)  # a fault raised in a split part is still one
         if isinstance(failure, SoapFault):
             detail = self._detail(operation, failure)
             subcodes = tuple(_qname(code) for code in failure.subcodes)
