@@ -1,5 +1,10 @@
 """The ``eip`` command: ``eip run``, ``eip routes``, ``eip check``.
 
+``run``, ``routes``, ``check`` and ``graph`` read ``--config FILE`` (default ``eip.toml`` in
+the working directory, if there is one; see :mod:`eip.config`): the values of the routes'
+placeholders, and the server's settings, where a flag wins over the environment, which wins
+over the file.
+
 Routes are loaded from files, directories or packages (see :mod:`eip.routefiles`): every
 :class:`~eip.RouteBuilder` subclass defined in a loaded module (and not marked
 ``abstract = True``) is instantiated with no arguments.
@@ -25,11 +30,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from eip.config import Config, ConfigError, ServerSettings, load_config
 from eip.dsl.model import StepDef
 from eip.errors import EipError, RouteDefinitionError
 from eip.routefiles import LoadError, load_builders
 from eip.runtime.check import check_routes
 from eip.runtime.context import Context
+from eip.runtime.secrets import ScrubSecrets, scrub
 
 __all__ = ["describe_routes", "load_builders", "main"]
 
@@ -62,10 +69,14 @@ def _context_for(
     shutdown_timeout: float = 30.0,
     metrics: bool = False,
     problems: list[Exception] | None = None,
+    config: Config | None = None,
 ) -> Context:
-    """A context with the routes of ``paths``; with ``problems``, a file or builder that fails
-    is added to it and the others still load (``eip check`` reports them all)."""
+    """A context with the routes of ``paths``, resolving placeholders from ``config``; with
+    ``problems``, a file or builder that fails is added to it and the others still load
+    (``eip check`` reports them all)."""
     context = Context(shutdown_timeout=shutdown_timeout, metrics=metrics)
+    if config is not None:
+        context.use_config(config)
     builders = load_builders(paths, problems)
     if not builders and not problems:
         raise LoadError(f"no RouteBuilder found in {', '.join(paths)}")
@@ -80,19 +91,19 @@ def _context_for(
     return context
 
 
-def _check(paths: Sequence[str]) -> int:
+def _check(paths: Sequence[str], config: Config | None = None) -> int:
     """Print every problem, one line each on stderr; exit 2 when there is an error."""
     problems: list[Exception] = []
-    context = _context_for(paths, problems=problems)
+    context = _context_for(paths, problems=problems, config=config)
     errors = [_one_line(exc) for exc in problems]
     warnings: list[str] = []
     if context.route_models:
         for finding in check_routes(context, complete=not problems):
             (errors if finding.severity == "error" else warnings).append(finding.message)
     for text in errors:
-        print(f"eip: error: {text}", file=sys.stderr)
+        print(f"eip: error: {scrub(text)}", file=sys.stderr)
     for text in warnings:
-        print(f"eip: warning: {text}", file=sys.stderr)
+        print(f"eip: warning: {scrub(text)}", file=sys.stderr)
     for exc in problems:
         _debug_traceback(exc)
     if errors:
@@ -171,17 +182,18 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"eip {_version()}")
     parser.add_argument(
         "--log-level",
-        default="INFO",
+        default=None,
         metavar="LEVEL",
-        help="DEBUG, INFO, WARNING or ERROR (default INFO); DEBUG adds tracebacks to errors",
+        help="DEBUG, INFO, WARNING or ERROR (server.log_level in the config, default INFO); "
+        "DEBUG adds tracebacks to errors",
     )
     parser.add_argument(
         "--log-format",
         choices=("text", "json"),
-        default=os.environ.get("EIP_LOG_FORMAT", "text"),
+        default=None,
         help="text for people (default), or json: one object per line with time, level, "
         "logger, message and route_id, exchange_id, trace_id, span_id where known "
-        "($EIP_LOG_FORMAT)",
+        "($EIP_LOG_FORMAT, server.log_format in the config)",
     )
     sub = parser.add_subparsers(
         dest="command",
@@ -192,12 +204,14 @@ def _parser() -> argparse.ArgumentParser:
     paths = "route files, directories or packages (or dotted module names)"
     run = sub.add_parser("run", help="run routes until SIGINT/SIGTERM")
     run.add_argument("paths", nargs="+", help=paths)
+    _config_option(run)
     run.add_argument(
         "--shutdown-timeout",
         type=float,
         metavar="SECONDS",
-        default=30.0,
-        help="seconds to drain in-flight exchanges on shutdown (default 30)",
+        default=None,
+        help="seconds to drain in-flight exchanges on shutdown (server.shutdown_timeout in "
+        "the config, default 30)",
     )
     run.add_argument("--no-uvloop", action="store_true", help="use the stock asyncio loop")
     run.add_argument(
@@ -205,31 +219,35 @@ def _parser() -> argparse.ArgumentParser:
         type=_port,
         metavar="PORT",
         default=None,
-        help="port of the HTTP and SOAP routes' server ($EIP_HTTP_PORT, else 8080; "
-        "an endpoint's own port option wins)",
+        help="port of the HTTP and SOAP routes' server ($EIP_HTTP_PORT, server.http_port in "
+        "the config, else 8080; an endpoint's own port option wins)",
     )
     run.add_argument(
         "--http-host",
         default=None,
         metavar="HOST",
-        help="address of the HTTP and SOAP routes' server ($EIP_HTTP_HOST, else 0.0.0.0)",
+        help="address of the HTTP and SOAP routes' server ($EIP_HTTP_HOST, server.http_host "
+        "in the config, else 0.0.0.0)",
     )
     run.add_argument(
         "--management-port",
         type=_port,
         metavar="PORT",
-        default=os.environ.get("EIP_MANAGEMENT_PORT", "8081"),
-        help="port of /health/live, /health/ready and /metrics ($EIP_MANAGEMENT_PORT, 8081)",
+        default=None,
+        help="port of /health/live, /health/ready and /metrics ($EIP_MANAGEMENT_PORT, "
+        "server.management_port in the config, else 8081)",
     )
     run.add_argument(
         "--management-host",
-        default=os.environ.get("EIP_MANAGEMENT_HOST", "0.0.0.0"),
+        default=None,
         metavar="HOST",
-        help="address of the management endpoints ($EIP_MANAGEMENT_HOST, 0.0.0.0)",
+        help="address of the management endpoints ($EIP_MANAGEMENT_HOST, "
+        "server.management_host in the config, else 0.0.0.0)",
     )
     run.add_argument("--no-management", action="store_true", help="serve no management endpoints")
     routes = sub.add_parser("routes", help="print each route and its steps")
     routes.add_argument("paths", nargs="+", help=paths)
+    _config_option(routes)
     check = sub.add_parser(
         "check",
         help="validate routes without starting them or connecting anywhere",
@@ -239,6 +257,7 @@ def _parser() -> argparse.ArgumentParser:
         "code 2), and direct:/seda: consumers that no route feeds (warnings).",
     )
     check.add_argument("paths", nargs="+", help=paths)
+    _config_option(check)
     graph = sub.add_parser(
         "graph",
         help="draw the routes as an SVG picture or as Mermaid text",
@@ -247,6 +266,7 @@ def _parser() -> argparse.ArgumentParser:
         "Markdown page with a fenced flowchart per route). Endpoint URIs are shown redacted.",
     )
     graph.add_argument("paths", nargs="+", help=paths)
+    _config_option(graph)
     graph.add_argument(
         "-o", "--output", metavar="FILE", help="file to write (default: standard output)"
     )
@@ -258,6 +278,42 @@ def _parser() -> argparse.ArgumentParser:
     )
     _remote_parsers(sub)
     return parser
+
+
+def _config_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config",
+        metavar="FILE",
+        default=None,
+        help="TOML file of settings and placeholder values (default: eip.toml in the working "
+        "directory, if there is one); EIP_<SECTION>__<KEY> variables override it",
+    )
+
+
+def _load_settings(args: argparse.Namespace) -> tuple[Config, ServerSettings]:
+    """The config (``--config`` or ./eip.toml, the environment over it) and the effective
+    server settings (flag > environment > file > default), written back into the config so
+    ``{{server.http_port}}`` is the port really served."""
+    if hasattr(args, "config"):
+        config = load_config(args.config)
+    else:  # get and route configure no routes: only how they log, from the environment
+        server = Config.from_environment().get("server", {})
+        config = Config({"server": {k: v for k, v in server.items() if k.startswith("log_")}})
+    flags = {
+        name: getattr(args, name, None)
+        for name in (
+            "http_port",
+            "http_host",
+            "management_port",
+            "management_host",
+            "shutdown_timeout",
+            "log_level",
+            "log_format",
+        )
+    }
+    flags["management"] = False if getattr(args, "no_management", False) else None
+    settings = ServerSettings.from_config(config, **flags)
+    return config.with_values(settings.as_config()), settings
 
 
 def _remote_parsers(sub: Any) -> None:
@@ -324,16 +380,22 @@ def _graph(context: Context, output: str | None, fmt: str | None) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    level = args.log_level.upper()
+    try:
+        config, settings = _load_settings(args)
+    except ConfigError as exc:
+        return _report(exc)
+    level = settings.log_level.upper()
     if not isinstance(logging.getLevelName(level), int):
-        print(f"eip: error: unknown log level {args.log_level!r}", file=sys.stderr)
+        print(f"eip: error: unknown log level {settings.log_level!r}", file=sys.stderr)
         return 2
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
-    if args.log_format == "json":
+    if settings.log_format == "json":
         from eip.logs import JsonFormatter
 
         for handler in logging.root.handlers:
             handler.setFormatter(JsonFormatter())
+    for handler in logging.root.handlers:
+        handler.addFilter(ScrubSecrets())  # values of {{env:...}} and {{file:...}} never show
     # httpx logs every request at INFO; the routes log what matters (and URLs may carry
     # query secrets). uvicorn's per-connection chatter is not an operator's concern either.
     logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.root.level))
@@ -341,26 +403,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     context: Context | None = None
     try:
         if args.command == "run":
-            # Through the environment, so route files that build URLs of their own HTTP
-            # routes (the demo's) see the same address the server listens on.
-            if args.http_port is not None:
-                os.environ["EIP_HTTP_PORT"] = str(args.http_port)
-            if args.http_host is not None:
-                os.environ["EIP_HTTP_HOST"] = args.http_host
-            context = _context_for(args.paths, args.shutdown_timeout, metrics=True)
+            # Through the environment, so the HTTP component (and route files that build URLs
+            # of their own HTTP routes) see the address the server listens on.
+            os.environ["EIP_HTTP_PORT"] = str(settings.http_port)
+            os.environ["EIP_HTTP_HOST"] = settings.http_host
+            context = _context_for(
+                args.paths, settings.shutdown_timeout, metrics=True, config=config
+            )
             if not args.no_uvloop:
                 _install_uvloop()
             management = (
-                None if args.no_management else (args.management_host, args.management_port)
+                (settings.management_host, settings.management_port)
+                if settings.management
+                else None
             )
             return asyncio.run(_run(context, management))
         if args.command == "check":
-            return _check(args.paths)
+            return _check(args.paths, config)
         if args.command in ("get", "route"):
             return _remote(args)
         if args.command == "graph":
-            return _graph(_context_for(args.paths), args.output, args.format)
-        context = _context_for(args.paths)
+            return _graph(_context_for(args.paths, config=config), args.output, args.format)
+        context = _context_for(args.paths, config=config)
         print(describe_routes(context))
         return 0
     except KeyboardInterrupt:
@@ -395,7 +459,7 @@ def _one_line(exc: BaseException) -> str:
     exc = _machine_fault(exc) or exc
     # A fault eip did not map: its type is the most useful clue.
     text = str(exc) if isinstance(exc, (EipError, LoadError)) else f"{type(exc).__name__}: {exc}"
-    return " ".join(text.split())
+    return scrub(" ".join(text.split()))
 
 
 def _debug_traceback(exc: BaseException) -> None:
@@ -410,7 +474,7 @@ def _report(exc: Exception) -> int:
     run time."""
     print(f"eip: error: {_one_line(exc)}", file=sys.stderr)
     _debug_traceback(exc)
-    return 2 if isinstance(exc, (RouteDefinitionError, LoadError)) else 1
+    return 2 if isinstance(exc, (RouteDefinitionError, LoadError, ConfigError)) else 1
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -20,6 +20,12 @@ failure headers the engine set, the other headers (never credentials), and the b
 failing step had it. One shape means one tool can read, count or re-send them all.
 
 With ``EIP_DEMO`` not ``0``, each example has a one-shot timer route that seeds its samples.
+
+**Settings** (the ERP's addresses, its user) are placeholders in the endpoints, resolved from
+``eip.toml`` at route start (:func:`setting`): ``{{erp.url}}``, or with the demo
+``{{demo.erp.url}}``, the stand-in ERP that eip serves itself. ``EIP_DATA_DIR`` and
+``EIP_DEMO`` stay environment variables: they decide which routes exist and where their
+folders are before any endpoint is resolved.
 """
 
 from __future__ import annotations
@@ -54,6 +60,7 @@ __all__ = [
     "read_dead_letter",
     "rejected",
     "safe_file_name",
+    "setting",
     "state",
 ]
 
@@ -80,6 +87,14 @@ def data_dir() -> Path:
 
 def demo_enabled() -> bool:
     return os.environ.get("EIP_DEMO", "1") != "0"
+
+
+def setting(key: str) -> str:
+    """The placeholder of a setting: ``{{erp.url}}`` (``url`` in the ``[erp]`` table of
+    eip.toml, or ``$EIP_ERP__URL``), or with the demo ``{{demo.erp.url}}`` (the stand-in
+    systems eip serves itself: ``[demo.erp]`` in the shipped eip.toml). Without the demo a
+    missing setting fails the route's start, and ``eip check``, naming it."""
+    return "{{" + ("demo." if demo_enabled() else "") + key + "}}"
 
 
 def _under(kind: str, name: str, data: Path | None) -> Path:

@@ -4,15 +4,16 @@ callback served over SOAP.
 **Upserts.** The CRM drops one JSON record per changed customer into
 ``<data>/inbox/crm-soap-upserts/``. Each is read as a typed ``CrmCustomer``, mapped to the
 ERP's ``UpsertCustomer`` request (``routes/wsdl/crm_erp.wsdl``) and sent to
-``$EIP_ERP_SOAP_URL`` with a WS-Security UsernameToken (``$ERP_SOAP_USER``, password in
-``$ERP_SOAP_PASSWORD``). A SOAP fault is the ERP's answer (``CustomerFault``: VALIDATION,
-DUPLICATE, LOCKED) and will not change on a retry: the ERP is called once and the record goes
-to ``<data>/rejected/soap-upsert/`` with the fault's code and detail (the
-``on_exception(SoapFault)`` clause says "no redelivery" itself, as a clause otherwise inherits
-the error handler's). Anything else (a time-out, the ERP down) is retried three times with
-backoff, then the record is dead-lettered to ``<data>/dead-letter/soap-upsert/`` as it
-arrived. Both are the examples' dead-letter envelope (``routes/_support.py``): the failure
-headers, the other headers, the body.
+``{{erp.soap_url}}`` with a WS-Security UsernameToken (user ``{{erp.soap_user}}``, password in
+``$ERP_SOAP_PASSWORD``): ``soap_url`` and ``soap_user`` in eip.toml's ``[erp]`` table, or
+``$EIP_ERP__SOAP_URL`` and ``$EIP_ERP__SOAP_USER``. A SOAP fault is the ERP's answer
+(``CustomerFault``: VALIDATION, DUPLICATE, LOCKED) and will not change on a retry: the ERP is
+called once and the record goes to ``<data>/rejected/soap-upsert/`` with the fault's code and
+detail (the ``on_exception(SoapFault)`` clause says "no redelivery" itself, as a clause
+otherwise inherits the error handler's). Anything else (a time-out, the ERP down) is retried
+three times with backoff, then the record is dead-lettered to
+``<data>/dead-letter/soap-upsert/`` as it arrived. Both are the examples' dead-letter envelope
+(``routes/_support.py``): the failure headers, the other headers, the body.
 
 **Credit checks.** The ERP calls ``CheckCredit`` at ``/services/erp/credit-check`` (SOAP 1.1 or
 1.2, the WSDL at ``?wsdl``) before it releases an order; eip answers from the CRM's credit
@@ -24,9 +25,10 @@ Demo (``EIP_DEMO`` not ``0``): the ERP's SOAP service is served by eip itself at
 ``/demo/erp/soap/customer``, a one-shot timer drops the sample customers
 (``routes/samples/soap_upsert/``) into the inbox: ``customer-1001.json`` is upserted,
 ``customer-1002.json`` (a closed customer) is refused with a ``CustomerFault`` LOCKED and lands
-in ``rejected/soap-upsert/``. The ERP's address and credentials default to the demo's. With
-``EIP_DEMO=0``, ``$EIP_ERP_SOAP_URL``, ``$ERP_SOAP_USER`` and ``$ERP_SOAP_PASSWORD`` must be set,
-or the route fails at start (and ``eip check``) naming the missing ones.
+in ``rejected/soap-upsert/``. The ERP's address and user are the demo's (``[demo.erp]`` in
+eip.toml), and ``$ERP_SOAP_PASSWORD`` defaults to a demo value. With ``EIP_DEMO=0``,
+``{{erp.soap_url}}``, ``{{erp.soap_user}}`` and ``$ERP_SOAP_PASSWORD`` must be set, or the
+route fails at start (and ``eip check``) naming the missing ones.
 """
 
 from __future__ import annotations
@@ -50,7 +52,7 @@ from eip import (
 from eip import headers as H
 from eip.components.soap import soap_client, soap_server
 from eip.dataformats import json
-from eip.errors import RouteDefinitionError, SoapFault
+from eip.errors import SoapFault
 from routes._support import (
     SAMPLES,
     copy_samples,
@@ -59,6 +61,7 @@ from routes._support import (
     demo_enabled,
     inbox,
     rejected,
+    setting,
 )
 
 WSDL = str(Path(__file__).parent / "wsdl" / "crm_erp.wsdl")
@@ -112,43 +115,17 @@ def to_upsert(customer: CrmCustomer) -> dict[str, Any]:
     }
 
 
-def http_port() -> int:
-    return int(os.environ.get("EIP_HTTP_PORT", "8080"))
-
-
 UPSERT_ROUTE = "crm-customer-soap-upsert"
-#: What the upsert route needs from the environment without the demo, and what each one is.
-ERP_SOAP_SETTINGS = {
-    "EIP_ERP_SOAP_URL": "the ERP's SOAP address",
-    "ERP_SOAP_USER": "the WS-Security username",
-    "ERP_SOAP_PASSWORD": "the WS-Security password",
-}
 
 
-def erp_soap_url() -> str:
-    """The ERP's SOAP address: ``$EIP_ERP_SOAP_URL``, else (demo only) the demo ERP here."""
-    return os.environ.get(
-        "EIP_ERP_SOAP_URL", f"http://127.0.0.1:{http_port()}/demo/erp/soap/customer"
-    )
-
-
-def _erp_settings() -> None:
-    """The demo's defaults; without the demo, a one-line error naming what is not set (the
-    demo's address and credentials would silently talk to nothing, or to the wrong ERP)."""
+def _demo_password() -> None:
+    """The demo's stand-in WS-Security password, as the variable the endpoint reads (a
+    secret stays in the environment, never in eip.toml); a variable that is set is kept.
+    Without the demo, an unset ``$ERP_SOAP_PASSWORD`` fails the start (and ``eip check``),
+    as missing ``{{erp.soap_url}}`` and ``{{erp.soap_user}}`` do: the demo's address would
+    silently talk to nothing, or to the wrong ERP."""
     if demo_enabled():
-        os.environ.setdefault("ERP_SOAP_USER", "crm-integration")
         os.environ.setdefault("ERP_SOAP_PASSWORD", "demo-soap-password")
-        return
-    missing = [
-        f"${name} ({what})" for name, what in ERP_SOAP_SETTINGS.items() if not os.environ.get(name)
-    ]
-    if missing:
-        raise RouteDefinitionError(
-            f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} not set; with "
-            "EIP_DEMO=0 the route calls the real ERP and needs them",
-            route_id=UPSERT_ROUTE,
-            step="to(soap:legacy-erp)",
-        )
 
 
 def _fault_record(exchange: Any) -> dict[str, Any]:
@@ -164,7 +141,7 @@ def _fault_record(exchange: Any) -> dict[str, Any]:
 
 class CrmCustomerSoapUpsert(RouteBuilder):
     def configure(self) -> None:
-        _erp_settings()
+        _demo_password()
         self.error_handler(
             dead_letter_channel(
                 "direct:crm-soap-dead",
@@ -191,9 +168,9 @@ class CrmCustomerSoapUpsert(RouteBuilder):
             wsdl=WSDL,
             wsdl_port="CustomerSoap11Port",
             operation="UpsertCustomer",
-            address=erp_soap_url(),
+            address=setting("erp.soap_url"),
             timeout=10.0,
-            ws_username=os.environ.get("ERP_SOAP_USER", ""),
+            ws_username=setting("erp.soap_user"),
             ws_password_env="ERP_SOAP_PASSWORD",
         )
         (

@@ -4,7 +4,8 @@ The CRM POSTs ``/webhooks/crm/customer-changed`` with an API key (``x-api-key``,
 in ``$CRM_WEBHOOK_KEYS``, comma-separated). eip checks the key before reading the body,
 validates the body as a ``CustomerChangedWebhook`` (an invalid one gets 400 naming the field),
 ignores inactive customers, maps the customer to the ERP's record and PUTs it to
-``$EIP_ERP_URL/api/customers/{customer_number}`` with the bearer token ``$ERP_API_TOKEN``.
+``{{erp.url}}/api/customers/{customer_number}`` (``url`` in eip.toml's ``[erp]`` table, or
+``$EIP_ERP__URL``) with the bearer token ``$ERP_API_TOKEN``.
 The CRM gets ``{"status": "synced", "erp_id": ...}``.
 
 Failures: a failed ERP call (status >= 400, time-out, connection refused) is retried three
@@ -21,11 +22,13 @@ shapes the CRM's answer: a dead letter channel is sent one way (a copy, in-only)
 dead-letter route does never becomes the caller's reply.
 
 Demo (``EIP_DEMO`` not ``0``): a small ERP served by eip itself at ``/demo/erp`` stores each
-upsert in ``<data>/demo/erp-api/``, a one-shot timer posts the webhooks of
-``routes/samples/webhooks/`` (in file-name order), and ``$CRM_WEBHOOK_KEYS`` /
+upsert in ``<data>/demo/erp-api/``; the route calls it at ``{{demo.erp.url}}`` (eip.toml's
+``[demo.erp]``). A one-shot timer posts the webhooks of ``routes/samples/webhooks/`` (in
+file-name order) with the key ``{{env:CRM_WEBHOOK_KEYS}}``, and ``$CRM_WEBHOOK_KEYS`` /
 ``$ERP_API_TOKEN`` default to demo values. The demo ERP answers 503 (maintenance) for customer
 ``C-001013``, so ``evt-20261123-0002.json`` is retried and then dead-lettered. Without the
-demo, both variables must be set, or the routes fail at start naming the variable.
+demo, ``{{erp.url}}`` and both variables must be set, or the routes fail at start (and
+``eip check``) naming what is missing.
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ from routes._support import (
     demo_enabled,
     demo_output,
     safe_file_name,
+    setting,
 )
 
 WEBHOOK_PATH = "/webhooks/crm/customer-changed"
@@ -127,15 +131,6 @@ def sample_webhooks() -> list[bytes]:
 SAMPLE_WEBHOOK: dict[str, Any] = msgspec.json.decode(sample_webhooks()[0])
 
 
-def http_port() -> int:
-    return int(os.environ.get("EIP_HTTP_PORT", "8080"))
-
-
-def erp_url() -> str:
-    """The ERP's base URL: ``$EIP_ERP_URL``, else the demo ERP on this server."""
-    return os.environ.get("EIP_ERP_URL", f"http://127.0.0.1:{http_port()}/demo/erp")
-
-
 def dead_letter_name(event_id: str) -> str:
     """``<event_id>.json``, or ``event-<hash>.json`` when the id is not a plain file name: the
     CRM chooses event ids, and a dead letter must be written whatever it sent."""
@@ -143,6 +138,8 @@ def dead_letter_name(event_id: str) -> str:
 
 
 def _demo_credentials() -> None:
+    """The demo's stand-in credentials, as the variables the endpoints read (secrets stay in
+    the environment, never in eip.toml); a variable that is set is kept."""
     if demo_enabled():
         os.environ.setdefault("CRM_WEBHOOK_KEYS", "demo-crm-webhook-key")
         os.environ.setdefault("ERP_API_TOKEN", "demo-erp-token")
@@ -169,7 +166,7 @@ class CrmCustomerWebhook(RouteBuilder):
             summary="A CRM customer changed: upsert it in the ERP",
         )
         erp = http_client(
-            f"{erp_url()}/api/customers",
+            f"{setting('erp.url')}/api/customers",
             method="PUT",
             timeout=5.0,
             auth="bearer",
@@ -244,11 +241,12 @@ class DemoErpApi(RouteBuilder):
                 body(),
                 pipeline()
                 .set_header("content-type", "application/json")
-                .set_header("x-api-key", lambda ex: os.environ["CRM_WEBHOOK_KEYS"].split(",")[0])
                 .to(
                     http_client(
-                        f"http://127.0.0.1:{http_port()}{WEBHOOK_PATH}",
-                        copy_headers=["x-api-key"],
+                        "http://127.0.0.1:{{server.http_port}}" + WEBHOOK_PATH,
+                        auth="api_key",
+                        auth_header="x-api-key",
+                        secret="{{env:CRM_WEBHOOK_KEYS}}",  # one key in the demo
                     )
                 )
                 .log("CRM webhook answered {body}"),

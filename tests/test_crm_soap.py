@@ -20,6 +20,7 @@ from pytest_asyncio import fixture as async_fixture
 from eip import Context, RouteDefinitionError
 from eip import headers as H
 from eip.components.soap import SoapClientSpec
+from eip.config import load_config
 from eip.dsl.model import ToDef
 from routes._support import dead_letters, inbox, read_dead_letter, rejected
 from routes.crm_soap import (
@@ -31,6 +32,8 @@ from routes.crm_soap import (
     DemoErpSoapService,
     ErpCreditCheck,
 )
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def _free_port() -> int:
@@ -53,9 +56,10 @@ async def running(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncItera
     port = _free_port()
     monkeypatch.setenv("EIP_DATA_DIR", str(tmp_path))
     monkeypatch.setenv("EIP_DEMO", "1")
-    monkeypatch.setenv("EIP_HTTP_PORT", str(port))
-    monkeypatch.delenv("EIP_ERP_SOAP_URL", raising=False)
+    monkeypatch.setenv("EIP_HTTP_PORT", str(port))  # {{server.http_port}} in eip.toml's URLs
+    monkeypatch.delenv("EIP_DEMO__ERP__SOAP_URL", raising=False)
     context = Context(shutdown_timeout=5)
+    context.use_config(load_config(ROOT / "eip.toml"))  # the demo's settings, as eip run
     context.component("http").configure(host="127.0.0.1", port=port)  # type: ignore[attr-defined]
     context.add_routes(CrmCustomerSoapUpsert(), ErpCreditCheck(), DemoErpSoapService())
     await context.start()
@@ -177,8 +181,10 @@ async def test_an_erp_that_is_down_is_retried_then_dead_lettered(
 ) -> None:
     monkeypatch.setenv("EIP_DATA_DIR", str(tmp_path))
     monkeypatch.setenv("EIP_DEMO", "1")
-    monkeypatch.setenv("EIP_ERP_SOAP_URL", f"http://127.0.0.1:{_free_port()}/soap/customer")
+    # The demo's ERP address, overridden from the environment: nothing listens there.
+    monkeypatch.setenv("EIP_DEMO__ERP__SOAP_URL", f"http://127.0.0.1:{_free_port()}/soap/x")
     context = Context(shutdown_timeout=5)
+    context.use_config(load_config(ROOT / "eip.toml"))
     context.add_routes(CrmCustomerSoapUpsert())  # no demo ERP: nothing listens there
     record = {
         "id": 1004,
@@ -208,26 +214,36 @@ async def test_an_erp_that_is_down_is_retried_then_dead_lettered(
     assert not rejected(EXAMPLE, tmp_path).exists()
 
 
-def test_without_the_demo_the_erp_address_and_credentials_come_from_the_environment(
+def test_without_the_demo_the_erp_address_and_credentials_must_be_configured(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("EIP_DEMO", "0")
-    for name in ("EIP_ERP_SOAP_URL", "ERP_SOAP_USER", "ERP_SOAP_PASSWORD"):
+    for name in ("EIP_ERP__SOAP_URL", "EIP_ERP__SOAP_USER", "ERP_SOAP_PASSWORD"):
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("ERP_SOAP_USER", "crm-prod")
+    context = Context()
+    context.add_routes(CrmCustomerSoapUpsert())
     with pytest.raises(RouteDefinitionError) as missing:
-        CrmCustomerSoapUpsert().build()
-    assert str(missing.value).endswith(  # the builder may add where it was declared
-        "route 'crm-customer-soap-upsert', step to(soap:legacy-erp): $EIP_ERP_SOAP_URL (the "
-        "ERP's SOAP address), $ERP_SOAP_PASSWORD (the WS-Security password) are not set; with "
-        "EIP_DEMO=0 the route calls the real ERP and needs them"
+        context.validate()  # the routes compile as at start; nothing connects
+    assert str(missing.value).startswith("routes/crm_soap.py:")
+    assert (
+        "route 'crm-customer-soap-upsert', step 3: endpoint soap:legacy-erp?"
+        "address={{erp.soap_url}}&" in str(missing.value)
     )
-    monkeypatch.setenv("EIP_ERP_SOAP_URL", "https://erp.example.com/soap/customer")
+    assert str(missing.value).endswith(
+        "placeholder {{erp.soap_url}} has no value: set soap_url in the [erp] table of "
+        "eip.toml, or $EIP_ERP__SOAP_URL"
+    )
+    monkeypatch.setenv("EIP_ERP__SOAP_URL", "https://erp.example.com/soap/customer")
+    monkeypatch.setenv("EIP_ERP__SOAP_USER", "crm-prod")
     monkeypatch.setenv("ERP_SOAP_PASSWORD", "s3cret")
+    context = Context()
     (model,) = [m for m in CrmCustomerSoapUpsert().build() if m.route_id == UPSERT_ROUTE]
     (erp,) = [s.endpoint for s in model.steps if isinstance(s, ToDef)]
     assert isinstance(erp, SoapClientSpec)
-    assert (erp.address, erp.ws_username, erp.ws_password()) == (
+    assert (erp.address, erp.ws_username) == ("{{erp.soap_url}}", "{{erp.soap_user}}")
+    _, spec = context.resolve_endpoint(erp)  # resolved at start, shown as written
+    assert isinstance(spec, SoapClientSpec)
+    assert (spec.address, spec.ws_username, spec.ws_password()) == (
         "https://erp.example.com/soap/customer",
         "crm-prod",
         "s3cret",

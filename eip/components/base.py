@@ -12,6 +12,8 @@ import abc
 import functools
 import logging
 import re
+import types
+import typing
 import urllib.parse
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar
@@ -227,10 +229,18 @@ def _list_fields(spec_type: type[EndpointSpec]) -> tuple[str, ...]:
 
 def build_spec(spec_type: type[S], options: dict[str, Any], where: str) -> S:
     """Convert raw option values (strings from a URI, or Python values) into the spec; a
-    mistake is a RouteDefinitionError that names the option and lists the valid ones."""
+    mistake is a RouteDefinitionError that names the option and lists the valid ones.
+
+    A property placeholder (``size="{{seda.size}}"``) in an option that is not a string is
+    kept as written and converted when the route starts (:mod:`eip.runtime.properties`), so
+    the spec shows the placeholder until then, and never the value."""
     valid = [f for f in spec_type.__struct_fields__ if f != spec_type.path_field]
+    deferred = _deferred_options(spec_type, options)
+    if deferred:
+        options = {k: v for k, v in options.items() if k not in deferred}
     try:
-        return msgspec.convert(options, spec_type, strict=False)
+        spec = msgspec.convert(options, spec_type, strict=False)
+        return msgspec.structs.replace(spec, **deferred) if deferred else spec
     except msgspec.ValidationError as exc:
         text = str(exc)
         unknown = _UNKNOWN_FIELD.search(text)
@@ -256,6 +266,46 @@ def build_spec(spec_type: type[S], options: dict[str, Any], where: str) -> S:
                 valid=valid,
             ) from None
         raise RouteDefinitionError(f"endpoint {where}: {reason}", valid=valid) from None
+
+
+def _deferred_options(spec_type: type[EndpointSpec], options: dict[str, Any]) -> dict[str, Any]:
+    """The options that hold a placeholder where the field takes no string (a number, a
+    flag, a choice), with a default to stand in until start."""
+    if not any(isinstance(v, str) and "{{" in v for v in options.values()):
+        return {}
+    takes_text = _text_fields(spec_type)
+    return {
+        name: value
+        for name, value in options.items()
+        if isinstance(value, str)
+        and "{{" in value
+        and name in _optional_fields(spec_type)
+        and name not in takes_text
+    }
+
+
+@functools.cache
+def _text_fields(spec_type: type[EndpointSpec]) -> frozenset[str]:
+    """Fields a string converts into as it is: ``str``, ``str | None``, ``Any``."""
+    names = set()
+    for f in msgspec.structs.fields(spec_type):
+        kinds = typing.get_args(f.type) if _is_union(f.type) else (f.type,)
+        if any(kind is str or kind is Any for kind in kinds):
+            names.add(f.name)
+    return frozenset(names)
+
+
+def _is_union(kind: Any) -> bool:
+    return typing.get_origin(kind) in (typing.Union, types.UnionType)
+
+
+@functools.cache
+def _optional_fields(spec_type: type[EndpointSpec]) -> frozenset[str]:
+    return frozenset(
+        f.name
+        for f in msgspec.structs.fields(spec_type)
+        if f.default is not msgspec.NODEFAULT or f.default_factory is not msgspec.NODEFAULT
+    )
 
 
 def spec_to_uri(spec: EndpointSpec) -> str:

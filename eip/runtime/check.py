@@ -9,6 +9,9 @@ not hide the others), then walks the route models:
   would fail with ``NoConsumerError`` (``direct:``) or wait in memory forever (``seda:``);
 - a route consuming ``direct:``/``seda:`` that no route sends to is a **warning**: a
   ``ProducerTemplate``, an HTTP handler or a computed recipient may feed it;
+- a property placeholder (``{{erp.url}}``, ``{{env:ERP_TOKEN}}``, ``{{file:...}}``) that has no
+  value is an **error**, naming the route, the step, the endpoint (as written) and the
+  placeholder, each one (the compiler stops at a route's first);
 - an endpoint option that names an environment variable (``credentials_env``,
   ``secret_env``, ``ws_password_env``, any ``*_env``) where the variable is not set is an
   **error**, naming the route, the step, the option and the variable (``run`` would fail when
@@ -28,7 +31,14 @@ from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 from eip.components.base import Component, EndpointSpec
 from eip.dsl.compiler import compile_route
 from eip.dsl.dynamic import ToDynamicDef
-from eip.dsl.model import ChoiceDef, DeadLetterChannel, EndpointRef, RouteModel, StepDef
+from eip.dsl.model import (
+    ChoiceDef,
+    DeadLetterChannel,
+    EndpointRef,
+    RouteModel,
+    StepDef,
+    endpoint_text,
+)
 from eip.dsl.routing import RecipientListDef
 from eip.errors import RouteDefinitionError, redact_uri
 from eip.expressions import Expression
@@ -75,6 +85,7 @@ def check_routes(context: Context, *, complete: bool = True) -> list[Finding]:
     resolved = [(use, _resolve(context, use.ref)) for use in uses]
     if complete:
         findings += _internal_endpoints(context, resolved)
+    findings += _placeholders(context, uses)
     for finding, variable in _environment(context, resolved):
         # The compiler may have met the same variable first (``secret_env`` of a client).
         if f"'{variable}'" not in failed.get(finding.route_id, ""):
@@ -183,9 +194,11 @@ def _dynamic_prefixes(models: list[RouteModel]) -> list[str]:
 
 
 def _resolve(context: Context, ref: EndpointRef) -> tuple[Component, EndpointSpec] | None:
-    """The component and spec of an endpoint, parsed but not validated (the compiler reports
-    invalid ones); None when it cannot even be parsed."""
+    """The component and spec of an endpoint, its placeholders resolved where they can be,
+    parsed but not validated (the compiler reports invalid ones); None when it cannot even
+    be parsed."""
     try:
+        ref = context.properties.resolve_ref(ref, strict=False).value
         if isinstance(ref, EndpointSpec):
             return context.component(ref.scheme), ref
         scheme = ref.partition(":")[0]
@@ -200,7 +213,8 @@ def _internal_key(resolved: tuple[Component, EndpointSpec] | None) -> str | None
     if resolved is None or not getattr(resolved[0], "internal", False):
         return None
     spec = resolved[1]
-    return f"{spec.scheme}:{getattr(spec, spec.path_field, '')}"
+    key = f"{spec.scheme}:{getattr(spec, spec.path_field, '')}"
+    return None if "{{" in key else key  # a placeholder without a value: reported as such
 
 
 _CONSEQUENCE = {
@@ -254,6 +268,18 @@ def _internal_endpoints(
     return findings
 
 
+# -- placeholders --------------------------------------------------------------------------
+def _placeholders(context: Context, uses: list[_Use]) -> list[Finding]:
+    """Each placeholder without a value, of every endpoint (the compiler stops at a route's
+    first), worded as ``run`` words it."""
+    findings: list[Finding] = []
+    for use in uses:
+        for problem in context.properties.problems(use.ref):
+            text = f"endpoint {endpoint_text(use.ref)}: {problem}"
+            findings.append(_finding("error", text, use.model, use.step))
+    return findings
+
+
 # -- environment variables -----------------------------------------------------------------
 def _needed(spec: Any, option: str) -> bool:
     """Whether the endpoint reads the variable ``option`` names, as it is configured."""
@@ -291,10 +317,10 @@ def _environment(
             continue
         spec = found[1]
         for option, variable, wrong in _missing(spec):
-            text = (
-                f"{option} '{variable}' {wrong}: set the environment variable "
-                f"(endpoint {redact_uri(spec.uri)})"
-            )
+            # As written when it holds placeholders: never what they resolved to.
+            shown = endpoint_text(use.ref)
+            shown = shown if "{{" in shown else redact_uri(spec.uri)
+            text = f"{option} '{variable}' {wrong}: set the environment variable (endpoint {shown})"
             findings.append((_finding("error", text, use.model, use.step), variable))
     for component in context.components():  # the HTTP servers' own authentication
         auth = getattr(getattr(component, "settings", None), "auth", None)

@@ -1,15 +1,26 @@
 """Components and endpoints of a context: which scheme is which component, and the shared,
-started producer of each endpoint (a part of :class:`eip.runtime.context.Context`)."""
+started producer of each endpoint (a part of :class:`eip.runtime.context.Context`).
+
+An endpoint with property placeholders (``{{erp.url}}/api``, see
+:mod:`eip.runtime.properties`) is resolved here, once per endpoint, when its route compiles:
+the resolved spec builds the producer or consumer, while the endpoint is shown (the
+producer's ``uri``, errors) as written, so a resolved value never appears where a secret
+could leak."""
 
 from __future__ import annotations
 
 import asyncio
 import importlib
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from eip.components.base import Component, EndpointSpec, Producer, build_spec
-from eip.dsl.model import EndpointRef
+from eip.config import Config
+from eip.dsl.model import EndpointRef, endpoint_text
 from eip.errors import LifecycleError, RouteDefinitionError, redact_uri
+from eip.message import Exchange
+from eip.runtime.properties import PlaceholderError, Properties, has_placeholders
+from eip.runtime.secrets import scrub, scrub_exception
 
 if TYPE_CHECKING:
     from eip.components.mock import MockEndpoint
@@ -73,35 +84,86 @@ class EndpointRegistry:
         self._components[scheme] = component
         return component
 
+    @property
+    def properties(self) -> Properties:
+        """What placeholders resolve from: the config given to :meth:`use_config`, else the
+        ``EIP_..__..`` environment variables (and ``{{env:...}}``, ``{{file:...}}``)."""
+        found: Properties | None = self.__dict__.get("_properties")
+        if found is None:
+            found = self.__dict__["_properties"] = Properties()
+        return found
+
+    def use_config(self, config: Config | Properties) -> None:
+        """Resolve placeholders (``{{erp.url}}``) from ``config``; before routes compile."""
+        if self._producers or self.started:
+            raise LifecycleError("give the context its config before its routes compile")
+        properties = config if isinstance(config, Properties) else Properties(config)
+        self.__dict__["_properties"] = properties
+        self.__dict__.pop("_placeholder_endpoints", None)
+
     def resolve_endpoint(
         self, ref: EndpointRef, *, route_id: str | None = None, step: str | None = None
     ) -> tuple[Component, EndpointSpec]:
-        """Parse and validate an endpoint; errors name the route and step."""
+        """Parse and validate an endpoint, its placeholders resolved (once: later calls get
+        the same spec); errors name the route and step, and show the endpoint as written."""
         try:
-            if isinstance(ref, str):
-                scheme, sep, _ = ref.partition(":")
-                if not sep or not scheme:
-                    raise RouteDefinitionError(
-                        f"endpoint '{redact_uri(ref)}' has no scheme (expected scheme:path?options)"
-                    )
-                component = self.component(scheme)
-                spec = component.parse(ref)
-            elif isinstance(ref, EndpointSpec):
-                component = self.component(ref.scheme)
-                spec = ref
-            else:
-                raise RouteDefinitionError(
-                    f"an endpoint is a URI string or an endpoint spec, got {type(ref).__name__}"
-                )
-            try:
-                component.validate(spec)
-            except ValueError as exc:
-                raise RouteDefinitionError(f"endpoint {redact_uri(spec.uri)}: {exc}") from None
+            if isinstance(ref, str) and "{{" not in ref:
+                return self._parse(ref)
+            if isinstance(ref, EndpointSpec) and not _spec_has_placeholders(ref):
+                return self._parse(ref)
+            found = self._with_placeholders(ref)
+            return found.component, found.spec
         except RouteDefinitionError as exc:
             exc.route_id = exc.route_id or route_id
             exc.step = exc.step or step
             raise
+
+    def _parse(self, ref: EndpointRef, shown: str | None = None) -> tuple[Component, EndpointSpec]:
+        if isinstance(ref, str):
+            scheme, sep, _ = ref.partition(":")
+            if not sep or not scheme:
+                raise RouteDefinitionError(
+                    f"endpoint '{shown or redact_uri(ref)}' has no scheme (expected "
+                    "scheme:path?options)"
+                )
+            component = self.component(scheme)
+            spec = component.parse(ref)
+        elif isinstance(ref, EndpointSpec):
+            component = self.component(ref.scheme)
+            spec = ref
+        else:
+            raise RouteDefinitionError(
+                f"an endpoint is a URI string or an endpoint spec, got {type(ref).__name__}"
+            )
+        try:
+            component.validate(spec)
+        except ValueError as exc:
+            where = shown or redact_uri(spec.uri)
+            raise RouteDefinitionError(f"endpoint {where}: {scrub(str(exc))}") from None
         return component, spec
+
+    def _with_placeholders(self, ref: EndpointRef) -> _Resolved:
+        cache: dict[object, _Resolved] = self.__dict__.setdefault("_placeholder_endpoints", {})
+        key = _key(ref)
+        found = cache.get(key)
+        if found is not None:
+            return found
+        shown = endpoint_text(ref)
+        try:
+            resolved = self.properties.resolve_ref(ref)
+        except PlaceholderError as exc:
+            exc.reason = f"endpoint {shown}: {exc.reason}"
+            raise
+        try:
+            component, spec = self._parse(resolved.value, shown)
+        except RouteDefinitionError as exc:
+            # Parse errors name the endpoint as resolved: show it as written instead.
+            if isinstance(resolved.value, str):
+                exc.reason = exc.reason.replace(redact_uri(resolved.value), shown)
+            exc.reason = scrub(exc.reason)
+            raise
+        found = cache[key] = _Resolved(ref, component, spec, shown, resolved.secret)
+        return found
 
     def spec(self, scheme: str, **options: Any) -> EndpointSpec:
         """Build a typed endpoint spec from Python values (``context.spec("seda", name="x")``)."""
@@ -117,7 +179,11 @@ class EndpointRegistry:
         producer = self._producers.get(key)
         if producer is None:
             producer = component.create_producer(spec)
-            producer.uri = redact_uri(key)
+            resolved = self.__dict__.get("_placeholder_endpoints", {}).get(_key(ref))
+            # Shown as written: what a placeholder resolved to stays out of logs and errors.
+            producer.uri = resolved.shown if resolved is not None else redact_uri(key)
+            if resolved is not None and resolved.secret:
+                producer.process = _scrubbing(producer.process)  # type: ignore[method-assign,assignment]
             self._producers[key] = producer
         if route_id is not None:
             self._producer_users.setdefault(key, {})[(route_id, step)] = None
@@ -135,7 +201,7 @@ class EndpointRegistry:
         except Exception as exc:
             names = [f"'{r}'" + (f" (step {s})" if s else "") for r, s in self._users_of(producer)]
             who = f"route {names[0]}" if len(names) == 1 else f"routes {', '.join(names)}"
-            reason = redact_uri(str(exc) or type(exc).__name__)
+            reason = scrub(redact_uri(str(exc) or type(exc).__name__))
             raise LifecycleError(
                 f"{who if names else 'the producer template'} could not start its producer "
                 f"{producer.uri}: {reason}"
@@ -195,3 +261,60 @@ class EndpointRegistry:
         if component.scheme not in self._started_components:
             self._started_components.add(component.scheme)
             await component.start()
+
+
+class _Resolved(NamedTuple):
+    """An endpoint with placeholders, resolved once: what it is, and how it is shown."""
+
+    ref: EndpointRef  # kept, so a cache key made from its id stays its own
+    component: Component
+    spec: EndpointSpec
+    shown: str
+    secret: bool
+
+
+def _key(ref: EndpointRef) -> object:
+    try:
+        hash(ref)
+    except TypeError:  # a spec with a list option: one cache entry per spec object
+        return ("id", id(ref))
+    return ref
+
+
+def _spec_has_placeholders(spec: EndpointSpec) -> bool:
+    for name in spec.__struct_fields__:
+        value = getattr(spec, name)
+        if isinstance(value, str):
+            if "{{" in value:
+                return True
+        elif isinstance(value, list | tuple):
+            if any(has_placeholders(item) for item in value):
+                return True
+        elif isinstance(value, dict) and any(has_placeholders(v) for v in value.values()):
+            return True
+    return False
+
+
+def _scrubbing(process: Callable[[Exchange], Any]) -> Callable[[Exchange], Any]:
+    """``process`` whose failures have secret values scrubbed from their texts, for a
+    producer built from a secret placeholder: its own error texts (a URL, say) would
+    otherwise carry the value into logs, the failure history and dead letters."""
+
+    def scrubbed(exchange: Exchange) -> Any:
+        try:
+            result = process(exchange)
+        except Exception as exc:
+            scrub_exception(exc)
+            raise
+        if result is None or not hasattr(result, "__await__"):
+            return result
+        return _awaited(result)
+
+    async def _awaited(result: Any) -> Any:
+        try:
+            return await result
+        except Exception as exc:
+            scrub_exception(exc)
+            raise
+
+    return scrubbed
