@@ -70,11 +70,12 @@ def _context_for(
     metrics: bool = False,
     problems: list[Exception] | None = None,
     config: Config | None = None,
+    supervise: bool = False,
 ) -> Context:
     """A context with the routes of ``paths``, resolving placeholders from ``config``; with
     ``problems``, a file or builder that fails is added to it and the others still load
-    (``eip check`` reports them all)."""
-    context = Context(shutdown_timeout=shutdown_timeout, metrics=metrics)
+    (``eip check`` reports them all); ``supervise``: routes that cannot start wait and retry."""
+    context = Context(shutdown_timeout=shutdown_timeout, metrics=metrics, supervise=supervise)
     if config is not None:
         context.use_config(config)
     builders = load_builders(paths, problems)
@@ -245,6 +246,13 @@ def _parser() -> argparse.ArgumentParser:
         "server.management_host in the config, else 0.0.0.0)",
     )
     run.add_argument("--no-management", action="store_true", help="serve no management endpoints")
+    run.add_argument(
+        "--fail-fast",
+        action="store_true",
+        help="exit when a route cannot start (an unreachable broker); by default such a route "
+        "waits and is retried in the background (1 s doubling to 30 s) while the others run, "
+        "and /health/ready names it",
+    )
     routes = sub.add_parser("routes", help="print each route and its steps")
     routes.add_argument("paths", nargs="+", help=paths)
     _config_option(routes)
@@ -408,7 +416,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             os.environ["EIP_HTTP_PORT"] = str(settings.http_port)
             os.environ["EIP_HTTP_HOST"] = settings.http_host
             context = _context_for(
-                args.paths, settings.shutdown_timeout, metrics=True, config=config
+                args.paths,
+                settings.shutdown_timeout,
+                metrics=True,
+                config=config,
+                supervise=not args.fail_fast,
             )
             if not args.no_uvloop:
                 _install_uvloop()

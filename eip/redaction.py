@@ -66,10 +66,29 @@ _NOT_SECRET_SUFFIXES = ("env", "file", "digest", "header", "type", "scheme", "mo
 _EIP_NAMES = frozenset({"auth"})
 
 
+#: Values of secret placeholders resolved in this process (longest first), hidden wherever
+#: they stand in a URI, a path included; see :func:`add_secret`.
+_secret_values: tuple[str, ...] = ()
+
+
+def add_secret(value: str) -> None:
+    """Hide ``value`` in every URI redacted from now on (a secret resolved from a
+    placeholder may stand anywhere, in a path too); the cache is cleared, so it is never
+    served from an answer made before."""
+    global _secret_values
+    if value and value not in _secret_values:
+        _secret_values = tuple(sorted((*_secret_values, value), key=len, reverse=True))
+        redact_uri.cache_clear()
+
+
 @functools.lru_cache(maxsize=4096)
 def redact_uri(uri: str) -> str:
     """Hide passwords and secret options (in every encoding) so a URI is safe to show."""
-    return _redact(uri, _DEPTH)
+    text = _redact(uri, _DEPTH)
+    for value in _secret_values:
+        if value in text:
+            text = text.replace(value, "***")
+    return text
 
 
 @functools.lru_cache(maxsize=1024)

@@ -233,7 +233,9 @@ def _failing_start(tmp_path: Path, endpoint: str, *args: str) -> tuple[int, list
         "    def configure(self) -> None:\n"
         f"        {endpoint}\n"
     )
-    result = run_cli(*args, "run", "--no-management", str(tmp_path / "failing_routes.py"))
+    result = run_cli(
+        *args, "run", "--fail-fast", "--no-management", str(tmp_path / "failing_routes.py")
+    )
     assert "Traceback" not in result.stderr
     assert "guest:guest" not in urllib.parse.unquote(result.stderr)
     assert result.stdout == ""
@@ -281,7 +283,12 @@ def test_debug_adds_the_traceback(tmp_path: Path) -> None:
         "?declare=false')\n"
     )
     result = run_cli(
-        "--log-level", "DEBUG", "run", "--no-management", str(tmp_path / "debug_routes.py")
+        "--log-level",
+        "DEBUG",
+        "run",
+        "--fail-fast",
+        "--no-management",
+        str(tmp_path / "debug_routes.py"),
     )
     assert result.returncode == 1
     assert "Traceback" in result.stderr

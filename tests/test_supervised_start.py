@@ -333,7 +333,7 @@ async def test_the_backoff_doubles_with_jitter_up_to_its_cap() -> None:
 # ENABLE when eip/cli.py has --fail-fast (and `eip run` supervises by default): rename to
 # test_eip_run_fail_fast_exits_when_a_broker_is_unreachable. Not collected until then (its name
 # does not start with test_), so it is neither run nor skipped.
-def cli_test_eip_run_fail_fast_exits_when_a_broker_is_unreachable(tmp_path: Path) -> None:
+def test_eip_run_fail_fast_exits_when_a_broker_is_unreachable(tmp_path: Path) -> None:
     port = closed_port()
     path = tmp_path / "broker_routes.py"
     path.write_text(

@@ -14,6 +14,8 @@ from __future__ import annotations
 import contextlib
 import logging
 
+from eip.redaction import add_secret
+
 __all__ = ["SECRETS", "SECRET_MIN", "ScrubSecrets", "SecretValues", "scrub", "scrub_exception"]
 
 #: Secrets shorter than this are not scrubbed from texts.
@@ -30,6 +32,7 @@ class SecretValues:
         if len(value) >= SECRET_MIN and value not in self._values:
             # Longest first, so a secret that holds another is replaced whole.
             self._values = tuple(sorted((*self._values, value), key=len, reverse=True))
+            add_secret(value)  # and in every redacted URI: spans, readiness, the control API
 
     def __bool__(self) -> bool:
         return bool(self._values)
