@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,25 +17,9 @@ from pathlib import Path
 import pytest
 
 from eip.cli import load_builders, main
+from tests.cli_support import free_port, run_cli
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def run_cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "eip.cli", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _get(url: str) -> tuple[int, bytes]:
@@ -48,7 +31,7 @@ def _get(url: str) -> tuple[int, bytes]:
 
 
 def test_run_processes_the_sample_and_stops_on_sigterm(tmp_path: Path) -> None:
-    http_port, management_port = _free_port(), _free_port()
+    http_port, management_port = free_port(), free_port()
     env = {
         **os.environ,
         "EIP_DATA_DIR": str(tmp_path),

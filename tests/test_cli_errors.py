@@ -17,23 +17,10 @@ from pathlib import Path
 import pytest
 
 from eip.cli import _parser
+from tests.cli_support import free_port, run_cli
 
 ROOT = Path(__file__).resolve().parent.parent
 COMMANDS = [("run", "--no-management"), ("check",), ("routes",)]
-
-
-def run_cli(
-    *args: str, env: dict[str, str] | None = None, cwd: Path = ROOT
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "eip.cli", *args],
-        cwd=cwd,
-        env={**os.environ, **(env or {})},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
 
 
 def _errors(result: subprocess.CompletedProcess[str]) -> list[str]:
@@ -218,18 +205,12 @@ def test_every_argument_has_help() -> None:
     assert missing == []
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 HELLO = "        self.from_('http:/hello').route_id('hello').set_body('hi')\n"
 
 
 def test_http_port_option_moves_the_http_server(tmp_path: Path) -> None:
     path = _write(tmp_path, "hello_routes.py", HELLO)
-    port = _free_port()
+    port = free_port()
     process = subprocess.Popen(
         [
             sys.executable,

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,6 +16,8 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from tests.cli_support import free_port, run_cli
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -57,30 +58,10 @@ class Tenant(RouteBuilder):
 """
 
 
-def _eip(
-    *args: str, cwd: Path = ROOT, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "eip.cli", *args],
-        cwd=cwd,
-        env={**os.environ, **(env or {})},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-
-
 def _file(folder: Path, name: str, text: str) -> Path:
     path = folder / name
     path.write_text(text, encoding="utf-8")
     return path
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _get(url: str) -> tuple[int, bytes]:
@@ -130,7 +111,7 @@ def _errors(result: subprocess.CompletedProcess[str]) -> list[str]:
 # -- check and routes ---------------------------------------------------------------------------
 def test_check_names_a_missing_property_and_passes_once_the_config_has_it(tmp_path: Path) -> None:
     routes = _file(tmp_path, "orders_routes.py", ROUTES)
-    missing = _eip("check", str(routes), cwd=tmp_path)
+    missing = run_cli("check", str(routes), cwd=tmp_path)
     assert missing.returncode == 2, missing.stderr
     assert _errors(missing) == [
         f"eip: error: {routes.name}:7, route 'orders', step 1: endpoint {{{{erp.url}}}}/api/orders?"
@@ -138,30 +119,30 @@ def test_check_names_a_missing_property_and_passes_once_the_config_has_it(tmp_pa
         "eip.toml, or $EIP_ERP__URL"
     ]
     config = _file(tmp_path, "prod.toml", '[erp]\nurl = "https://erp.example.com"\n')
-    named = _eip("check", "--config", str(config), str(routes), cwd=tmp_path)
+    named = run_cli("check", "--config", str(config), str(routes), cwd=tmp_path)
     assert (named.returncode, named.stdout) == (0, "ok: 1 route(s) valid\n"), named.stderr
-    from_env = _eip("check", str(routes), cwd=tmp_path, env={"EIP_ERP__URL": "http://erp"})
+    from_env = run_cli("check", str(routes), cwd=tmp_path, env={"EIP_ERP__URL": "http://erp"})
     assert from_env.returncode == 0, from_env.stderr
     _file(tmp_path, "eip.toml", '[erp]\nurl = "https://erp.example.com"\n')
-    default = _eip("check", str(routes), cwd=tmp_path)  # ./eip.toml, read without --config
+    default = run_cli("check", str(routes), cwd=tmp_path)  # ./eip.toml, read without --config
     assert default.returncode == 0, default.stderr
 
 
 def test_a_config_file_that_is_wrong_is_one_line(tmp_path: Path) -> None:
     routes = _file(tmp_path, "orders_routes.py", ROUTES)
-    absent = _eip("check", "--config", str(tmp_path / "none.toml"), str(routes))
+    absent = run_cli("check", "--config", str(tmp_path / "none.toml"), str(routes))
     assert (absent.returncode, _errors(absent)) == (
         2,
         [f"eip: error: config file {tmp_path / 'none.toml'} does not exist"],
     )
     bad = _file(tmp_path, "bad.toml", "[server]\nhttp_port = 80 80\n")
-    invalid = _eip("run", "--config", str(bad), str(routes))
+    invalid = run_cli("run", "--config", str(bad), str(routes))
     assert invalid.returncode == 2
     [line] = _errors(invalid)
     assert line.startswith(f"eip: error: {bad}: invalid TOML: ")
     assert "line 2" in line
     typo = _file(tmp_path, "typo.toml", "[server]\nmanagment_port = 1\n")
-    unknown = _eip("run", "--config", str(typo), str(routes))
+    unknown = run_cli("run", "--config", str(typo), str(routes))
     assert unknown.returncode == 2
     assert "unknown server setting 'managment_port'" in unknown.stderr
     assert "Traceback" not in invalid.stderr + unknown.stderr
@@ -171,10 +152,10 @@ def test_routes_and_graph_show_placeholders_never_secret_values(tmp_path: Path) 
     routes = _file(tmp_path, "tenant_routes.py", SECRET_ROUTES)
     tenant = f"tenant-{uuid.uuid4().hex[:10]}"
     env = {"EIP_TEST_TENANT": tenant, "EIP_DEAD__PORT": "1"}
-    listed = _eip("routes", str(routes), cwd=tmp_path, env=env)
+    listed = run_cli("routes", str(routes), cwd=tmp_path, env=env)
     assert listed.returncode == 0, listed.stderr
     assert "/{{env:EIP_TEST_TENANT}}/x" in listed.stdout
-    graph = _eip("graph", "--format", "mermaid", str(routes), cwd=tmp_path, env=env)
+    graph = run_cli("graph", "--format", "mermaid", str(routes), cwd=tmp_path, env=env)
     assert graph.returncode == 0, graph.stderr
     for text in (listed.stdout, listed.stderr, graph.stdout, graph.stderr):
         assert tenant not in text
@@ -209,7 +190,7 @@ def test_without_the_demo_check_names_the_settings_the_examples_need() -> None:
 # -- run ----------------------------------------------------------------------------------------
 def test_run_fails_at_start_on_a_missing_property(tmp_path: Path) -> None:
     routes = _file(tmp_path, "orders_routes.py", ROUTES)
-    result = _eip("run", "--no-management", str(routes), cwd=tmp_path)
+    result = run_cli("run", "--no-management", str(routes), cwd=tmp_path)
     assert result.returncode == 2
     assert _errors(result) == [
         f"eip: error: {routes.name}:7, route 'orders', step 1: endpoint {{{{erp.url}}}}/api/orders?"
@@ -220,7 +201,7 @@ def test_run_fails_at_start_on_a_missing_property(tmp_path: Path) -> None:
 
 def test_server_settings_flag_over_environment_over_file(tmp_path: Path) -> None:
     routes = _file(tmp_path, "ping_routes.py", SERVED)
-    in_file, in_env, in_flag, http = (_free_port() for _ in range(4))
+    in_file, in_env, in_flag, http = (free_port() for _ in range(4))
     config = _file(
         tmp_path,
         "eip.toml",
@@ -243,8 +224,8 @@ def test_server_settings_flag_over_environment_over_file(tmp_path: Path) -> None
 def test_run_keeps_a_secret_out_of_its_logs_and_its_api(tmp_path: Path) -> None:
     routes = _file(tmp_path, "tenant_routes.py", SECRET_ROUTES)
     tenant = f"tenant-{uuid.uuid4().hex[:10]}"
-    management = _free_port()
-    env = {"EIP_TEST_TENANT": tenant, "EIP_DEAD__PORT": str(_free_port())}
+    management = free_port()
+    env = {"EIP_TEST_TENANT": tenant, "EIP_DEAD__PORT": str(free_port())}
     args = [
         "--log-level",
         "DEBUG",  # every line there is
