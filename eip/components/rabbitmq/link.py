@@ -92,6 +92,10 @@ class BrokerLink:
             log.info(
                 "rabbitmq %s: %s%s", self.safe_url, state.value, f" ({detail})" if detail else ""
             )
+        self._wake()
+
+    def _wake(self) -> None:
+        """Wake whoever waits in :meth:`wait_open` to look again."""
         self._changed.set()
         self._changed = asyncio.Event()
 
@@ -171,7 +175,7 @@ class BrokerLink:
             await self._reconnect()
 
     def _on_blocked(self, blocked: bool) -> None:
-        self._set_state(self.state, self._detail)  # wake whoever waits for a change
+        self._wake()
         if blocked:
             log.warning("rabbitmq %s: not ready: %s", self.safe_url, self.problem)
         else:

@@ -52,6 +52,7 @@ from eip.components.rabbitmq._amqp import (
     Connection,
     ConnectionClosedError,
     Delivery,
+    Properties,
 )
 from eip.components.rabbitmq.consumer import declare_topology
 from eip.components.rabbitmq.mapping import exchange_from_delivery, properties_for
@@ -172,11 +173,7 @@ class RabbitMQProducer(Producer):
     def _publish(self, channel: Channel, exchange: Exchange) -> Any:
         body = self._body(exchange)
         routing_key = self._routing_key(exchange)
-        properties = properties_for(
-            exchange, persistent=self.spec.persistent, tracing=self._tracing
-        )
-        if properties.expiration is not None:
-            properties.expiration = _expiration(properties.expiration, self._where)
+        properties = self._properties(exchange)
         try:
             seq = channel.publish(
                 body, self.spec.exchange, routing_key, properties, mandatory=self.spec.mandatory
@@ -285,6 +282,15 @@ class RabbitMQProducer(Producer):
             endpoint=self._where,
         )
 
+    def _properties(self, exchange: Exchange) -> Properties:
+        """The AMQP properties of a send, with its expiration checked."""
+        properties = properties_for(
+            exchange, persistent=self.spec.persistent, tracing=self._tracing
+        )
+        if properties.expiration is not None:
+            properties.expiration = _expiration(properties.expiration, self._where)
+        return properties
+
     def _routing_key(self, exchange: Exchange) -> str:
         if self.spec.routing_key_header:
             value = exchange.headers.get(self.spec.routing_key_header)
@@ -296,16 +302,12 @@ class RabbitMQProducer(Producer):
         if not self._reply_consumer:
             await channel.basic_consume(REPLY_TO, self._on_replies, no_ack=True)
             self._reply_consumer = True
+        properties = self._properties(exchange)  # before the waiter: it may refuse the message
         correlation_id = f"{_CORRELATION_PREFIX}{next(_correlation)}"
         waiter: asyncio.Future[Delivery] = asyncio.get_running_loop().create_future()
         self._replies[correlation_id] = waiter
-        properties = properties_for(
-            exchange, persistent=self.spec.persistent, tracing=self._tracing
-        )
         properties.correlation_id = correlation_id
         properties.reply_to = REPLY_TO
-        if properties.expiration is not None:
-            properties.expiration = _expiration(properties.expiration, self._where)
         routing_key = self._routing_key(exchange)
         try:
             seq = channel.publish(self._body(exchange), self.spec.exchange, routing_key, properties)
