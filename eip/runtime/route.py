@@ -41,6 +41,9 @@ class RouteStatus(enum.Enum):
     STARTING = "starting"
     STARTED = "started"
     STOPPING = "stopping"
+    #: Intake paused (``suspend``): the consumer takes no new messages, the route keeps its
+    #: producers and services, and ``resume`` continues it (Camel's suspended route).
+    SUSPENDED = "suspended"
 
 
 class Route:
