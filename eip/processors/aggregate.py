@@ -39,11 +39,11 @@ from collections.abc import Callable
 from typing import Any
 
 from eip import headers as H
+from eip.clock import Clock
 from eip.errors import ClosedCorrelationKeyError, InvalidCorrelationKeyError
 from eip.message import Exchange
 from eip.processors.aggregate_service import AggregatorService
 from eip.processors.base import STOP, Step, run_to_completion, unwrap
-from eip.runtime.clock import Clock
 from eip.stores.base import (
     AggregationRepository,
     CompletedGroup,

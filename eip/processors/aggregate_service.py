@@ -12,9 +12,9 @@ import collections
 import logging
 from typing import Any
 
+from eip.clock import Clock
 from eip.message import Exchange
 from eip.processors.base import STOP, Step
-from eip.runtime.clock import Clock
 from eip.stores.base import AggregationRepository, CompletedGroup, StoreError
 
 __all__ = ["AggregatorService"]

@@ -32,10 +32,10 @@ import weakref
 from typing import Any
 
 from eip import headers as H
+from eip.clock import Clock
 from eip.errors import CircuitOpenError, PartFailedError
 from eip.message import Exchange
 from eip.processors.base import STOP, Step
-from eip.runtime.clock import Clock
 
 __all__ = [
     "FALLBACK_PROPERTY",

@@ -23,10 +23,10 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from eip.clock import Clock
 from eip.errors import ThrottledError
 from eip.message import Exchange
 from eip.processors.base import is_async_callable, unwrap
-from eip.runtime.clock import Clock
 
 __all__ = ["Throttle", "ThrottledError"]
 

@@ -11,7 +11,7 @@ import time
 from collections.abc import Collection
 from typing import TYPE_CHECKING
 
-from eip.runtime.clock import Clock
+from eip.clock import Clock
 
 if TYPE_CHECKING:
     from eip.runtime.route import Route

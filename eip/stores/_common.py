@@ -84,7 +84,7 @@ def default_clock(clock: TimeSource | None) -> TimeSource:
     """The given clock, or the system clock."""
     if clock is not None:
         return clock
-    from eip.runtime.clock import SystemClock
+    from eip.clock import SystemClock
 
     return SystemClock()
 

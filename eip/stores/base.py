@@ -45,7 +45,7 @@ class ConcurrentUpdateError(StoreError):
 
 
 class TimeSource(Protocol):
-    """What a store needs from a clock: ``eip.runtime.clock.SystemClock`` and ``ManualClock``
+    """What a store needs from a clock: ``eip.clock.SystemClock`` and ``ManualClock``
     both fit. Stores only read the time (leases, ttl, bookkeeping); they never sleep on it."""
 
     def time(self) -> float:

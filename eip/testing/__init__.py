@@ -9,8 +9,8 @@
 - :class:`ManualClock`: timers, redelivery backoff and timeouts move only when the test says.
 """
 
+from eip.clock import ManualClock
 from eip.components.mock import MockEndpoint
-from eip.runtime.clock import ManualClock
 from eip.runtime.template import ProducerTemplate
 from eip.testing.advice import Advice, advice
 

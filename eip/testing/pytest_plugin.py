@@ -11,7 +11,7 @@ try:  # async fixtures work under pytest-asyncio's strict mode too
 except ImportError:  # pragma: no cover - anyio's plugin or auto mode
     async_fixture = pytest.fixture  # type: ignore[assignment]
 
-from eip.runtime.clock import ManualClock
+from eip.clock import ManualClock
 from eip.runtime.context import Context
 
 

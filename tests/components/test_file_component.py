@@ -13,10 +13,10 @@ import pytest
 
 import eip.components.file as file_module
 from eip import EndpointError, Exchange, RouteBuilder, RouteDefinitionError
+from eip.clock import ManualClock
 from eip.components.base import parse_uri
 from eip.components.file import FileConsumer, FileSpec, file
 from eip.headers import FILE_MODIFIED, FILE_NAME, FILE_PATH, FILE_SIZE
-from eip.runtime.clock import ManualClock
 from eip.runtime.context import Context
 
 T0 = 1_700_000_000.0  # where ManualClock starts

@@ -14,8 +14,8 @@ import pytest
 
 from eip import Context, Exchange, RouteBuilder, RouteDefinitionError
 from eip import headers as H
+from eip.clock import ManualClock
 from eip.components.timer import cron, timer
-from eip.runtime.clock import ManualClock
 
 START = 1_700_000_000.0  # the manual_clock fixture's start
 BERLIN = ZoneInfo("Europe/Berlin")

@@ -17,7 +17,7 @@ from typing import Any
 import asyncpg
 import redis.asyncio as aioredis
 
-from eip.runtime.clock import ManualClock
+from eip.clock import ManualClock
 from eip.stores import (
     AggregationRepository,
     IdempotentRepository,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from eip.runtime.clock import ManualClock
+from eip.clock import ManualClock
 from eip.stores import (
     CompletedGroup,
     MemoryAggregationRepository,
