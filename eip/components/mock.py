@@ -14,10 +14,10 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from eip._callables import is_async_callable
 from eip.components.base import Component, EndpointSpec, Producer
 from eip.components.typed import make_spec, typed_spec
 from eip.message import Exchange
-from eip.processors.base import is_async_callable
 
 if TYPE_CHECKING:
     pass

@@ -18,13 +18,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Self
 
+from eip._callables import is_async_callable
 from eip.components.base import EndpointSpec, Producer
 from eip.dsl.base import StepsBase
 from eip.dsl.compiler import CompileContext, register_step
 from eip.dsl.model import StepDef, endpoint_text
 from eip.errors import EipError, ResolveEndpointError
 from eip.message import Exchange
-from eip.processors.base import Step, describe_callable, is_async_callable
+from eip.processors.base import Step, describe_callable
 
 if TYPE_CHECKING:
     from eip.runtime.context import Context

@@ -12,11 +12,10 @@ an awaitable. Whether a user callable is ``async def`` is decided once, at compi
 
 from __future__ import annotations
 
-import functools
-import inspect
 from collections.abc import Callable
 from typing import Any, Final
 
+from eip._callables import is_async_callable  # re-exported: its home is eip._callables
 from eip.message import Exchange
 
 __all__ = ["STOP", "Inline", "Step", "is_async_callable", "processor_function", "run_to_completion"]
@@ -32,16 +31,6 @@ class _Stop:
 STOP: Final = _Stop()
 
 Step = Callable[[Exchange], Any]
-
-
-def is_async_callable(fn: Any) -> bool:
-    """True for ``async def`` functions, partials of them and objects with ``async __call__``."""
-    while isinstance(fn, functools.partial):
-        fn = fn.func
-    if inspect.iscoroutinefunction(fn):
-        return True
-    call = getattr(fn, "__call__", None)  # noqa: B004 - objects with an async __call__
-    return call is not None and inspect.iscoroutinefunction(call)
 
 
 def processor_function(target: Any) -> Callable[[Exchange], Any]:

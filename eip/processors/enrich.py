@@ -19,8 +19,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from eip._callables import is_async_callable
 from eip.message import Exchange, ExchangePattern
-from eip.processors.base import STOP, Step, is_async_callable
+from eip.processors.base import STOP, Step
 from eip.processors.multicast import adopt_failure
 from eip.processors.strategies import adopt
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from eip._callables import is_async_callable
 from eip.message import Exchange
-from eip.processors.base import STOP, Step, is_async_callable, unwrap, with_inline
+from eip.processors.base import STOP, Step, unwrap, with_inline
 
 __all__ = ["filter_step"]
 

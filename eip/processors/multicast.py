@@ -44,9 +44,10 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from eip import headers as H
+from eip._callables import is_async_callable
 from eip.errors import ExchangeTimeoutError, PartFailedError
 from eip.message import Exchange
-from eip.processors.base import STOP, Step, is_async_callable
+from eip.processors.base import STOP, Step
 from eip.processors.error_handler import CLAUSE_RAN
 from eip.processors.strategies import AggregationStrategy, adopt, use_original
 from eip.runtime.failures import RECORD_PROPERTY, hand_over_record, locate

@@ -22,11 +22,12 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
+from eip._callables import is_async_callable
 from eip.components.base import EndpointSpec
 from eip.dsl.model import EndpointRef, endpoint_text
 from eip.errors import ResolveEndpointError, RouteDefinitionError
 from eip.message import Exchange
-from eip.processors.base import Step, is_async_callable, unwrap
+from eip.processors.base import Step, unwrap
 from eip.processors.multicast import Multicast
 from eip.processors.pipeline import Pipeline
 

@@ -32,9 +32,10 @@ from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from typing import Any
 
 from eip import headers as H
+from eip._callables import is_async_callable
 from eip.errors import PartFailedError
 from eip.message import Exchange
-from eip.processors.base import Step, is_async_callable, run_to_completion
+from eip.processors.base import Step, run_to_completion
 from eip.processors.multicast import part_failed
 from eip.runtime.failures import RECORD_PROPERTY, locate
 

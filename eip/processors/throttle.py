@@ -23,10 +23,11 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from eip._callables import is_async_callable
 from eip.clock import Clock
 from eip.errors import ThrottledError
 from eip.message import Exchange
-from eip.processors.base import is_async_callable, unwrap
+from eip.processors.base import unwrap
 
 __all__ = ["Throttle", "ThrottledError"]
 

@@ -11,16 +11,10 @@ import fnmatch
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from eip._callables import is_async_callable
 from eip.dataformats import DataFormat
 from eip.message import Exchange
-from eip.processors.base import (
-    STOP,
-    Step,
-    is_async_callable,
-    processor_function,
-    unwrap,
-    with_inline,
-)
+from eip.processors.base import STOP, Step, processor_function, unwrap, with_inline
 
 __all__ = [
     "header_remover",
