@@ -14,7 +14,7 @@ from eip import Context, Exchange, RouteBuilder, dead_letter_channel
 from eip import headers as H
 from eip.dsl.builder import RouteDefinition, pipeline
 from eip.errors import OutcomeUnknownError, PartFailedError
-from eip.runtime.failures import FailureRecord
+from eip.failures import FailureRecord
 
 
 def fail_on(bad: object, error: type[Exception] = ValueError) -> Callable[[Exchange], None]:

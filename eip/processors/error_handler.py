@@ -81,11 +81,11 @@ from typing import Any
 from eip import headers as H
 from eip.clock import Clock
 from eip.errors import ExchangeError, OutcomeUnknownError, PartFailedError
+from eip.failures import FailureHistory
 from eip.logs import exchange_fields
 from eip.message import Exchange, ExchangePattern
 from eip.processors.base import STOP
 from eip.processors.redelivery import Backoff, RedeliveryPolicy, attempts_text, error_line
-from eip.runtime.failures import FailureHistory
 
 __all__ = [
     "CLAUSE_RAN",

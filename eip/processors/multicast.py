@@ -32,7 +32,7 @@ then runs this same engine. Decisions:
   (mock:b)``, ``recipient_list recipient index 0 (http://erp/api)``), with the output's own
   error as ``__cause__``; the failure headers keep the original's type and message, with the
   output put in front of ``eip.failure.endpoint``, and so does the failure history's record
-  (:func:`eip.runtime.failures.locate`). A time-out is not one output's failure and stays an
+  (:func:`eip.failures.locate`). A time-out is not one output's failure and stays an
   ``ExchangeTimeoutError``.
 """
 
@@ -46,11 +46,11 @@ from typing import Any
 from eip import headers as H
 from eip._callables import is_async_callable
 from eip.errors import ExchangeTimeoutError, PartFailedError
+from eip.failures import RECORD_PROPERTY, hand_over_record, locate
 from eip.message import Exchange
 from eip.processors.base import STOP, Step
 from eip.processors.error_handler import CLAUSE_RAN
 from eip.processors.strategies import AggregationStrategy, adopt, use_original
-from eip.runtime.failures import RECORD_PROPERTY, hand_over_record, locate
 
 __all__ = ["Multicast", "adopt_failure", "part_failed"]
 
@@ -89,7 +89,7 @@ def part_failed(
 ) -> PartFailedError:
     """:func:`adopt_failure`, then the error that says which part failed (its cause the part's
     error). The part goes in front of the adopted ``eip.failure.endpoint``, and the part's
-    failure record (already located, see :func:`eip.runtime.failures.locate`) becomes the
+    failure record (already located, see :func:`eip.failures.locate`) becomes the
     exchange's, so an enclosing split or multicast can put its own part in front."""
     cause = adopt_failure(exchange, failed)
     error = PartFailedError(eip, index, cause, branch=branch)

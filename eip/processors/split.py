@@ -22,7 +22,7 @@ That failure says which part it was: the exchange fails with a
 ``__cause__`` is the part's own error, the one ``on_exception`` clauses match. The failure
 headers keep the original's type and message, with the part put in front of
 ``eip.failure.endpoint``, and the failure history's record of a part (dead-lettered or not)
-names it too (:func:`eip.runtime.failures.locate`).
+names it too (:func:`eip.failures.locate`).
 """
 
 from __future__ import annotations
@@ -34,10 +34,10 @@ from typing import Any
 from eip import headers as H
 from eip._callables import is_async_callable
 from eip.errors import PartFailedError
+from eip.failures import RECORD_PROPERTY, locate
 from eip.message import Exchange
 from eip.processors.base import Step, run_to_completion
 from eip.processors.multicast import part_failed
-from eip.runtime.failures import RECORD_PROPERTY, locate
 
 __all__ = ["Splitter"]
 
