@@ -28,15 +28,18 @@ import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from eip.config import Config, ConfigError, ServerSettings, load_config
 from eip.dsl.model import StepDef
 from eip.errors import EipError, RouteDefinitionError
-from eip.routefiles import LoadError, load_builders
+from eip.routefiles import LoadError, load_builders, route_roots
 from eip.runtime.check import check_routes
 from eip.runtime.context import Context
 from eip.runtime.secrets import ScrubSecrets, scrub
+
+if TYPE_CHECKING:
+    from eip.runtime.reload import Reloader
 
 __all__ = ["describe_routes", "load_builders", "main"]
 
@@ -114,18 +117,33 @@ def _check(paths: Sequence[str], config: Config | None = None) -> int:
     return 0
 
 
-async def _run(context: Context, management: tuple[str, int] | None) -> int:
+async def _run(
+    context: Context,
+    management: tuple[str, int] | None,
+    reloader: Reloader | None = None,
+    watch: bool = False,
+) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(signum, stop.set)
+    background: set[asyncio.Task[Any]] = set()
+    if reloader is not None:
+
+        def hangup() -> None:
+            task = loop.create_task(reloader.reload())
+            background.add(task)
+            task.add_done_callback(background.discard)
+
+        with contextlib.suppress(NotImplementedError, RuntimeError, AttributeError):
+            loop.add_signal_handler(signal.SIGHUP, hangup)
     ops = None
     if management is not None:
         from eip.server.management import ManagementServer
 
         # Up before the routes, so probes see "live, not ready" while they start.
-        ops = ManagementServer(context, *management)
+        ops = ManagementServer(context, *management, reloader=reloader)
         ops.http.label = "the management endpoints"
         ops.http.address_hint = (
             "start eip with --management-port (or set $EIP_MANAGEMENT_PORT) to use another "
@@ -133,9 +151,16 @@ async def _run(context: Context, management: tuple[str, int] | None) -> int:
         )
         await ops.start()
         log.info("management endpoints on %s (/health/live, /health/ready, /metrics)", ops.base_url)
+    if watch and reloader is not None:
+        from eip.runtime.watch import watch as watch_files
+
+        watcher = loop.create_task(watch_files(reloader.watched, reloader.reload))
+        background.add(watcher)
     try:
         await _serve(context, stop)
     finally:
+        for task in background:
+            task.cancel()
         if ops is not None:
             await ops.stop()
     return 0
@@ -151,6 +176,22 @@ async def _serve(context: Context, stop: asyncio.Event) -> None:
     await stop.wait()
     log.info("shutting down (draining in-flight exchanges, up to %ss)", context.shutdown_timeout)
     await context.stop()
+
+
+def _reloader(context: Context, args: argparse.Namespace, settings: ServerSettings) -> Reloader:
+    """What reloads the routes of ``eip run``: it imports the route files and reads the
+    config again, into a scratch context that validates them (see :mod:`eip.runtime.reload`)."""
+    from eip.runtime.reload import Reloader
+
+    def load() -> Context:
+        config, _ = _load_settings(args)
+        return _context_for(args.paths, settings.shutdown_timeout, config=config)
+
+    config_file = Path(args.config) if args.config else Path("eip.toml")
+    reloader = Reloader(context, load, route_roots(args.paths))
+    if config_file.is_file():
+        reloader.watched.append(config_file.resolve())
+    return reloader
 
 
 def _install_uvloop() -> None:
@@ -252,6 +293,12 @@ def _parser() -> argparse.ArgumentParser:
         help="exit when a route cannot start (an unreachable broker); by default such a route "
         "waits and is retried in the background (1 s doubling to 30 s) while the others run, "
         "and /health/ready names it",
+    )
+    run.add_argument(
+        "--reload",
+        action="store_true",
+        help="watch the route files and the config file, and reload the routes that changed "
+        "(for development; in production send SIGHUP, POST /reload or run 'eip reload')",
     )
     routes = sub.add_parser("routes", help="print each route and its steps")
     routes.add_argument("paths", nargs="+", help=paths)
@@ -429,7 +476,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 if settings.management
                 else None
             )
-            return asyncio.run(_run(context, management))
+            reloader = _reloader(context, args, settings)
+            return asyncio.run(_run(context, management, reloader, args.reload))
         if args.command == "check":
             return _check(args.paths, config)
         if args.command in ("get", "route"):

@@ -15,6 +15,7 @@ modules import each other by the name), so it fails with a message that says so.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import importlib
@@ -31,7 +32,7 @@ from types import ModuleType
 from eip.dsl.builder import RouteBuilder
 from eip.dsl.diagnostics import display_path
 
-__all__ = ["LoadError", "load_builders", "load_modules"]
+__all__ = ["LoadError", "forget_modules", "load_builders", "load_modules", "route_roots"]
 
 log = logging.getLogger("eip.cli")
 
@@ -214,3 +215,39 @@ def _where(cls: type) -> str:
     except (OSError, TypeError):
         return cls.__module__
     return f"{display_path(source or cls.__module__)}:{line}"
+
+
+def route_roots(paths: Sequence[str]) -> list[Path]:
+    """The files and directories that ``paths`` load routes from (a module name counts by its
+    file, or its package's directory): what a reload re-imports and a watcher watches."""
+    roots: list[Path] = []
+    for target in paths:
+        path = Path(target)
+        if path.exists():
+            roots.append(path.resolve())
+            continue
+        module = sys.modules.get(target)
+        origin = _file_of(module) if module is not None else None
+        if origin is not None:
+            roots.append(origin.parent if origin.name == "__init__.py" else origin)
+    return roots
+
+
+def forget_modules(roots: Sequence[Path]) -> dict[str, ModuleType]:
+    """Drop the modules loaded from ``roots`` out of ``sys.modules`` (with their cached byte
+    code), so the next load imports them afresh; returns them, to put back if it fails.
+
+    The byte code goes too because Python checks it against the source's size and mtime in
+    whole seconds: a file edited twice in one second to the same length would otherwise load
+    its old code."""
+    gone: dict[str, ModuleType] = {}
+    for name, module in list(sys.modules.items()):
+        origin = _file_of(module) if isinstance(module, ModuleType) else None
+        if origin is None or not any(origin == r or r in origin.parents for r in roots):
+            continue
+        gone[name] = sys.modules.pop(name)
+        if origin.suffix == ".py":
+            with contextlib.suppress(OSError, NotImplementedError, ValueError):
+                Path(importlib.util.cache_from_source(str(origin))).unlink(missing_ok=True)
+    importlib.invalidate_caches()
+    return gone

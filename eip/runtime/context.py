@@ -306,6 +306,107 @@ class Context(EndpointRegistry):
         await self._stop_consumer(route, deadline)
         self._start_order.remove(route_id)
 
+    # -- reload (see eip.runtime.reload) ----------------------------------------------------
+    async def remove_route(self, route_id: str, timeout: float | None = None) -> int:
+        """Stop a route in a running context and forget it: its consumer stops, its in-flight
+        exchanges drain (within ``timeout``, default the shutdown timeout), then its services
+        and the producers no other route uses stop. Returns how many exchanges were still in
+        flight at the deadline and were aborted (unacknowledged: their source redelivers
+        them, so they may arrive twice)."""
+        route = self._route(route_id)
+        await self.stop_route(route_id, timeout)
+        aborted = route.inflight
+        if aborted and route.consumer is not None:
+            await route.consumer.abort()
+        others = [r for r in self.routes.values() if r is not route]
+        for service in reversed(route.services):
+            shared = any(service is s for r in others for s in r.services)
+            started = any(service is s for s in self._started_services)
+            if shared or not started:
+                continue
+            self._started_services = [s for s in self._started_services if s is not service]
+            try:
+                await service.stop()
+            except Exception:
+                log.exception("stopping service %r of route %s failed", service, route_id)
+        await self._release_producers(route_id)
+        del self.routes[route_id]
+        self._models = [m for m in self._models if m.route_id != route_id]
+        log.info("route %s removed", route_id)
+        return aborted
+
+    async def _release_producers(self, route_id: str) -> None:
+        """Forget that ``route_id`` sends to its producers; stop those nobody else uses."""
+        template = set(map(id, self._ready_producers.values()))
+        for key in list(self._producer_users):
+            users = self._producer_users[key]
+            for user in [u for u in users if u[0] == route_id]:
+                del users[user]
+            producer = self._producers.get(key)
+            if users or producer is None or id(producer) in template:
+                continue
+            del self._producer_users[key]
+            del self._producers[key]
+            if producer in self._started_producers:
+                self._started_producers.remove(producer)
+                try:
+                    await producer.stop()
+                except Exception:
+                    log.exception("stopping producer %s failed", producer.uri)
+
+    async def add_route(self, model: RouteModel) -> Route:
+        """Compile a route into a running context and start it (its producers and services
+        first; under supervision a route that cannot start yet waits, as at start)."""
+        if not self.started or self._stopping:
+            raise LifecycleError("add_route needs a started context (use add_routes before)")
+        if model.route_id in self.routes:
+            raise RouteDefinitionError(
+                f"route id '{model.route_id}' is used twice", route_id=model.route_id
+            )
+        route = compile_route(self, model)
+        if self.tracing.enabled:
+            route.dispatch = self.tracing.traced_dispatch(route)
+        if self.metrics is not None:
+            self.metrics.instrument(route)
+        route.errors.history = self.failures
+        self._models.append(model)
+        self.routes[route.id] = route
+        try:
+            await self._start_added(route)
+        except BaseException:
+            await self.remove_route(route.id, timeout=1.0)
+            raise
+        return route
+
+    async def _start_added(self, route: Route) -> None:
+        for component in list(self._components.values()):
+            await self._start_component(component)
+        failed: dict[int, LifecycleError] = {}
+        for producer in self.producers_of(route.id):
+            try:
+                await self.start_producer_once(producer)
+            except LifecycleError as exc:
+                if self.supervisor is None or not retryable(exc):
+                    raise
+                failed[id(producer)] = exc
+        for service in route.services:
+            if not any(service is started for started in self._started_services):
+                await service.start()
+                self._started_services.append(service)
+        if route.model.auto_startup:
+            await self._start_or_wait(route, failed)
+
+    def order_models(self, route_ids: Iterable[str]) -> None:
+        """Put the route models in this order (a reload keeps the files' order)."""
+        rank = {route_id: n for n, route_id in enumerate(route_ids)}
+        self._models.sort(key=lambda m: rank.get(m.route_id, len(rank)))
+        self.routes = {m.route_id: self.routes[m.route_id] for m in self._models}
+
+    def start_rank(self, route: Route) -> int:
+        """0 for routes fed by internal endpoints (``direct:``, ``seda:``), else 1: internal
+        ones start first and stop last."""
+        return self._start_rank(route)
+
     def _route(self, route_id: str) -> Route:
         try:
             return self.routes[route_id]

@@ -101,6 +101,12 @@ class EndpointRegistry:
         self.__dict__["_properties"] = properties
         self.__dict__.pop("_placeholder_endpoints", None)
 
+    def replace_properties(self, properties: Properties) -> None:
+        """Resolve placeholders from ``properties`` from now on, in a running context (a
+        reload with a changed config): routes compiled before keep what they resolved."""
+        self.__dict__["_properties"] = properties
+        self.__dict__.pop("_placeholder_endpoints", None)
+
     def resolve_endpoint(
         self, ref: EndpointRef, *, route_id: str | None = None, step: str | None = None
     ) -> tuple[Component, EndpointSpec]:

@@ -13,6 +13,8 @@ and the metrics are never exposed on a public API port by accident.
 - ``GET /metrics``: Prometheus text format (see :mod:`eip.runtime.metrics`).
 - the control API (``/routes``...): see :mod:`eip.server.control`.
 - ``GET /console``: the live console, see :mod:`eip.server.console`.
+- ``POST /reload``: reload the route files, draining what changes (see
+  :mod:`eip.runtime.reload`); token-protected as the control API's changes are.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ from eip.runtime.route import RouteStatus
 
 if TYPE_CHECKING:
     from eip.runtime.context import Context
+    from eip.runtime.reload import Reloader
+    from eip.server.control import ControlApi
 
 __all__ = ["ManagementServer", "readiness"]
 
@@ -85,6 +89,32 @@ class _Metrics:
         await respond(send, 200, body, headers)
 
 
+class _Reload:
+    """``POST /reload``: reload the route files (token-protected like every change): 200 with
+    what changed, 422 with the error when the new files are invalid (nothing changed), 409
+    when this server cannot reload (not started by ``eip run`` from route files)."""
+
+    def __init__(self, control: ControlApi, reloader: Reloader | None) -> None:
+        self.control = control
+        self.reloader = reloader
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send, params: Any) -> None:
+        refused = self.control.refuse(scope)
+        if refused is not None:
+            await respond(send, *refused)
+            return
+        if self.reloader is None:
+            body = {
+                "ok": False,
+                "error": "this server cannot reload: it was not started by 'eip run' from "
+                "route files",
+            }
+            await respond(send, 409, _encode(body))
+            return
+        report = await self.reloader.reload()
+        await respond(send, 200 if report.ok else 422, _encode(report.as_dict()))
+
+
 class ManagementServer:
     """The operations endpoints on their own small HTTP server."""
 
@@ -95,6 +125,7 @@ class ManagementServer:
         port: int = 8081,
         *,
         token: str | None = None,
+        reloader: Reloader | None = None,
     ) -> None:
         from eip.server.console import Console
         from eip.server.control import ControlApi
@@ -105,7 +136,9 @@ class ManagementServer:
         self.http.add("/health/live", ["GET"], _Live())
         self.http.add("/health/ready", ["GET"], _Ready(context))
         self.http.add("/metrics", ["GET"], _Metrics(context))
-        ControlApi(context, token).install(self.http)
+        control = ControlApi(context, token)
+        control.install(self.http)
+        self.http.add("/reload", ["POST"], _Reload(control, reloader))
         Console(context).install(self.http)
 
     @property
