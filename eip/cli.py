@@ -152,9 +152,13 @@ async def _run(
         await ops.start()
         log.info("management endpoints on %s (/health/live, /health/ready, /metrics)", ops.base_url)
     if watch and reloader is not None:
+        from eip.runtime.watch import snapshot
         from eip.runtime.watch import watch as watch_files
 
-        watcher = loop.create_task(watch_files(reloader.watched, reloader.reload))
+        baseline = snapshot(reloader.watched)
+        watcher = loop.create_task(
+            watch_files(reloader.watched, reloader.reload, baseline=baseline)
+        )
         background.add(watcher)
     try:
         await _serve(context, stop)

@@ -20,16 +20,19 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar
 
 import msgspec
 
+from eip.endpoint import EndpointSpec, spec_to_uri
 from eip.errors import RouteDefinitionError, redact_uri
 from eip.logs import exchange_fields
 from eip.message import Exchange
 
 if TYPE_CHECKING:
-    from eip.runtime.context import Context
+    from eip.clock import Clock
     from eip.runtime.route import Route
+    from eip.tracing import Tracing
 
 __all__ = [
     "Component",
+    "ComponentHost",
     "Consumer",
     "EndpointSpec",
     "Producer",
@@ -39,18 +42,6 @@ __all__ = [
 ]
 
 StepResult = Awaitable[Any] | object | None
-
-
-class EndpointSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
-    """Base of every endpoint spec. ``scheme`` names the component; ``path_field`` says which
-    field the part of the URI between ``scheme:`` and ``?`` fills."""
-
-    scheme: ClassVar[str]
-    path_field: ClassVar[str] = "name"
-
-    @property
-    def uri(self) -> str:
-        return spec_to_uri(self)
 
 
 class Producer(abc.ABC):
@@ -80,6 +71,9 @@ class Consumer(abc.ABC):
     """
 
     stops_after_drain: ClassVar[bool] = False
+    #: True when ``suspend``/``resume`` pause intake in place (a timer stops firing); else
+    #: suspending stops the consumer and resuming starts it again (:mod:`eip.runtime.operations`).
+    pauses_in_place: ClassVar[bool] = False
 
     def __init__(self, route: Route) -> None:
         self.route = route
@@ -90,8 +84,20 @@ class Consumer(abc.ABC):
     @abc.abstractmethod
     async def stop(self) -> None: ...
 
+    async def suspend(self) -> None:
+        """Take no new messages until ``resume``; in-flight ones finish. By default: stop."""
+        await self.stop()
+
+    async def resume(self) -> None:
+        """Take messages again after ``suspend``. By default: start."""
+        await self.start()
+
     async def abort(self) -> None:
         """Cancel whatever is still running after the shutdown timeout ran out."""
+
+    async def release(self) -> None:
+        """The route is removed (a reload dropped or replaced it), after ``stop``: give back
+        what a stopped consumer keeps (an HTTP path that answers 503 while stopped)."""
 
     @property
     def backlog(self) -> int:
@@ -109,6 +115,30 @@ class Consumer(abc.ABC):
         return None if self.ready else "consumer not connected"
 
 
+class ComponentHost(Protocol):
+    """What a component needs from the context that runs it. The context is one, structurally:
+    components never import it, which keeps them below the runtime."""
+
+    @property
+    def clock(self) -> Clock:
+        """What timers, polling and waits sleep on (a manual clock in tests)."""
+        ...
+
+    @property
+    def tracing(self) -> Tracing:
+        """The context's tracing, decided when the context starts: read it at ``start``."""
+        ...
+
+    @property
+    def shutdown_timeout(self) -> float:
+        """Seconds a consumer may take to finish what it holds when it stops."""
+        ...
+
+    def component(self, scheme: str) -> Component:
+        """Another component of the same context (SOAP serves on HTTP's shared server)."""
+        ...
+
+
 class Component(abc.ABC):
     """A transport: turns endpoint specs into producers and consumers, and owns shared state
     (queues, connections) for its endpoints within one context."""
@@ -116,7 +146,7 @@ class Component(abc.ABC):
     scheme: ClassVar[str]
     spec_type: ClassVar[type[EndpointSpec]]
 
-    def __init__(self, context: Context) -> None:
+    def __init__(self, context: ComponentHost) -> None:
         self.context = context
 
     def parse(self, uri: str) -> EndpointSpec:
@@ -306,60 +336,6 @@ def _optional_fields(spec_type: type[EndpointSpec]) -> frozenset[str]:
         for f in msgspec.structs.fields(spec_type)
         if f.default is not msgspec.NODEFAULT or f.default_factory is not msgspec.NODEFAULT
     )
-
-
-def spec_to_uri(spec: EndpointSpec) -> str:
-    """The canonical URI of a spec: options that differ from their defaults, sorted."""
-    path_value = getattr(spec, spec.path_field, "")
-    defaults = dict(
-        zip(
-            spec.__struct_fields__,
-            (d for d in _defaults(type(spec))),
-            strict=True,
-        )
-    )
-    options: list[tuple[str, str]] = []
-    for name in sorted(spec.__struct_fields__):
-        if name == spec.path_field:
-            continue
-        value = getattr(spec, name)
-        if value == defaults.get(name, _NO_DEFAULT):
-            continue
-        if isinstance(value, dict):
-            options.extend((f"{name}.{k}", _option_text(v)) for k, v in sorted(value.items()))
-            continue
-        options.append((name, _option_text(value)))
-    query = urllib.parse.urlencode(options, safe="/:,*{}")  # readable paths, URLs, globs
-    return f"{spec.scheme}:{path_value}" + (f"?{query}" if query else "")
-
-
-class _NoDefault:
-    pass
-
-
-_NO_DEFAULT = _NoDefault()
-
-
-@functools.cache
-def _defaults(spec_type: type[EndpointSpec]) -> list[Any]:
-    info = msgspec.structs.fields(spec_type)
-    out: list[Any] = []
-    for f in info:
-        if f.default is not msgspec.NODEFAULT:
-            out.append(f.default)
-        elif f.default_factory is not msgspec.NODEFAULT:
-            out.append(f.default_factory())
-        else:
-            out.append(_NO_DEFAULT)
-    return out
-
-
-def _option_text(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, list | tuple):
-        return ",".join(str(v) for v in value)
-    return str(value)
 
 
 class SupportsProcess(Protocol):

@@ -316,8 +316,13 @@ class Context(EndpointRegistry):
         route = self._route(route_id)
         await self.stop_route(route_id, timeout)
         aborted = route.inflight
-        if aborted and route.consumer is not None:
-            await route.consumer.abort()
+        if route.consumer is not None:
+            if aborted:
+                await route.consumer.abort()
+            try:
+                await route.consumer.release()
+            except Exception:
+                log.exception("releasing the consumer of route %s failed", route_id)
         others = [r for r in self.routes.values() if r is not route]
         for service in reversed(route.services):
             shared = any(service is s for r in others for s in r.services)

@@ -68,6 +68,11 @@ class ReloadReport:
     error: str | None = None
     seconds: float = 0.0
 
+    @property
+    def swapped(self) -> bool:
+        """Whether routes were stopped or started (a failure after validation)."""
+        return bool(self.added or self.removed or self.changed)
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "ok": self.ok,
@@ -81,8 +86,10 @@ class ReloadReport:
         }
 
     def summary(self) -> str:
-        if not self.ok:
+        if not self.ok and not self.swapped:
             return f"reload failed, nothing changed: {self.error}"
+        if not self.ok:
+            return f"reload failed while swapping routes: {self.error}"
         parts = [
             f"{name} {', '.join(ids)}"
             for name, ids in (

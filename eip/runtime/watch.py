@@ -38,12 +38,15 @@ async def watch(
     roots: Iterable[Path],
     reload: Callable[[], Awaitable[object]],
     *,
+    baseline: Snapshot | None = None,
     interval: float = 0.5,
     settle: float = 0.3,
 ) -> None:
-    """Call ``reload`` whenever the files under ``roots`` change; runs until cancelled."""
+    """Call ``reload`` whenever the files under ``roots`` change from ``baseline`` (taken
+    before the routes were loaded, so an edit made while they start is not missed); runs
+    until cancelled."""
     watched = [Path(r) for r in roots]
-    seen = await asyncio.to_thread(snapshot, watched)
+    seen = baseline if baseline is not None else await asyncio.to_thread(snapshot, watched)
     log.info("watching %d file(s) for changes (--reload)", len(seen))
     while True:
         await asyncio.sleep(interval)

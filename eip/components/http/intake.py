@@ -12,13 +12,12 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from eip.components.base import Consumer
+from eip.components.base import ComponentHost, Consumer
 from eip.components.http.auth import Authenticator, AuthSpec, Denial, Principal
 from eip.components.http.server import HttpServer, Receive, Scope, Send, json_headers, respond
 from eip.components.http.tracing import ServerSpans
 
 if TYPE_CHECKING:
-    from eip.runtime.context import Context
     from eip.runtime.route import Route
 
 __all__ = ["ServedConsumer", "decode_headers"]
@@ -26,6 +25,7 @@ __all__ = ["ServedConsumer", "decode_headers"]
 _TOO_LARGE = b'{"error":"request body too large"}'
 _TIMEOUT = b'{"error":"request body not received in time"}'
 _STOPPED = b'{"error":"route not running"}'
+_SUSPENDED = b'{"error":"route suspended"}'
 _BAD_LENGTH = b'{"error":"invalid content-length"}'
 
 
@@ -52,7 +52,7 @@ class ServedConsumer(Consumer):
 
     def __init__(
         self,
-        context: Context,
+        context: ComponentHost,
         route: Route,
         server: HttpServer,
         *,
@@ -94,6 +94,12 @@ class ServedConsumer(Consumer):
         # Stay registered, answering 503: a stopped route is unavailable, not unknown.
         self.accepting = False
 
+    async def release(self) -> None:
+        # Removed by a reload: the path is free for the route that replaces it, or unknown.
+        if self._registered:
+            self.server.remove(self.path, self)
+            self._registered = False
+
     async def handle(
         self, scope: Scope, receive: Receive, send: Send, params: dict[str, str] | None
     ) -> None:
@@ -115,8 +121,10 @@ class ServedConsumer(Consumer):
         return headers, principal
 
     async def refuse_stopped(self, send: Send) -> None:
-        retry = json_headers(len(_STOPPED), [(b"retry-after", b"5")])
-        await respond(send, 503, _STOPPED, retry)
+        # A suspended route answers as a stopped one does (Camel's too): 503, try again later.
+        body = _SUSPENDED if self.route.status.value == "suspended" else _STOPPED
+        retry = json_headers(len(body), [(b"retry-after", b"5")])
+        await respond(send, 503, body, retry)
 
     async def authenticate(self, headers: dict[str, Any], send: Send) -> Principal | Denial | None:
         """None when the route is public; a Denial has been answered already. Credentials are

@@ -166,6 +166,21 @@ class HttpServer:
         if self.on_change is not None:
             self.on_change()
 
+    def remove(self, template: str, handler: Handler) -> None:
+        """Stop serving ``template`` with ``handler`` (its route was removed by a reload)."""
+        entry = self._entry(normalize_path(template))
+        for method, existing in list(entry.methods.items()):
+            if existing is handler:
+                del entry.methods[method]
+        if entry.any is handler:
+            entry.any = None
+        if not entry.methods and entry.any is None:  # unknown again: 404, not 405
+            self._exact.pop(entry.template, None)
+            if entry in self._templated:
+                self._templated.remove(entry)
+        if self.on_change is not None:
+            self.on_change()
+
     @staticmethod
     def _replace_restarted(entry: PathEntry, handler: Handler) -> None:
         """A route restarted with ``start_route`` brings a new consumer: it takes over from the
