@@ -45,9 +45,8 @@ class Routes(RouteBuilder):
 BASE = {"limit": 3, "helper": "len(body)", "mapped": "'x'", "factor": 2}
 
 
-def model(
-    tmp_path: Path, name: str = "fp_routes", prefix: str = "", **changes: object
-) -> RouteModel:
+def model(tmp_path: Path, prefix: str = "", changes: dict[str, object] | None = None) -> RouteModel:
+    name = "fp_routes"
     file = tmp_path / f"{name}.py"
     file.write_text(prefix + ROUTE.format(**{**BASE, **(changes or {})}))
     module = _load(file, f"_fp_{name}_{len(list(tmp_path.iterdir()))}")
