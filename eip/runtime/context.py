@@ -314,7 +314,11 @@ class Context(EndpointRegistry):
         flight at the deadline and were aborted (unacknowledged: their source redelivers
         them, so they may arrive twice)."""
         route = self._route(route_id)
+        if route.status is RouteStatus.SUSPENDED:
+            route.status = RouteStatus.STARTED  # stopped as a running route is: it drains
         await self.stop_route(route_id, timeout)
+        if route_id in self._start_order:
+            self._start_order.remove(route_id)
         aborted = route.inflight
         if route.consumer is not None:
             if aborted:
