@@ -16,19 +16,16 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Self
+from typing import Any, Self
 
 from eip._callables import is_async_callable
-from eip.components.base import EndpointSpec, Producer
 from eip.dsl.base import StepsBase
 from eip.dsl.compiler import CompileContext, register_step
-from eip.dsl.model import StepDef, endpoint_text
+from eip.dsl.model import StepDef
+from eip.endpoint import EndpointResolver, EndpointSpec, Sender, endpoint_text
 from eip.errors import EipError, ResolveEndpointError
 from eip.message import Exchange
 from eip.processors.base import Step, describe_callable
-
-if TYPE_CHECKING:
-    from eip.runtime.context import Context
 
 __all__ = ["DynamicSteps", "ToDynamicDef"]
 
@@ -75,11 +72,13 @@ class _Template:
 class _DynamicSend:
     """The compiled step: resolve, cache, send."""
 
-    def __init__(self, render: Callable[[Exchange], Any], context: Context, size: int) -> None:
+    def __init__(
+        self, render: Callable[[Exchange], Any], context: EndpointResolver, size: int
+    ) -> None:
         self.render = render
         self.context = context
         self.size = size
-        self.cache: OrderedDict[str, Producer] = OrderedDict()
+        self.cache: OrderedDict[str, Sender] = OrderedDict()
 
     def __call__(self, exchange: Exchange) -> Any:
         ref = self.render(exchange)

@@ -12,8 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from eip.components.base import EndpointSpec
-from eip.errors import redact_uri
+from eip.endpoint import EndpointRef, endpoint_text
 from eip.message import ExchangePattern
 from eip.processors.base import describe_callable
 from eip.processors.error_handler import RedeliveryPolicy
@@ -45,13 +44,6 @@ __all__ = [
     "WhenDef",
     "endpoint_text",
 ]
-
-EndpointRef = str | EndpointSpec
-
-
-def endpoint_text(ref: EndpointRef) -> str:
-    """The endpoint as a log-safe URI."""
-    return redact_uri(ref if isinstance(ref, str) else ref.uri)
 
 
 class StepDef:

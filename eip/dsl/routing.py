@@ -13,10 +13,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Self
 
-from eip.components.base import EndpointSpec
 from eip.dsl.base import StepsBase
 from eip.dsl.compiler import CompileContext, register_step
 from eip.dsl.model import EndpointRef, StepDef, ToDef, endpoint_text
+from eip.endpoint import EndpointSpec
 from eip.processors.base import Step, describe_callable
 from eip.processors.circuit_breaker import CircuitBreaker, register_breaker
 from eip.processors.enrich import EnrichStrategy, enrich_step

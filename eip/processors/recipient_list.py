@@ -3,9 +3,10 @@
 - The expression (sync or async) gives a str, split at ``delimiter`` (blanks are skipped), an
   endpoint spec, or an iterable of str/spec items (not split further). None or nothing means no
   recipients: the exchange continues unchanged.
-- Endpoints are resolved at runtime through the context (``await context.producer(ref)``, which
-  starts the producer on first use). Each recipient becomes a one-step pipeline with the
-  route's error handling, so a failing recipient is redelivered on its own, as in Camel.
+- Endpoints are resolved at runtime through the context, seen as an
+  :class:`~eip.endpoint.EndpointResolver` (``await context.producer(ref)``, which starts the
+  producer on first use). Each recipient becomes a one-step pipeline with the route's error
+  handling, so a failing recipient is redelivered on its own, as in Camel.
   Recipients are cached per endpoint ref (least recently used out, up to ``cache_size``): a
   cache hit is a dict lookup, so a route whose recipients repeat stays on the sync path.
 - An endpoint that cannot be resolved (unknown scheme, bad option, not an endpoint at all)
@@ -23,8 +24,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from eip._callables import is_async_callable
-from eip.components.base import EndpointSpec
-from eip.dsl.model import EndpointRef, endpoint_text
+from eip.endpoint import EndpointRef, EndpointResolver, EndpointSpec, endpoint_text
 from eip.errors import ResolveEndpointError, RouteDefinitionError
 from eip.message import Exchange
 from eip.processors.base import Step, unwrap
@@ -33,7 +33,6 @@ from eip.processors.pipeline import Pipeline
 
 if TYPE_CHECKING:
     from eip.processors.error_handler import ErrorHandling
-    from eip.runtime.context import Context
 
 __all__ = ["RecipientList", "ResolveEndpointError"]
 
@@ -50,7 +49,7 @@ class RecipientList:
         expression: Callable[[Exchange], Any],
         engine: Multicast,
         *,
-        context: Context,
+        context: EndpointResolver,
         errors: ErrorHandling,
         delimiter: str = ",",
         ignore_invalid_endpoints: bool = False,
