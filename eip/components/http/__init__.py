@@ -15,7 +15,7 @@ serves is at ``/openapi.json`` (``openapi_path``).
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import msgspec
 
@@ -30,7 +30,9 @@ from eip.components.http.auth import AuthSpec
 from eip.components.http.server import HttpServer, ServerSettings
 from eip.components.http.spec import HttpClientSpec, HttpServerSpec, http_client, http_server
 from eip.errors import RouteDefinitionError, redact_uri
-from eip.runtime.route import Route
+
+if TYPE_CHECKING:
+    from eip.runtime.route import Route
 
 __all__ = [
     "AuthSpec",

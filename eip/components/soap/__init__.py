@@ -9,12 +9,14 @@ envelopes, :mod:`.zeep_support` for what eip takes from zeep (the ``soap`` extra
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from eip.components.base import Component, Consumer, EndpointSpec, Producer, parse_uri
 from eip.components.soap.spec import SoapClientSpec, SoapServerSpec, soap_client, soap_server
 from eip.errors import RouteDefinitionError
-from eip.runtime.route import Route
+
+if TYPE_CHECKING:
+    from eip.runtime.route import Route
 
 __all__ = [
     "SoapClientSpec",
