@@ -160,6 +160,12 @@ class SedaProducer(Producer):
 
 
 class SedaConsumer(Consumer):
+    """``concurrent_consumers`` workers taking exchanges off the queue.
+
+    ``stop`` cancels the idle workers (a cancelled ``get`` leaves the message in the queue);
+    a busy one routes its exchange to the end and then exits, so stopping (or suspending) the
+    route never cuts an exchange short, and what is still queued waits for ``start``."""
+
     stops_after_drain: ClassVar[bool] = True
 
     def __init__(self, component: SedaComponent, spec: SedaSpec, route: Route) -> None:
@@ -167,6 +173,8 @@ class SedaConsumer(Consumer):
         self.component = component
         self.spec = spec
         self._workers: list[asyncio.Task[None]] = []
+        self._busy: set[asyncio.Task[None] | None] = set()
+        self._stopping = False
 
     @property
     def backlog(self) -> int:
@@ -175,19 +183,33 @@ class SedaConsumer(Consumer):
 
     async def start(self) -> None:
         queue = self.component.queue(self.spec.name)
-        self._workers = [
+        self._stopping = False
+        self._workers = [w for w in self._workers if not w.done()]  # busy ones carry on
+        self._workers += [
             asyncio.create_task(self._work(queue), name=f"seda:{self.spec.name}#{n}")
-            for n in range(self.spec.concurrent_consumers)
+            for n in range(len(self._workers), self.spec.concurrent_consumers)
         ]
 
     async def _work(self, queue: asyncio.Queue[Exchange]) -> None:
-        route = self.route
-        while True:
+        route, busy, me = self.route, self._busy, asyncio.current_task()
+        while not self._stopping:
             exchange = await queue.get()
-            await process_exchange(route, exchange)
+            busy.add(me)
+            try:
+                await process_exchange(route, exchange)
+            finally:
+                busy.discard(me)
 
     async def stop(self) -> None:
-        for worker in self._workers:
+        self._stopping = True
+        idle = [worker for worker in self._workers if worker not in self._busy]
+        for worker in idle:
             worker.cancel()
-        await asyncio.gather(*self._workers, return_exceptions=True)
-        self._workers = []
+        await asyncio.gather(*idle, return_exceptions=True)
+        self._workers = [w for w in self._workers if not w.done()]
+
+    async def abort(self) -> None:
+        workers, self._workers = self._workers, []
+        for worker in workers:
+            worker.cancel()
+        await asyncio.gather(*workers, return_exceptions=True)

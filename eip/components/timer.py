@@ -15,6 +15,12 @@ back) fires once.
 Both fire an exchange with no body and headers ``eip.timer.name``, ``eip.timer.counter`` and
 ``eip.timer.fired_time`` (epoch seconds), and wait on the context's clock, so tests drive them
 with a manual clock. A fire runs the route to completion before the next is scheduled.
+
+A suspended timer (``POST /routes/{id}/suspend``) stops firing in place: a run in progress
+finishes, fires that fall due while suspended are skipped (as ``fixed_rate`` skips missed
+slots), and ``resume`` schedules the next fire from then on. ``trigger`` fires once now, as if
+the schedule had (the counter goes on counting), also while suspended; it is refused while a
+run is in progress, so a triggered run never overlaps a scheduled one.
 """
 
 from __future__ import annotations
@@ -89,6 +95,8 @@ def cron(name: str, schedule: str, *, timezone: str = "UTC") -> CronSpec:
 class _ScheduledConsumer(Consumer):
     """Shared loop: wait for the next due time on the clock, fire, repeat."""
 
+    pauses_in_place: ClassVar[bool] = True
+
     def __init__(self, context: Any, name: str, route: Route) -> None:
         super().__init__(route)
         self.clock = context.clock
@@ -97,6 +105,10 @@ class _ScheduledConsumer(Consumer):
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self._sleeping = False
+        #: Set while suspended; set() on resume.
+        self._resumed: asyncio.Event | None = None
+        self._running = False  # a fire is routing now (scheduled or triggered)
+        self._triggered: set[asyncio.Task[None]] = set()
 
     def next_due(self, now: float) -> float | None:  # pragma: no cover - abstract
         """Epoch seconds of the next fire, or None when the schedule is over."""
@@ -108,6 +120,14 @@ class _ScheduledConsumer(Consumer):
 
     async def _run(self) -> None:
         while not self.stopping():
+            resumed = self._resumed
+            if resumed is not None:
+                self._sleeping = True  # stop() may cancel this wait as it cancels a sleep
+                try:
+                    await resumed.wait()
+                finally:
+                    self._sleeping = False
+                continue
             due = self.next_due(self.clock.time())
             if due is None:
                 return
@@ -118,14 +138,16 @@ class _ScheduledConsumer(Consumer):
                 self._sleeping = False
             if self.stopping():
                 return
-            await self._fire()
+            if self._resumed is not None or self._running:
+                continue  # suspended while asleep, or a triggered run is on: skip this fire
+            await self._fire(self._exchange())
 
     def stopping(self) -> bool:
         return self._stopping
 
-    async def _fire(self) -> None:
+    def _exchange(self) -> Exchange:
         self.counter += 1
-        exchange = Exchange(
+        return Exchange(
             None,
             {
                 H.TIMER_NAME: self.name,
@@ -133,10 +155,42 @@ class _ScheduledConsumer(Consumer):
                 H.TIMER_FIRED_TIME: self.clock.time(),
             },
         )
+
+    async def _fire(self, exchange: Exchange, *, held: bool = False) -> None:
+        if held:  # counted in flight since trigger(); process_exchange counts it from here
+            self.route.inflight -= 1
+        self._running = True
         try:
             await process_exchange(self.route, exchange)
         except Exception:  # the schedule must survive anything a run does
             log.exception("scheduled run %s of route %s failed", self.name, self.route.id)
+        finally:
+            self._running = False
+
+    async def suspend(self) -> None:
+        """Stop firing; a run in progress finishes."""
+        if self._resumed is None:
+            self._resumed = asyncio.Event()
+
+    async def resume(self) -> None:
+        """Fire again: the next fire is scheduled from now."""
+        resumed, self._resumed = self._resumed, None
+        if resumed is not None:
+            resumed.set()
+
+    def trigger(self) -> Exchange | None:
+        """Fire once now, in the background; the exchange fired, or None when a run is in
+        progress (a triggered run never overlaps another)."""
+        if self._running or self._stopping:
+            return None
+        exchange = self._exchange()
+        self._running = True  # until the task runs: a second trigger is refused at once
+        self.route.inflight += 1  # so a shutdown right now still waits for this run
+        fire = self._fire(exchange, held=True)
+        task = asyncio.create_task(fire, name=f"{self.route.id}:trigger")
+        self._triggered.add(task)
+        task.add_done_callback(self._triggered.discard)
+        return exchange
 
     async def stop(self) -> None:
         """Stop scheduling. A run in progress is not awaited here: it counts as in flight,
@@ -151,10 +205,11 @@ class _ScheduledConsumer(Consumer):
 
     async def abort(self) -> None:
         task, self._task = self._task, None
-        if task is not None and not task.done():
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        for running in [task, *self._triggered]:
+            if running is not None and not running.done():
+                running.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await running
 
 
 class TimerConsumer(_ScheduledConsumer):

@@ -224,6 +224,10 @@ def _compile_to(step: ToDef, cc: CompileContext) -> Step:
     tracing = cc.context.tracing
     if tracing.enabled and not getattr(producer, "traces_itself", False):
         send = tracing.traced_send(send, endpoint_text(step.endpoint))
+    if cc.context.metrics is not None:  # per-step send counters for the control API
+        from eip.runtime.step_counters import counted_send, step_counters
+
+        send = counted_send(send, step_counters(cc.context).counter(cc.model, cc.where))
     return send
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -66,6 +67,9 @@ class Route:
         self.inflight = 0
         self.exchanges_total = 0
         self.exchanges_failed = 0
+        #: Exchanges that suspended mid-route, and since when (``time.monotonic()``), for
+        #: ``GET /routes/{id}/inflight``; one that completes synchronously never lands here.
+        self.inflight_since: dict[Exchange, float] = {}
         #: Set while the context's supervisor retries starting this route (supervised start).
         self.start_wait: StartWait | None = None
         self._idle: asyncio.Event | None = None
@@ -103,6 +107,8 @@ class Route:
         return self._finish(exchange, result)
 
     async def _finish(self, exchange: Exchange, pending: Any) -> None:
+        since = self.inflight_since
+        since[exchange] = time.monotonic()
         try:
             await pending
         except BaseException as exc:
@@ -111,6 +117,7 @@ class Route:
             raise
         finally:
             exchange.route_stop = False
+            since.pop(exchange, None)
             self.leave()
 
     def leave(self) -> None:

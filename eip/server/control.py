@@ -5,10 +5,16 @@ JSON over HTTP, documented as OpenAPI at ``/management/openapi.json``:
 - ``GET /routes``: every route with its id, description, status, from-URI (redacted),
   counters (exchanges total, failed, in flight; processing time mean and p99 over the last
   few minutes when the context has metrics on) and its last failure;
-- ``GET /routes/{id}``: the same, plus the route's model as a tree of steps;
+- ``GET /routes/{id}``: the same, plus the route's model as a tree of steps, each with the
+  id of its node in the route's picture (``node``) and, when metrics are on, each send's
+  counters (``sends``: sent, failed, mean ms; :mod:`eip.runtime.step_counters`);
 - ``GET /routes/{id}/failures``: the route's recent failed exchanges, newest first
   (:mod:`eip.runtime.failures`);
-- ``POST /routes/{id}/stop`` and ``POST /routes/{id}/start``.
+- ``GET /routes/{id}/inflight``: the exchanges in flight, oldest first, with their ages;
+- ``POST /routes/{id}/stop``, ``/start``, ``/suspend``, ``/resume`` and ``/trigger`` (run a
+  timer or cron route now), see :mod:`eip.runtime.operations`. An operation that does not fit
+  the route's state (suspend a stopped route, resume one that is not suspended, trigger one
+  that is not a timer) is 409, saying why.
 
 **Mutations need a bearer token**, ``EIP_MANAGEMENT_TOKEN`` (or ``token=``): without one
 configured they answer 403 saying how to enable them; with one, a missing or wrong token gets
@@ -27,9 +33,14 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from eip.components.http.asgi import Receive, Scope, Send, respond
-from eip.dsl.model import StepDef
+from eip.dsl.model import RouteModel, StepDef
 from eip.errors import redact_uri
+from eip.runtime import operations
 from eip.runtime.failures import FailureRecord
+from eip.runtime.route import RouteStatus
+from eip.runtime.step_counters import step_counters
+from eip.server.graph import build_graph, node_id_for_step_path
+from eip.server.graph_model import Chain, Fan, Leaf
 
 if TYPE_CHECKING:
     from eip.components.http.server import HttpServer
@@ -46,16 +57,37 @@ def _error(status: int, text: str) -> tuple[int, bytes]:
     return status, _encode({"error": text})
 
 
-def step_tree(steps: list[StepDef], prefix: str = "") -> list[dict[str, Any]]:
-    """The steps as data: path (``3/when 1/2``), kind, description, nested branches."""
+def step_tree(
+    steps: list[StepDef],
+    prefix: str = "",
+    chain: Chain | None = None,
+    sends: dict[str, dict[str, Any]] | None = None,
+) -> list[dict[str, Any]]:
+    """The steps as data: path (``3/when(...)/2``), kind, description, nested branches.
+
+    With ``chain`` (the same steps in the route's graph), each step has ``node``, its node id
+    in the route's picture (``crm-sync/3/when-1/2``), and, when ``sends`` has counters for
+    that node, ``sends``."""
     tree = []
+    items = chain.items if chain is not None else []
     for number, step in enumerate(steps, 1):
         path = f"{prefix}{number}"
         node: dict[str, Any] = {"path": path, "kind": step.kind, "describe": step.describe()}
-        branches = [
-            {"label": label, "steps": step_tree(children, f"{path}/{label}/")}
-            for label, children in step.children()
-        ]
+        item = items[number - 1] if number <= len(items) else None
+        lanes: list[tuple[str, Chain]] = []
+        if item is not None:
+            info = item.node if isinstance(item, Leaf) else item.head
+            node["node"] = info.id
+            if sends is not None and info.id in sends:
+                node["sends"] = sends[info.id]
+            if isinstance(item, Fan):
+                lanes = item.branches  # a choice's lanes: its whens, then otherwise
+        branches = []
+        for index, (label, children) in enumerate(step.children()):
+            lane = lanes[index][1] if index < len(lanes) else None
+            branches.append(
+                {"label": label, "steps": step_tree(children, f"{path}/{label}/", lane, sends)}
+            )
         if branches:
             node["branches"] = branches
         tree.append(node)
@@ -108,13 +140,18 @@ def route_summary(context: Context, route: Route, windows: dict[str, _Window]) -
         counters["processing"] = window.stats(timings.counts, timings.sum, timings.bounds)
     consumer = route.consumer
     last = context.failures.last(route.id)
+    suspended = route.status is RouteStatus.SUSPENDED
     return {
         "id": route.id,
         "description": model.description,
         "status": route.status.value,
         "from": redact_uri(route.source_uri),
-        "ready": route.waiting is None and (consumer is None or consumer.ready),
-        "problem": None if consumer is None else consumer.problem,
+        "ready": not suspended and route.waiting is None and (consumer is None or consumer.ready),
+        "problem": "route suspended"
+        if suspended
+        else None
+        if consumer is None
+        else consumer.problem,
         "waiting": route.waiting,  # supervised start: why it waits to start, or None
         "counters": counters,
         "last_failure": None if last is None else _brief(last),
@@ -139,13 +176,17 @@ class ControlApi:
         configured = token if token is not None else os.environ.get("EIP_MANAGEMENT_TOKEN", "")
         self._token_digest = hashlib.sha256(configured.encode()).digest() if configured else None
         self._windows: dict[str, _Window] = {}
+        # route id -> (model, compiler step path -> node id): the send counters' nodes
+        self._send_nodes: dict[str, tuple[RouteModel, dict[str, str]]] = {}
 
     def install(self, http: HttpServer) -> None:
         http.add("/routes", ["GET"], _Handler(self._routes))
         http.add("/routes/{route_id}", ["GET"], _Handler(self._route))
         http.add("/routes/{route_id}/failures", ["GET"], _Handler(self._failures))
-        http.add("/routes/{route_id}/stop", ["POST"], _Handler(self._stop, mutation=self))
-        http.add("/routes/{route_id}/start", ["POST"], _Handler(self._start, mutation=self))
+        http.add("/routes/{route_id}/inflight", ["GET"], _Handler(self._inflight))
+        for action in ("stop", "start", "suspend", "resume", "trigger"):
+            run = getattr(self, f"_{action}")
+            http.add(f"/routes/{{route_id}}/{action}", ["POST"], _Handler(run, mutation=self))
         http.add("/management/openapi.json", ["GET"], _Handler(self._openapi))
 
     # -- auth ------------------------------------------------------------------------------
@@ -185,13 +226,51 @@ class ControlApi:
         route = self._find(params)
         if isinstance(route, tuple):
             return route
+        model = route.model
         summary = route_summary(self.context, route, self._windows)
-        summary["steps"] = step_tree(route.model.steps)
+        graph = build_graph(model)
+        sends = self.sends(route.id, model)
+        summary["steps"] = step_tree(model.steps, chain=Chain(graph.main.items[1:]), sends=sends)
         summary["on_exception"] = [
-            {"describe": clause.describe(), "steps": step_tree(clause.steps)}
-            for clause in route.model.on_exceptions
+            {
+                "describe": clause.describe(),
+                "node": _head_id(graph.handlers[n]),
+                "steps": step_tree(
+                    clause.steps, chain=Chain(graph.handlers[n].items[1:]), sends=sends
+                ),
+            }
+            for n, clause in enumerate(model.on_exceptions)
         ]
         return 200, _encode(summary)
+
+    def sends(self, route_id: str, model: RouteModel) -> dict[str, dict[str, Any]] | None:
+        """Node id -> send counters of the route (sent, failed, mean ms), or None when the
+        context counts nothing (metrics off)."""
+        if self.context.metrics is None:
+            return None
+        cached = self._send_nodes.get(route_id)
+        if cached is None or cached[0] is not model:
+            cached = self._send_nodes[route_id] = (model, {})
+        where_nodes = cached[1]
+        totals: dict[str, list[float]] = {}
+        for where, counter in step_counters(self.context).of(model).items():
+            node = where_nodes.get(where)
+            if node is None:
+                node = where_nodes[where] = node_id_for_step_path(model, where)
+            total = totals.setdefault(node, [0, 0, 0, 0.0])
+            total[0] += counter.sent
+            total[1] += counter.failed
+            total[2] += counter.waited
+            total[3] += counter.seconds
+        return {
+            node: {
+                "sent": int(sent),
+                "failed": int(failed),
+                # the sends that waited (I/O): a send that completes at once is not timed
+                "mean_ms": round(seconds / waited * 1000, 3) if waited else None,
+            }
+            for node, (sent, failed, waited, seconds) in totals.items()
+        }
 
     async def _failures(self, params: dict[str, str] | None) -> tuple[int, bytes]:
         route = self._find(params)
@@ -199,27 +278,59 @@ class ControlApi:
             return route
         return 200, _encode({"route": route.id, "failures": self.context.failures.of(route.id)})
 
-    async def _stop(self, params: dict[str, str] | None) -> tuple[int, bytes]:
+    async def _inflight(self, params: dict[str, str] | None) -> tuple[int, bytes]:
         route = self._find(params)
         if isinstance(route, tuple):
             return route
-        await self.context.stop_route(route.id)
-        return 200, _encode({"id": route.id, "status": route.status.value})
+        exchanges = operations.inflight_exchanges(route)
+        return 200, _encode({"route": route.id, "inflight": route.inflight, "exchanges": exchanges})
 
-    async def _start(self, params: dict[str, str] | None) -> tuple[int, bytes]:
+    async def _operate(
+        self, params: dict[str, str] | None, verb: str, run: Any
+    ) -> tuple[int, bytes]:
         route = self._find(params)
         if isinstance(route, tuple):
             return route
         try:
-            await self.context.start_route(route.id)
+            await run(self.context, route.id)
+        except operations.RouteStateError as exc:
+            return _error(409, str(exc))
         except Exception as exc:
-            return _error(500, f"route {route.id!r} could not start: {redact_uri(str(exc))}")
+            return _error(500, f"route {route.id!r} could not {verb}: {redact_uri(str(exc))}")
         return 200, _encode({"id": route.id, "status": route.status.value})
+
+    async def _stop(self, params: dict[str, str] | None) -> tuple[int, bytes]:
+        return await self._operate(params, "stop", operations.stop_route)
+
+    async def _start(self, params: dict[str, str] | None) -> tuple[int, bytes]:
+        return await self._operate(params, "start", operations.start_route)
+
+    async def _suspend(self, params: dict[str, str] | None) -> tuple[int, bytes]:
+        return await self._operate(params, "suspend", operations.suspend_route)
+
+    async def _resume(self, params: dict[str, str] | None) -> tuple[int, bytes]:
+        return await self._operate(params, "resume", operations.resume_route)
+
+    async def _trigger(self, params: dict[str, str] | None) -> tuple[int, bytes]:
+        route = self._find(params)
+        if isinstance(route, tuple):
+            return route
+        try:
+            exchange = operations.trigger_route(self.context, route.id)
+        except operations.RouteStateError as exc:
+            return _error(409, str(exc))
+        body = {"id": route.id, "status": route.status.value, "exchange_id": exchange.id}
+        return 202, _encode(body)
 
     async def _openapi(self, params: dict[str, str] | None) -> tuple[int, bytes]:
         from eip.server.control_openapi import document
 
         return 200, _encode(document())
+
+
+def _head_id(chain: Chain) -> str | None:
+    head = chain.items[0] if chain.items else None
+    return head.node.id if isinstance(head, Leaf) else None
 
 
 class _Handler:
