@@ -4,7 +4,8 @@ The core (message, errors, clock, endpoint, failures...) imports no other layer;
 import the core and each other, never the runtime, the DSL or a component; components never
 import the context, the DSL or the processors, and at runtime nothing from ``eip.runtime`` but
 the ``Route`` they feed. The context reaches them through protocols it satisfies
-structurally (``ComponentHost``, ``EndpointResolver``), checked here by mypy and at runtime.
+structurally (``ComponentHost``, ``EndpointResolver``, ``CompileHost``), checked here by mypy
+and at runtime.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import pytest
 
 from eip.clock import SystemClock
 from eip.components.base import Component, ComponentHost
+from eip.dsl.host import CompileHost
 from eip.endpoint import EndpointResolver
 from eip.message import Exchange
 from eip.runtime.context import Context
@@ -169,6 +171,12 @@ def test_components_import_only_the_route_from_the_runtime_when_running() -> Non
     assert not found, _show(found)
 
 
+def test_the_dsl_never_imports_the_context() -> None:
+    """The context compiles routes, so the DSL sees it only as a ``CompileHost``."""
+    found = [i for i in _of_package("eip.dsl") if _in(i.target, ("eip.runtime.context",))]
+    assert not found, _show(found)
+
+
 def test_no_module_imports_itself_back_at_import_time() -> None:
     """No cycle of module-level imports among eip's modules (TYPE_CHECKING and function-level
     imports aside): a cycle makes import order matter and shows half-initialised modules."""
@@ -202,12 +210,20 @@ def _as_endpoint_resolver(context: Context) -> EndpointResolver:
     return context  # mypy checks that the context satisfies the protocol
 
 
+def _as_compile_host(context: Context) -> CompileHost:
+    return context  # mypy checks that the context satisfies the protocol
+
+
 async def test_the_context_serves_components_and_resolving_steps() -> None:
     context = Context(shutdown_timeout=7.0)
     host = _as_component_host(context)
     assert isinstance(host.clock, SystemClock)
     assert host.shutdown_timeout == 7.0
     assert isinstance(host.component("direct"), Component)
+    compiler_host = _as_compile_host(context)
+    assert compiler_host.metrics is None  # Context(metrics=False)
+    _, spec = compiler_host.resolve_endpoint("seda:layering?size=5", route_id="r", step="1")
+    assert spec.uri == "seda:layering?size=5"
     resolver = _as_endpoint_resolver(context)
     async with context:
         assert resolver.tracing is context.tracing

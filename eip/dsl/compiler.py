@@ -45,7 +45,7 @@ from eip.processors.pipeline import Pipeline
 from eip.runtime.route import Route, Service
 
 if TYPE_CHECKING:
-    from eip.runtime.context import Context
+    from eip.dsl.host import CompileHost
 
 __all__ = ["CompileContext", "compile_route", "register_step"]
 
@@ -68,7 +68,7 @@ def register_step(kind: type[D]) -> Callable[[Callable[..., Step]], Any]:
 class CompileContext:
     """What compile functions need: the context, the route, and where in the route they are."""
 
-    def __init__(self, context: Context, model: RouteModel, errors: ErrorHandling) -> None:
+    def __init__(self, context: CompileHost, model: RouteModel, errors: ErrorHandling) -> None:
         self.context = context
         self.model = model
         self.route_id = model.route_id
@@ -148,7 +148,7 @@ class CompileContext:
         return value  # type: ignore[no-any-return]
 
 
-def compile_route(context: Context, model: RouteModel) -> Route:
+def compile_route(context: CompileHost, model: RouteModel) -> Route:
     """Build a :class:`Route` from its model; raises RouteDefinitionError when it is invalid,
     naming the file and line the route was declared at as well as the route and step."""
     try:
@@ -158,7 +158,7 @@ def compile_route(context: Context, model: RouteModel) -> Route:
         raise
 
 
-def _compile_route(context: Context, model: RouteModel) -> Route:
+def _compile_route(context: CompileHost, model: RouteModel) -> Route:
     if not model.route_id:
         raise RouteDefinitionError("route has no id")
     context.resolve_endpoint(model.source, route_id=model.route_id, step="from")
@@ -171,7 +171,7 @@ def _compile_route(context: Context, model: RouteModel) -> Route:
     return route
 
 
-def _error_handling(context: Context, model: RouteModel) -> ErrorHandling:
+def _error_handling(context: CompileHost, model: RouteModel) -> ErrorHandling:
     handler = model.error_handler
     redelivery = handler.redelivery if handler is not None else RedeliveryPolicy()
     dead_letter: Step | None = None
