@@ -52,6 +52,7 @@ from eip.dsl.model import (
     WhenDef,
 )
 from eip.dsl.routing import RoutingSteps
+from eip.dsl.security import SecuritySteps
 from eip.dsl.stateful import StatefulSteps
 from eip.message import ExchangePattern
 from eip.processors.error_handler import RedeliveryPolicy
@@ -73,7 +74,7 @@ __all__ = [
 ]
 
 
-class StepsBuilder(StatefulSteps, RoutingSteps, DynamicSteps):
+class StepsBuilder(StatefulSteps, RoutingSteps, DynamicSteps, SecuritySteps):
     """The EIP steps shared by routes and nested branches."""
 
     def to(self, *endpoints: EndpointRef, pattern: ExchangePattern | None = None) -> Self:
