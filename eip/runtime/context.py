@@ -25,10 +25,10 @@ from eip.dsl.builder import RouteBuilder
 from eip.dsl.compiler import compile_route
 from eip.dsl.model import EndpointRef, RouteModel
 from eip.errors import LifecycleError, RouteDefinitionError, redact_uri
-from eip.runtime.clock import Clock, SystemClock
+from eip.clock import Clock, SystemClock
 from eip.runtime.drain import drain_status, quiesce
 from eip.runtime.endpoints import BUILTIN_COMPONENTS, EndpointRegistry
-from eip.runtime.failures import FailureHistory
+from eip.failures import FailureHistory
 from eip.runtime.route import Route, RouteStatus, Service
 from eip.runtime.supervisor import StartSupervisor, retryable, start_reason
 from eip.tracing import Tracing
@@ -73,7 +73,7 @@ class Context(EndpointRegistry):
         #: Per-route counters and processing-time histograms, when ``metrics=True`` (``eip run``
         #: turns them on: timing costs ~0.3 µs per exchange, so library users opt in).
         self.metrics: Metrics | None = None
-        #: The last failed exchanges of each route (see :mod:`eip.runtime.failures`).
+        #: The last failed exchanges of each route (see :mod:`eip.failures`).
         self.failures = FailureHistory(failure_history)
         #: With ``supervise=True``, retries the routes that cannot start yet (else None: a
         #: start failure fails the start). Waits ``supervise_delay`` doubling to
