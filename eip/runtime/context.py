@@ -20,15 +20,15 @@ import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
+from eip.clock import Clock, SystemClock
 from eip.components.base import Component, Producer
 from eip.dsl.builder import RouteBuilder
 from eip.dsl.compiler import compile_route
 from eip.dsl.model import EndpointRef, RouteModel
 from eip.errors import LifecycleError, RouteDefinitionError, redact_uri
-from eip.clock import Clock, SystemClock
+from eip.failures import FailureHistory
 from eip.runtime.drain import drain_status, quiesce
 from eip.runtime.endpoints import BUILTIN_COMPONENTS, EndpointRegistry
-from eip.failures import FailureHistory
 from eip.runtime.route import Route, RouteStatus, Service
 from eip.runtime.supervisor import StartSupervisor, retryable, start_reason
 from eip.tracing import Tracing
