@@ -376,7 +376,8 @@ def _load_settings(args: argparse.Namespace) -> tuple[Config, ServerSettings]:
 
 
 def _remote_parsers(sub: Any) -> None:
-    """``eip get ...`` and ``eip route ...``: talk to a running server's control API."""
+    """``eip get ...``, ``eip route ...`` and ``eip reload``: talk to a running server's
+    control API."""
     from eip.remote import DEFAULT_URL
 
     def common(parser: argparse.ArgumentParser) -> None:
@@ -387,20 +388,34 @@ def _remote_parsers(sub: Any) -> None:
         )
         parser.add_argument("--json", action="store_true", help="print the API's JSON answer")
 
-    get = sub.add_parser("get", help="show routes, one route or its failures, from a server")
-    get.add_argument(
-        "what", choices=("routes", "route", "failures"), help="routes, route ID or failures ID"
+    get = sub.add_parser(
+        "get", help="show routes, one route, its failures or its exchanges in flight"
     )
-    get.add_argument("route_id", nargs="?", help="the route's id (for route and failures)")
+    get.add_argument(
+        "what",
+        choices=("routes", "route", "failures", "inflight"),
+        help="routes, route ID, failures ID or inflight ID",
+    )
+    get.add_argument("route_id", nargs="?", help="the route's id (for route, failures, inflight)")
     common(get)
     route = sub.add_parser(
         "route",
-        help="stop or start a route of a running server",
-        description="Needs the server's token in $EIP_MANAGEMENT_TOKEN.",
+        help="stop, start, suspend, resume or trigger a route of a running server",
+        description="Needs the server's token in $EIP_MANAGEMENT_TOKEN. suspend stops intake "
+        "and keeps connections (resume continues); trigger runs a timer or cron route now.",
     )
-    route.add_argument("action", choices=("stop", "start"), help="what to do")
+    route.add_argument(
+        "action", choices=("stop", "start", "suspend", "resume", "trigger"), help="what to do"
+    )
     route.add_argument("route_id", help="the route's id")
     common(route)
+    reload = sub.add_parser(
+        "reload",
+        help="make a running server reload its route files",
+        description="Needs the server's token in $EIP_MANAGEMENT_TOKEN. Prints the routes "
+        "added, changed and removed; a broken route file changes nothing and exits 1.",
+    )
+    common(reload)
 
 
 def _remote(args: argparse.Namespace) -> int:
@@ -408,15 +423,17 @@ def _remote(args: argparse.Namespace) -> int:
 
     from eip.remote import run
 
+    if args.command == "reload":
+        return run(args.url, "reload", "POST", "/reload", args.json, timeout=120.0)
     if args.command == "route":
         path = f"/routes/{quote(args.route_id, safe='')}/{args.action}"
-        return run(args.url, "status", "POST", path, args.json)
+        return run(args.url, "status", "POST", path, args.json, timeout=120.0)
     if args.what == "routes":
         return run(args.url, "routes", "GET", "/routes", args.json)
     if not args.route_id:
         print(f"eip: error: 'eip get {args.what}' needs a route id", file=sys.stderr)
         return 2
-    suffix = "/failures" if args.what == "failures" else ""
+    suffix = {"failures": "/failures", "inflight": "/inflight"}.get(args.what, "")
     path = f"/routes/{quote(args.route_id, safe='')}{suffix}"
     return run(args.url, args.what, "GET", path, args.json)
 
@@ -484,7 +501,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_run(context, management, reloader, args.reload))
         if args.command == "check":
             return _check(args.paths, config)
-        if args.command in ("get", "route"):
+        if args.command in ("get", "route", "reload"):
             return _remote(args)
         if args.command == "graph":
             return _graph(_context_for(args.paths, config=config), args.output, args.format)

@@ -1,4 +1,4 @@
-"""``eip get`` and ``eip route``: the CLI side of the control API of a running server.
+"""``eip get``, ``eip route`` and ``eip reload``: the CLI side of a running server's control API.
 
 Each command is one HTTP call to the management port (``--url``, default
 ``http://127.0.0.1:8081``; the token for changes from ``$EIP_MANAGEMENT_TOKEN``), printed as a
@@ -93,13 +93,21 @@ def _route(route: dict[str, Any]) -> str:
 
     def walk(steps: list[dict[str, Any]], indent: str) -> None:
         for step in steps:
-            lines.append(f"{indent}{step['path']}. {step['describe']}")
+            sends = step.get("sends")
+            counted = "" if sends is None else f"  [{_sends(sends)}]"
+            lines.append(f"{indent}{step['path']}. {step['describe']}{counted}")
             for branch in step.get("branches", ()):
                 lines.append(f"{indent}   {branch['label']}:")
                 walk(branch["steps"], indent + "      ")
 
     walk(route.get("steps", []), "  ")
     return "\n".join(lines)
+
+
+def _sends(sends: dict[str, Any]) -> str:
+    mean = sends.get("mean_ms")
+    text = f"sent {sends['sent']}, failed {sends['failed']}"
+    return text if mean is None else f"{text}, mean {mean:g} ms"
 
 
 def _failures(answer: dict[str, Any]) -> str:
@@ -118,21 +126,56 @@ def _failures(answer: dict[str, Any]) -> str:
     return _table(["TIME", "EXCHANGE", "MESSAGE ID", "FAILED AT", "ERROR"], rows)
 
 
+def _inflight(answer: dict[str, Any]) -> str:
+    exchanges = answer["exchanges"]
+    head = f"route {answer['route']}: {answer['inflight']} in flight"
+    if not exchanges:
+        return head
+    rows = [
+        [e["exchange_id"], e["message_id"] or "-", f"{e['age_seconds']:.1f}", e["redelivery"] or ""]
+        for e in exchanges
+    ]
+    return head + "\n" + _table(["EXCHANGE", "MESSAGE ID", "AGE S", "WAITING FOR"], rows)
+
+
+def _reload(answer: dict[str, Any]) -> str:
+    lines = [f"reloaded in {answer.get('seconds', 0):.2f}s"]
+    for name in ("added", "changed", "removed"):
+        ids = answer.get(name) or []
+        lines.append(f"  {name + ':':<10} {', '.join(ids) if ids else '-'}")
+    lines.append(f"  {'unchanged:':<10} {len(answer.get('unchanged') or [])} route(s)")
+    for route_id, count in (answer.get("aborted") or {}).items():
+        lines.append(f"  route {route_id}: {count} exchange(s) aborted, to be redelivered")
+    return "\n".join(lines)
+
+
+def _status(answer: dict[str, Any]) -> str:
+    fired = answer.get("exchange_id")
+    if fired is not None:
+        return f"route {answer['id']}: triggered (exchange {fired}), {answer['status']}"
+    return f"route {answer['id']}: {answer['status']}"
+
+
 def render(kind: str, answer: Any) -> str:
-    """The readable form of an answer of kind ``routes``, ``route``, ``failures``, ``status``."""
+    """The readable form of an answer of kind ``routes``, ``route``, ``failures``,
+    ``inflight``, ``reload`` or ``status``."""
     if kind == "routes":
         return _routes(answer)
     if kind == "route":
         return _route(answer)
     if kind == "failures":
         return _failures(answer)
-    return f"route {answer['id']}: {answer['status']}"
+    if kind == "inflight":
+        return _inflight(answer)
+    if kind == "reload":
+        return _reload(answer)
+    return _status(answer)
 
 
-def run(url: str, kind: str, method: str, path: str, as_json: bool) -> int:
+def run(url: str, kind: str, method: str, path: str, as_json: bool, timeout: float = 10.0) -> int:
     """Call, print, and return the exit code (1 with one line on stderr on any error)."""
     try:
-        answer = call(url, method, path)
+        answer = call(url, method, path, timeout)
     except RemoteError as error:
         print(f"eip: error: {error}", file=sys.stderr)
         return 1

@@ -1,9 +1,10 @@
 """The control API on the management port, against a real server on 127.0.0.1: routes and
-their counters, the step tree, the failure history, stop/start behind a bearer token, clear
-404/405 answers, and the OpenAPI document."""
+their counters, the step tree with each send's counters, the failure history, stop/start
+behind a bearer token, clear 404/405 answers, and the OpenAPI document."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -13,6 +14,7 @@ from openapi_spec_validator import validate
 from pytest_asyncio import fixture as async_fixture
 
 from eip import Context, RouteBuilder, otherwise, when
+from eip.server.graph import nodes
 from eip.server.management import ManagementServer
 
 TOKEN = "s3cret-token"
@@ -167,3 +169,83 @@ async def test_openapi_document_is_valid(ops: Any) -> None:
     document = answer.json()
     validate(document)
     assert "/routes/{route_id}/failures" in document["paths"]
+    for action in ("stop", "start", "suspend", "resume", "trigger"):
+        assert "bearer" in str(document["paths"][f"/routes/{{route_id}}/{action}"]["post"])
+    assert "409" in document["paths"]["/routes/{route_id}/resume"]["post"]["responses"]
+    assert "200" in document["paths"]["/routes/{route_id}/inflight"]["get"]["responses"]
+    assert "422" in document["paths"]["/reload"]["post"]["responses"]
+
+
+class Sends(RouteBuilder):
+    def configure(self) -> None:
+        async def wait(exchange: Any) -> None:
+            await asyncio.sleep(0.005)
+
+        self.from_("direct:slow-erp").route_id("erp").process(wait)
+        (
+            self.from_("direct:in")
+            .route_id("sends")
+            .choice(
+                when(lambda ex: ex.body == "eu").to("mock:eu"),
+                otherwise().to("mock:other"),
+            )
+            .to("direct:slow-erp")
+            .filter(lambda ex: ex.body == "fail")
+            .to("direct:nobody")
+        )
+
+
+async def _sends_context(metrics: bool) -> tuple[Context, ManagementServer, httpx.AsyncClient]:
+    context = Context(shutdown_timeout=5, metrics=metrics)
+    context.add_routes(Sends())
+    server = ManagementServer(context, "127.0.0.1", 0, token="")
+    await server.start()
+    await context.start()
+    return context, server, httpx.AsyncClient(base_url=server.base_url, timeout=5)
+
+
+def _flat(steps: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    out = {}
+    for step in steps:
+        out[step["node"]] = step
+        for branch in step.get("branches", ()):
+            out.update(_flat(branch["steps"]))
+    return out
+
+
+async def test_step_tree_counts_each_send() -> None:
+    context, server, client = await _sends_context(metrics=True)
+    try:
+        template = context.template()
+        tree = _flat((await client.get("/routes/sends")).json()["steps"])
+        assert tree["sends/1/when-1/1"]["sends"] == {"sent": 0, "failed": 0, "mean_ms": None}
+        for body in ("eu", "us", "eu", "eu", "fail"):
+            await template.send("direct:in", body)
+        tree = _flat((await client.get("/routes/sends")).json()["steps"])
+        # node ids are those of the console's picture of the route
+        assert set(tree) <= {info.id for info in nodes(context.routes["sends"].model)}
+        assert tree["sends/1/when-1/1"]["sends"]["sent"] == 3
+        assert tree["sends/1/otherwise/1"]["sends"]["sent"] == 2
+        erp = tree["sends/2"]["sends"]
+        assert (erp["sent"], erp["failed"]) == (5, 0)
+        assert erp["mean_ms"] >= 4  # a send that waited is timed: the called route sleeps 5 ms
+        assert tree["sends/4"]["sends"] == {"sent": 0, "failed": 1, "mean_ms": None}
+        assert "sends" not in tree["sends/1"]  # a choice sends nothing itself
+        assert tree["sends/3"]["kind"] == "filter"
+    finally:
+        await context.stop()
+        await server.stop()
+
+
+async def test_without_metrics_nothing_is_counted() -> None:
+    context, server, client = await _sends_context(metrics=False)
+    try:
+        await context.template().send("direct:in", "eu")
+        tree = _flat((await client.get("/routes/sends")).json()["steps"])
+        assert tree["sends/1/when-1/1"]["kind"] == "to"
+        assert all("sends" not in step for step in tree.values())
+        pipeline = context.routes["sends"].pipeline.run
+        assert "sent" not in pipeline.eip_source  # type: ignore[attr-defined]
+    finally:
+        await context.stop()
+        await server.stop()

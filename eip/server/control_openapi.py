@@ -30,9 +30,21 @@ def _errors(*codes: int) -> dict[str, Any]:
         401: "missing or wrong bearer token",
         403: "changes are disabled (no EIP_MANAGEMENT_TOKEN)",
         404: "no such route",
-        500: "the route could not start",
+        409: "the route's state does not allow it (what the state is, and what would help)",
+        500: "the route's consumer could not start, stop, suspend or resume",
     }
     return {str(code): _json(texts[code], {"$ref": "#/components/schemas/Error"}) for code in codes}
+
+
+def _mutation(summary: str, ok: dict[str, Any], *codes: int) -> dict[str, Any]:
+    return {
+        "post": {
+            "security": [{"bearer": []}],
+            "parameters": [_ROUTE_ID],
+            "summary": summary,
+            "responses": {"200": ok, **_errors(*codes)},
+        }
+    }
 
 
 @functools.cache
@@ -60,7 +72,7 @@ def document() -> dict[str, Any]:
         "properties": {
             "id": {"type": "string"},
             "description": {"type": ["string", "null"]},
-            "status": {"enum": ["stopped", "starting", "started", "stopping"]},
+            "status": {"enum": ["stopped", "starting", "started", "stopping", "suspended"]},
             "from": {"type": "string", "description": "the source URI, credentials redacted"},
             "ready": {"type": "boolean"},
             "problem": {"type": ["string", "null"]},
@@ -70,9 +82,106 @@ def document() -> dict[str, Any]:
             },
             "counters": counters,
             "last_failure": {"type": ["object", "null"]},
-            "steps": {"type": "array", "items": {"type": "object"}},
+            "steps": {"type": "array", "items": {"$ref": "#/components/schemas/Step"}},
+            "on_exception": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "describe": {"type": "string"},
+                        "node": {"type": ["string", "null"]},
+                        "steps": {"type": "array", "items": {"$ref": "#/components/schemas/Step"}},
+                    },
+                },
+            },
         },
         "required": ["id", "status", "from", "counters"],
+    }
+    step = {
+        "type": "object",
+        "properties": {
+            "path": {"type": "string", "description": "3/when(...)/2: numbers and branch labels"},
+            "kind": {"type": "string"},
+            "describe": {"type": "string"},
+            "node": {
+                "type": "string",
+                "description": "the node id in the route's picture (route/3/when-1/2)",
+            },
+            "sends": {
+                "type": "object",
+                "description": "an endpoint send's counters (metrics on): sent, failed, and the "
+                "mean time of the sends that waited for I/O (null when none did)",
+                "properties": {
+                    "sent": {"type": "integer"},
+                    "failed": {"type": "integer"},
+                    "mean_ms": {"type": ["number", "null"]},
+                },
+            },
+            "branches": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "label": {"type": "string"},
+                        "steps": {"type": "array", "items": {"$ref": "#/components/schemas/Step"}},
+                    },
+                },
+            },
+        },
+        "required": ["path", "kind", "describe"],
+    }
+    status = _json(
+        "the route's status now",
+        {
+            "type": "object",
+            "properties": {"id": {"type": "string"}, "status": {"type": "string"}},
+            "required": ["id", "status"],
+        },
+    )
+    inflight = {
+        "type": "object",
+        "properties": {
+            "route": {"type": "string"},
+            "inflight": {
+                "type": "integer",
+                "description": "exchanges in flight, completion callbacks included",
+            },
+            "exchanges": {
+                "type": "array",
+                "description": "the exchanges suspended mid-route, oldest first (at most 1000)",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "exchange_id": {"type": "string"},
+                        "message_id": {"type": ["string", "null"]},
+                        "age_seconds": {"type": "number"},
+                        "redelivery": {
+                            "type": ["string", "null"],
+                            "description": "the redelivery it waits for, if any",
+                        },
+                    },
+                },
+            },
+        },
+    }
+    reload = {
+        "type": "object",
+        "properties": {
+            "ok": {"type": "boolean"},
+            "added": {"type": "array", "items": {"type": "string"}},
+            "removed": {"type": "array", "items": {"type": "string"}},
+            "changed": {"type": "array", "items": {"type": "string"}},
+            "unchanged": {"type": "array", "items": {"type": "string"}},
+            "aborted": {
+                "type": "object",
+                "additionalProperties": {"type": "integer"},
+                "description": "per swapped route, exchanges aborted at the drain deadline "
+                "(unacknowledged: their source redelivers them, possibly twice)",
+            },
+            "error": {"type": ["string", "null"]},
+            "seconds": {"type": "number"},
+        },
+        "required": ["ok"],
     }
     failure = {
         "type": "object",
@@ -163,24 +272,68 @@ def document() -> dict[str, Any]:
                     },
                 }
             },
-            "/routes/{route_id}/stop": {
-                "post": {
-                    **mutation,
-                    "responses": {"200": {"description": "stopped"}, **_errors(401, 403, 404)},
+            "/routes/{route_id}/inflight": {
+                "get": {
+                    "parameters": [_ROUTE_ID],
+                    "responses": {
+                        "200": _json("the exchanges in flight and their ages", inflight),
+                        **_errors(404),
+                    },
                 }
             },
-            "/routes/{route_id}/start": {
+            "/routes/{route_id}/stop": _mutation(
+                "stop the consumer, drain the exchanges in flight", status, 401, 403, 404, 500
+            ),
+            "/routes/{route_id}/start": _mutation(
+                "start the route (a suspended one resumes)", status, 401, 403, 404, 500
+            ),
+            "/routes/{route_id}/suspend": _mutation(
+                "stop intake, keep producers and connections (409 unless started)",
+                status,
+                401,
+                403,
+                404,
+                409,
+                500,
+            ),
+            "/routes/{route_id}/resume": _mutation(
+                "take messages again (409 unless suspended)", status, 401, 403, 404, 409, 500
+            ),
+            "/routes/{route_id}/trigger": {
                 "post": {
                     **mutation,
+                    "summary": "run a timer or cron route now, once, in the background",
                     "responses": {
-                        "200": {"description": "started"},
-                        **_errors(401, 403, 404, 500),
+                        "202": _json(
+                            "fired",
+                            {
+                                "type": "object",
+                                "properties": {
+                                    "id": {"type": "string"},
+                                    "status": {"type": "string"},
+                                    "exchange_id": {"type": "string"},
+                                },
+                            },
+                        ),
+                        **_errors(401, 403, 404, 409),
+                    },
+                }
+            },
+            "/reload": {
+                "post": {
+                    "security": [{"bearer": []}],
+                    "summary": "re-import the route files; swap the changed routes (drained)",
+                    "responses": {
+                        "200": _json("reloaded: what changed", reload),
+                        "422": _json("a route file is broken: nothing changed", reload),
+                        "409": _json("not started by 'eip run' from route files", reload),
+                        **_errors(401, 403),
                     },
                 }
             },
         },
         "components": {
-            "schemas": {"Route": route, "Failure": failure, "Error": _ERROR},
+            "schemas": {"Route": route, "Step": step, "Failure": failure, "Error": _ERROR},
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         },
     }
