@@ -15,7 +15,7 @@ import re
 import types
 import typing
 import urllib.parse
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar
 
 import msgspec
@@ -164,6 +164,12 @@ class Component(abc.ABC):
     def exclusive_consumer_key(self, spec: Any) -> str | None:
         """A key that at most one route may consume from (``direct:name``), or None."""
         return None
+
+    def acknowledges_source(self, spec: Any) -> bool:
+        """Whether a consumer of ``spec`` settles its source when an exchange completes (acks a
+        broker message, moves a file, answers an in-only call): a memory-only hop that
+        completes the exchange early would then let a crash lose what the hop holds."""
+        return False
 
     @abc.abstractmethod
     def create_producer(self, spec: Any) -> Producer: ...
@@ -345,11 +351,18 @@ class SupportsProcess(Protocol):
 _failures = logging.getLogger("eip.route.failures")
 
 
-async def process_exchange(route: Route, exchange: Exchange) -> bool:
+async def process_exchange(
+    route: Route,
+    exchange: Exchange,
+    *,
+    expected: Callable[[BaseException], bool] | None = None,
+) -> bool:
     """Dispatch an exchange into a route and complete its unit of work; True on success.
 
     This is what every consumer calls: it is where a failure that the route's error handling
     did not handle is logged, and where on-completion callbacks (acks, key releases) run.
+    ``expected`` tells a failure that is the route's intended answer (a SOAP consumer's
+    declared WSDL fault): it is logged at INFO, as the business outcome it is.
     """
     route.inflight += 1  # held until completion callbacks ran, so shutdown waits for them
     try:
@@ -359,17 +372,30 @@ async def process_exchange(route: Route, exchange: Exchange) -> bool:
                 await result
         except Exception as exc:
             exchange.exception = exc
-            _failures.error(
-                "route %s failed exchange %s: %s: %s",
-                route.id,
-                exchange.id,
-                type(exc).__name__,
-                exc,
-                extra=exchange_fields(exchange, route.id),
-            )
+            if expected is not None and expected(exc):
+                _failures.info(
+                    "route %s answered exchange %s with %s",
+                    route.id,
+                    exchange.id,
+                    exc,
+                    extra=exchange_fields(exchange, route.id),
+                )
+            else:
+                _log_failure(route, exchange, exc)
         done = exchange.done()
         if done is not None:
             await done
     finally:
         route.leave()
     return exchange.exception is None
+
+
+def _log_failure(route: Route, exchange: Exchange, exc: Exception) -> None:
+    _failures.error(
+        "route %s failed exchange %s: %s: %s",
+        route.id,
+        exchange.id,
+        type(exc).__name__,
+        exc,
+        extra=exchange_fields(exchange, route.id),
+    )

@@ -45,8 +45,20 @@ class SoapComponent(Component):
                 raise ValueError("timeout, connect_timeout and load_timeout must be > 0 seconds")
             if spec.ws_username:
                 spec.ws_password()  # a missing environment variable fails at start, named
-        elif isinstance(spec, SoapServerSpec) and spec.port > 65535:
-            raise ValueError(f"port must be 0..65535, got {spec.port}")
+        elif isinstance(spec, SoapServerSpec):
+            if spec.port > 65535:
+                raise ValueError(f"port must be 0..65535, got {spec.port}")
+            if spec.ws_security != "none":
+                if not spec.ws_users_env:
+                    raise ValueError(
+                        "ws_security=username_token needs ws_users_env (the variable holding "
+                        "'user:password' pairs)"
+                    )
+                if spec.ws_max_skew <= 0:
+                    raise ValueError(f"ws_max_skew must be > 0 seconds, got {spec.ws_max_skew}")
+                spec.ws_users()  # a missing or malformed variable fails at start, named
+            if spec.public_url and not spec.public_url.startswith(("http://", "https://")):
+                raise ValueError(f"public_url must be an http(s) URL, got {spec.public_url!r}")
 
     def create_producer(self, spec: Any) -> Producer:
         if not isinstance(spec, SoapClientSpec):

@@ -37,15 +37,28 @@ __all__ = [
     "resolve_qname",
 ]
 
-FaultCode = Literal["client", "server", "version_mismatch", "must_understand"]
+FaultCode = Literal[
+    "client", "server", "version_mismatch", "must_understand", "data_encoding_unknown"
+]
 """eip's version-neutral fault codes; ``client`` is 1.1 Client / 1.2 Sender, ``server`` is
-1.1 Server / 1.2 Receiver."""
+1.1 Server / 1.2 Receiver; ``data_encoding_unknown`` is 1.2's DataEncodingUnknown (1.1 has
+no such code: Client)."""
 
 _XML_LANG: Final = "{http://www.w3.org/XML/1998/namespace}lang"
 _COMMON: Final = {"version_mismatch": "VersionMismatch", "must_understand": "MustUnderstand"}
 _LOCAL_CODES: Final[dict[SoapVersion, dict[str, str]]] = {
-    SoapVersion.SOAP11: {"client": "Client", "server": "Server", **_COMMON},
-    SoapVersion.SOAP12: {"client": "Sender", "server": "Receiver", **_COMMON},
+    SoapVersion.SOAP11: {
+        "client": "Client",
+        "server": "Server",
+        "data_encoding_unknown": "Client",
+        **_COMMON,
+    },
+    SoapVersion.SOAP12: {
+        "client": "Sender",
+        "server": "Receiver",
+        "data_encoding_unknown": "DataEncodingUnknown",
+        **_COMMON,
+    },
 }
 _FAULT_TAGS: Final = frozenset(f"{{{v.namespace}}}Fault" for v in SoapVersion)
 _KINDS: Final[dict[str, FaultCode]] = {
@@ -55,6 +68,7 @@ _KINDS: Final[dict[str, FaultCode]] = {
     "Receiver": "server",
     "VersionMismatch": "version_mismatch",
     "MustUnderstand": "must_understand",
+    "DataEncodingUnknown": "data_encoding_unknown",
 }
 
 
@@ -128,18 +142,29 @@ def build_fault(
     subcodes: Sequence[QName] = (),
     detail: etree._Element | None = None,
     lang: str = "en",
+    code_11: QName | None = None,
+    header_blocks: Sequence[etree._Element] = (),
 ) -> bytes:
     """A complete fault Envelope (UTF-8, with declaration); ``detail`` is copied in.
 
     Characters XML cannot carry are replaced in ``reason``, so a fault built from any
-    exception message serialises.
+    exception message serialises. ``code_11`` replaces the 1.1 faultcode with a code of
+    another namespace (WS-Security's ``wsse:FailedAuthentication``, which 1.2 carries as a
+    subcode); ``header_blocks`` go into a Header (1.2's ``NotUnderstood``, ``Upgrade``).
     """
     ns, prefix = version.namespace, version.prefix
     local = _local_code(version, code)
     root = etree.Element(f"{{{ns}}}Envelope", nsmap={prefix: ns})
+    if header_blocks:
+        header = etree.SubElement(root, f"{{{ns}}}Header")
+        for block in header_blocks:
+            header.append(_copy(block))
     fault = etree.SubElement(etree.SubElement(root, f"{{{ns}}}Body"), f"{{{ns}}}Fault")
     if version is SoapVersion.SOAP11:
-        etree.SubElement(fault, "faultcode").text = f"{prefix}:{local}"
+        if code_11 is not None and code_11[0]:
+            etree.SubElement(fault, "faultcode", nsmap={"fc": code_11[0]}).text = f"fc:{code_11[1]}"
+        else:
+            etree.SubElement(fault, "faultcode").text = f"{prefix}:{local}"
         etree.SubElement(fault, "faultstring").text = xml_text(reason)
         if detail is not None:
             etree.SubElement(fault, "detail").append(_copy(detail))

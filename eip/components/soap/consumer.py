@@ -31,6 +31,7 @@ server, and ``?xsd=<file>`` the local schemas it imports.
 from __future__ import annotations
 
 import logging
+import re
 from typing import TYPE_CHECKING, Any
 
 from lxml import etree
@@ -43,6 +44,7 @@ from eip.components.soap.envelope import (
     FaultCode,
     SoapEnvelopeError,
     SoapVersion,
+    VersionMismatchError,
     build_fault,
     build_response,
     content_type,
@@ -51,8 +53,10 @@ from eip.components.soap.envelope import (
 )
 from eip.components.soap.schema import WsdlSchema
 from eip.components.soap.spec import SoapServerSpec
+from eip.components.soap.spec_faults import foreign_encoding, not_understood_blocks, upgrade_blocks
 from eip.components.soap.wsdl import WsdlOperation
 from eip.components.soap.wsdl_document import ServedWsdl
+from eip.components.soap.wssecurity import SECURITY, WSSE, UsernameTokenVerifier, WsSecurityFault
 from eip.components.soap.zeep_support import data_to_element, element_to_data, load_client
 from eip.errors import PartFailedError, SoapFault, UnmarshalError
 from eip.message import Exchange, ExchangePattern
@@ -64,6 +68,7 @@ if TYPE_CHECKING:
 __all__ = ["SoapConsumer"]
 
 log = logging.getLogger("eip.soap")
+_HOST = re.compile(r"[A-Za-z0-9.-]+(:[0-9]{1,5})?|\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?")
 
 
 def _clark(qname: tuple[str, str]) -> str:
@@ -93,6 +98,10 @@ class SoapConsumer(ServedConsumer):
         self.client: Any = None
         self.document: ServedWsdl | None = None
         self.understood = frozenset(spec.understood_headers)
+        #: Set at start when the endpoint requires WS-Security (see :mod:`.wssecurity`).
+        self.verifier: UsernameTokenVerifier | None = None
+        if spec.ws_security != "none":
+            self.understood |= {SECURITY}  # eip checks it now, so it may claim to understand it
 
     async def start(self) -> None:
         if self.schema is None:
@@ -101,6 +110,10 @@ class SoapConsumer(ServedConsumer):
             self.schema = await asyncio.to_thread(WsdlSchema.load, self.spec.wsdl)
             self.client = await load_client(self.spec.wsdl, 30.0)
             self.document = ServedWsdl(self.spec.wsdl, self.schema)
+        if self.spec.ws_security != "none" and self.verifier is None:
+            self.verifier = UsernameTokenVerifier(
+                self.spec.ws_users(), max_skew=self.spec.ws_max_skew, now=self.context.clock.time
+            )
         await super().start()
 
     # -- one request ---------------------------------------------------------------------
@@ -135,8 +148,33 @@ class SoapConsumer(ServedConsumer):
             unknown = [q for q in envelope.must_understand if _clark(q) not in self.understood]
             if unknown:
                 names = ", ".join(_clark(q) for q in unknown)
-                await self._fault(send, version, "must_understand", f"not understood: {names}")
+                blocks = not_understood_blocks(version, unknown)
+                await self._fault(
+                    send, version, "must_understand", f"not understood: {names}", blocks=blocks
+                )
                 return
+            encoding = foreign_encoding(envelope)
+            if encoding is not None:
+                await self._fault(
+                    send,
+                    version,
+                    "data_encoding_unknown",
+                    f"encodingStyle {encoding!r} is not supported (document/literal only)",
+                )
+                return
+            if self.verifier is not None:
+                try:
+                    headers[H.HTTP_PRINCIPAL] = self.verifier.verify(envelope.header)
+                except WsSecurityFault as refused:
+                    await self._fault(
+                        send,
+                        version,
+                        "client",
+                        refused.reason,
+                        ((WSSE, refused.code),),
+                        code_11=(WSSE, refused.code),
+                    )
+                    return
             action = headers.get("soapaction") or _action_parameter(headers)
             operation = self.schema.operation_for(envelope.qname, soap_action=action)
             if operation is None:
@@ -146,6 +184,13 @@ class SoapConsumer(ServedConsumer):
             if self.spec.validate:
                 self.schema.validate(envelope.payload)
             data = element_to_data(self.client, _clark(envelope.qname), envelope.payload)
+        except VersionMismatchError as exc:
+            # SOAP 1.2 Appendix A: answer in 1.1's envelope (what an old client reads), with
+            # an Upgrade header naming the envelopes this service speaks.
+            await self._fault(
+                send, SoapVersion.SOAP11, "version_mismatch", exc.reason, blocks=upgrade_blocks()
+            )
+            return
         except (SoapEnvelopeError, UnmarshalError) as exc:
             reason = f"{exc.location}: {exc.reason}" if exc.location else exc.reason
             await self._fault(send, version, "client", f"invalid request: {reason}")
@@ -160,7 +205,7 @@ class SoapConsumer(ServedConsumer):
             exchange.properties[H.SOAP_HEADERS] = list(envelope.header)
         spans = self.spans
         span = spans.start(scope, exchange) if spans is not None else None
-        await process_exchange(self.route, exchange)
+        await process_exchange(self.route, exchange, expected=operation.declares)
         status = await self._answer(send, version, operation, exchange)
         if span is not None:
             assert spans is not None
@@ -248,8 +293,19 @@ class SoapConsumer(ServedConsumer):
         reason: str,
         subcodes: tuple[tuple[str, str], ...] = (),
         detail: etree._Element | None = None,
+        *,
+        code_11: tuple[str, str] | None = None,
+        blocks: list[etree._Element] | None = None,
     ) -> int:
-        data = build_fault(version, code=code, reason=reason, subcodes=subcodes, detail=detail)
+        data = build_fault(
+            version,
+            code=code,
+            reason=reason,
+            subcodes=subcodes,
+            detail=detail,
+            code_11=code_11,
+            header_blocks=blocks or (),
+        )
         status = fault_http_status(version, code)
         await respond(send, status, data, _xml_headers(version, data))
         return status
@@ -257,12 +313,30 @@ class SoapConsumer(ServedConsumer):
     async def _serve_document(self, scope: Scope, send: Send) -> None:
         assert self.document is not None
         query = scope["query_string"].decode("latin-1")
-        found = self.document.answer(query, f"{self.server.base_url}{self.spec.path}")
+        found = self.document.answer(query, f"{self._public_base(scope)}{self.spec.path}")
         if found is None:
             body = b'{"error":"GET ?wsdl for the WSDL, POST a SOAP envelope to call"}'
             await respond(send, 404, body)
             return
         await respond(send, 200, found, _xml_headers(None, found))
+
+    def _public_base(self, scope: Scope) -> str:
+        """Where clients reach this service, for the WSDL's soap:address: ``public_url``, else
+        the request's Host (and X-Forwarded-Proto/-Host with ``trust_forwarded``), else the
+        bind address (which a client elsewhere cannot use when it is 0.0.0.0)."""
+        if self.spec.public_url:
+            return self.spec.public_url.rstrip("/")
+        headers = dict(scope.get("headers", ()))
+        scheme = str(scope.get("scheme", "http"))
+        host = headers.get(b"host", b"").decode("latin-1")
+        if self.spec.trust_forwarded:
+            forwarded_proto = headers.get(b"x-forwarded-proto", b"").decode("latin-1")
+            forwarded_host = headers.get(b"x-forwarded-host", b"").decode("latin-1")
+            scheme = forwarded_proto.split(",")[0].strip() or scheme
+            host = forwarded_host.split(",")[0].strip() or host
+        if scheme not in ("http", "https") or not _HOST.fullmatch(host):
+            return self.server.base_url
+        return f"{scheme}://{host}"
 
 
 def _xml_headers(version: SoapVersion | None, data: bytes) -> list[tuple[bytes, bytes]]:

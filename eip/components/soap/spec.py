@@ -48,6 +48,29 @@ class SoapServerSpec(ServedAuth, frozen=True, kw_only=True):
     #: SOAP header blocks (Clark names, ``{ns}Local``) the route handles itself: a request
     #: with any other mustUnderstand header addressed to eip gets a MustUnderstand fault.
     understood_headers: list[str] = []
+    #: ``username_token``: every request must carry a WS-Security UsernameToken (text or
+    #: digest password) of a user in ``ws_users_env`` (see :mod:`.wssecurity`).
+    ws_security: Literal["none", "username_token"] = "none"
+    #: The environment variable holding the users, ``user:password`` pairs, comma-separated.
+    ws_users_env: str = ""
+    #: Seconds a request's wsu:Created may be away from the server's clock (and how long
+    #: nonces are remembered: twice this).
+    ws_max_skew: float = 300.0
+    #: The service's address as clients reach it (``https://erp-gw.example.com``), written
+    #: into the served WSDL's soap:address; else the request's Host header is used.
+    public_url: str = ""
+    #: Take the scheme and host for the served WSDL from X-Forwarded-Proto/-Host (only behind
+    #: a proxy that sets them: a client could otherwise choose the address others are sent).
+    trust_forwarded: bool = False
+
+    def ws_users(self) -> dict[str, str]:
+        """The WS-Security users (read when the consumer starts; never logged)."""
+        from eip.components.soap.wssecurity import parse_users
+
+        value = os.environ.get(self.ws_users_env)
+        if value is None:
+            raise ValueError(f"ws_users_env '{self.ws_users_env}' is not set")
+        return parse_users(value, f"ws_users_env '{self.ws_users_env}'")
 
 
 class SoapClientSpec(EndpointSpec, frozen=True):

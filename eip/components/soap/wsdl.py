@@ -80,6 +80,19 @@ class WsdlOperation:
         """The declared fault called ``name``, if any."""
         return next((f for f in self.faults if f.name == name), None)
 
+    def declares(self, failure: BaseException) -> bool:
+        """Whether ``failure`` is a fault this operation declares (a route raising
+        ``SoapFault(fault="NoSuchCustomer")`` as its intended answer): a business outcome,
+        logged at INFO rather than as a failed exchange."""
+        from eip.errors import PartFailedError, SoapFault
+
+        failure = PartFailedError.unwrap(failure)
+        return (
+            isinstance(failure, SoapFault)
+            and bool(failure.fault)
+            and (self.fault(failure.fault or "") is not None)
+        )
+
     def fault_for(self, element: QName) -> WsdlFault | None:
         """The declared fault whose detail element is ``element``: how a received detail is
         turned back into a typed fault."""
