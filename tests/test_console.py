@@ -378,6 +378,59 @@ def test_stop_and_start_a_route_from_the_page(server: Server, browser: WebDriver
     )
 
 
+def test_suspend_and_resume_a_route_from_the_page(server: Server, browser: WebDriver) -> None:
+    webhook = card(browser, WEBHOOK_ROUTE)
+    pause = webhook.find_element(By.CSS_SELECTOR, "button.pause")
+    toggle = webhook.find_element(By.CSS_SELECTOR, "button.toggle")
+    token = browser.find_element(By.ID, "token")
+    token.clear()
+    token.send_keys(TOKEN)
+    browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", pause)
+    WebDriverWait(browser, WAIT).until(lambda _: pause.is_displayed() and pause.text == "Suspend")
+    pause.click()
+    wait_for(
+        "the route suspended", lambda: route_info(server, WEBHOOK_ROUTE)["status"] == "suspended"
+    )
+    WebDriverWait(browser, WAIT).until(
+        lambda _: (
+            shown(browser, WEBHOOK_ROUTE, ".status") == "suspended"
+            and pause.text == "Resume"
+            and toggle.text == "Stop"
+        )  # a suspended route can still be stopped
+    )
+    sample = (ROOT / "routes" / "samples" / "webhooks" / "evt-20261123-0001.json").read_bytes()
+    headers = {"content-type": "application/json", "x-api-key": WEBHOOK_KEY}
+    status, body = _call(server.webhook, sample, headers)
+    assert (status, body) == (503, {"error": "route suspended"})  # clients are told to retry
+    pause.click()
+    wait_for("the route resumed", lambda: route_info(server, WEBHOOK_ROUTE)["status"] == "started")
+    WebDriverWait(browser, WAIT).until(
+        lambda _: shown(browser, WEBHOOK_ROUTE, ".status") == "started" and pause.text == "Suspend"
+    )
+    status, body = _call(server.webhook, sample, headers)
+    assert (status, body["status"]) == (200, "synced")
+
+
+def test_each_send_shows_its_counters_on_its_node(server: Server, browser: WebDriver) -> None:
+    erp = f"{WEBHOOK_ROUTE}/4"  # the ERP call: to({{demo.erp.url}}/api/customers...)
+    steps = {s["node"]: s for s in route_info(server, WEBHOOK_ROUTE)["steps"]}
+    sends = steps[erp]["sends"]
+    assert steps[erp]["kind"] == "to"
+    assert sends["sent"] >= 3  # the syncs the earlier tests made
+    assert sends["mean_ms"] > 0  # an HTTP call waits: it is timed
+    sample = (ROOT / "routes" / "samples" / "webhooks" / "evt-20261123-0001.json").read_bytes()
+    headers = {"content-type": "application/json", "x-api-key": WEBHOOK_KEY}
+    assert _call(server.webhook, sample, headers)[0] == 200
+    after = route_info(server, WEBHOOK_ROUTE)["steps"][3]["sends"]
+    assert after["sent"] == sends["sent"] + 1
+    slot = f'g.node[data-node="{erp}"] text.counter'
+    pattern = re.compile(rf"{after['sent']} sent( \u00b7 \d+ failed)? \u00b7 [\d.]+ ms.*")
+    wait_for(
+        "the ERP call's counters on its node",
+        lambda: pattern.fullmatch(shown(browser, WEBHOOK_ROUTE, slot) or ""),
+    )
+
+
 def screenshot(path: Path, route_id: str = WEBHOOK_ROUTE) -> None:
     """The example routes' console as the README shows it: the webhook route in view, with
     its recent failures open."""

@@ -1,4 +1,5 @@
-"""``eip get`` / ``eip route`` against a real management server on 127.0.0.1."""
+"""``eip get`` / ``eip route`` / ``eip reload`` against a real management server on 127.0.0.1,
+and ``eip reload`` against a real ``eip run``."""
 
 from __future__ import annotations
 
@@ -15,31 +16,44 @@ from pytest_asyncio import fixture as async_fixture
 
 from eip import Context, RouteBuilder
 from eip.server.management import ManagementServer
+from tests.cli_support import run_cli
 
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "t0ken"
 
 
 class Routes(RouteBuilder):
+    def __init__(self, gate: asyncio.Event) -> None:
+        super().__init__()
+        self.gate = gate
+
     def configure(self) -> None:
-        self.from_("direct:orders").route_id("orders").set_body("ok")
+        self.from_("direct:orders").route_id("orders").set_body("ok").to("mock:orders")
 
         def refuse(exchange: Any) -> None:
             raise ValueError("customer 7 is closed")
 
         self.from_("direct:broken").route_id("broken").process(refuse)
+        self.from_("timer:nightly?period=3600&delay=3600").route_id("nightly").to("mock:nightly")
+
+        async def held(exchange: Any) -> None:
+            await self.gate.wait()
+
+        self.from_("direct:slow").route_id("slow").process(held)
 
 
 @async_fixture
-async def server() -> AsyncIterator[tuple[Context, str]]:
+async def server() -> AsyncIterator[tuple[Context, str, asyncio.Event]]:
+    gate = asyncio.Event()
     context = Context(shutdown_timeout=5, metrics=True)
-    context.add_routes(Routes())
+    context.add_routes(Routes(gate))
     management = ManagementServer(context, "127.0.0.1", 0, token=TOKEN)
     await management.start()
     await context.start()
     try:
-        yield context, management.base_url
+        yield context, management.base_url, gate
     finally:
+        gate.set()
         await context.stop()
         await management.stop()
 
@@ -64,7 +78,7 @@ async def cli(*args: str, token: str | None = None) -> tuple[int, str, str]:
 
 
 async def test_get_routes_route_and_failures(server: Any) -> None:
-    context, url = server
+    context, url, _ = server
     await context.template().send("direct:orders", "x")
     await context.template().send("direct:broken", "y", {"eip.message.id": "m-7"})
     code, out, err = await cli("get", "routes", "--url", url)
@@ -77,11 +91,12 @@ async def test_get_routes_route_and_failures(server: Any) -> None:
     assert "ValueError" in out
     code, out, _ = await cli("get", "routes", "--url", url, "--json")
     assert code == 0
-    assert {r["id"] for r in json.loads(out)["routes"]} == {"orders", "broken"}
+    assert {r["id"] for r in json.loads(out)["routes"]} == {"orders", "broken", "nightly", "slow"}
     code, out, _ = await cli("get", "route", "orders", "--url", url)
     assert code == 0
     assert out.startswith("route orders  (started)")
     assert "from direct:orders" in out
+    assert "2. to(mock:orders)  [sent 1, failed 0]" in out  # each send's counters
     code, out, _ = await cli("get", "failures", "broken", "--url", url)
     assert code == 0
     assert "m-7" in out
@@ -89,7 +104,7 @@ async def test_get_routes_route_and_failures(server: Any) -> None:
 
 
 async def test_route_stop_and_start_need_the_token(server: Any) -> None:
-    context, url = server
+    context, url, _ = server
     code, out, err = await cli("route", "stop", "orders", "--url", url)
     assert code == 1
     assert err.strip().startswith("eip: error: POST /routes/orders/stop: 401")
@@ -104,7 +119,7 @@ async def test_route_stop_and_start_need_the_token(server: Any) -> None:
 
 
 async def test_unknown_route_and_a_server_that_is_down(server: Any) -> None:
-    _, url = server
+    _, url, _ = server
     code, _, err = await cli("get", "route", "nope", "--url", url)
     assert code == 1
     assert "404 no route 'nope'" in err
@@ -115,3 +130,102 @@ async def test_unknown_route_and_a_server_that_is_down(server: Any) -> None:
     assert code == 1
     assert len(err.strip().splitlines()) == 1
     assert err.startswith(f"eip: error: no eip server answers at http://127.0.0.1:{port}")
+
+
+async def test_route_suspend_resume_and_trigger(server: Any) -> None:
+    context, url, _ = server
+    code, out, err = await cli("route", "suspend", "orders", "--url", url, token=TOKEN)
+    assert code == 0, err
+    assert out.strip() == "route orders: suspended"
+    assert context.routes["orders"].status.value == "suspended"
+    code, out, err = await cli("route", "suspend", "orders", "--url", url, token=TOKEN)
+    assert code == 1
+    assert err.strip() == (
+        "eip: error: POST /routes/orders/suspend: 409 route 'orders' is suspended, not "
+        "started: cannot suspend it"
+    )
+    code, out, _ = await cli("route", "resume", "orders", "--url", url, token=TOKEN)
+    assert (code, out.strip()) == (0, "route orders: started")
+    code, out, err = await cli("route", "resume", "orders", "--url", url, token=TOKEN)
+    assert code == 1
+    assert "409 route 'orders' is started, not suspended" in err
+    code, out, err = await cli("route", "trigger", "nightly", "--url", url, token=TOKEN)
+    assert code == 0, err
+    assert out.startswith("route nightly: triggered (exchange ")
+    await context.mock("nightly").wait_for(1)
+    code, _, err = await cli("route", "trigger", "orders", "--url", url, token=TOKEN)
+    assert code == 1
+    assert "not a timer or cron" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+async def test_get_inflight(server: Any) -> None:
+    context, url, gate = server
+    sending = asyncio.create_task(
+        context.template().send("direct:slow", "x", {"eip.message.id": "m-42"})
+    )
+    for _ in range(500):
+        if context.routes["slow"].inflight_since:
+            break
+        await asyncio.sleep(0.01)
+    code, out, err = await cli("get", "inflight", "slow", "--url", url)
+    assert code == 0, err
+    head, header, row = out.splitlines()
+    assert head == "route slow: 1 in flight"
+    assert header.split() == ["EXCHANGE", "MESSAGE", "ID", "AGE", "S", "WAITING", "FOR"]
+    exchange_id, message_id, age = row.split()
+    assert message_id == "m-42"
+    assert float(age) >= 0
+    code, out, _ = await cli("get", "inflight", "slow", "--url", url, "--json")
+    assert json.loads(out)["exchanges"][0]["exchange_id"] == exchange_id
+    code, _, err = await cli("get", "inflight", "--url", url)
+    assert code == 2
+    assert "needs a route id" in err
+    gate.set()
+    assert (await sending).exception is None
+
+
+async def test_reload_where_the_server_cannot(server: Any) -> None:
+    _, url, _ = server
+    code, _, err = await cli("reload", "--url", url, token=TOKEN)
+    assert code == 1
+    assert err.strip() == (
+        "eip: error: POST /reload: 409 this server cannot reload: it was not started by "
+        "'eip run' from route files"
+    )
+
+
+def test_reload_of_a_running_eip_run(tmp_path: Path) -> None:
+    from tests.test_reload import GREETING, start, stop
+    from tests.test_reload import TOKEN as RUN_TOKEN
+
+    server = start(tmp_path)
+    token = {"EIP_MANAGEMENT_TOKEN": RUN_TOKEN}
+    try:
+        same = run_cli("reload", "--url", server.api, env=token)
+        assert same.returncode == 0, same.stderr
+        lines = same.stdout.splitlines()
+        assert lines[0].startswith("reloaded in ")
+        assert lines[1:] == [
+            "  added:     -",
+            "  changed:   -",
+            "  removed:   -",
+            "  unchanged: 3 route(s)",
+        ]
+        (server.routes / "greeting.py").write_text(GREETING.format(word="hi"))
+        changed = run_cli("reload", "--url", server.api, env=token)
+        assert changed.returncode == 0, changed.stderr
+        assert "  changed:   greet" in changed.stdout.splitlines()
+        assert server.get("/greet") == "HI"
+        (server.routes / "greeting.py").write_text("this is not python(\n")
+        broken = run_cli("reload", "--url", server.api, env=token)
+        assert broken.returncode == 1
+        assert broken.stderr.startswith("eip: error: POST /reload: 422 ")
+        assert "greeting.py" in broken.stderr
+        assert len(broken.stderr.strip().splitlines()) == 1
+        assert server.get("/greet") == "HI"  # nothing changed
+        refused = run_cli("reload", "--url", server.api, env={"EIP_MANAGEMENT_TOKEN": "nope"})
+        assert refused.returncode == 1
+        assert refused.stderr.startswith("eip: error: POST /reload: 401 ")
+    finally:
+        stop(server)

@@ -3,13 +3,16 @@
 One HTML page, no build step, nothing fetched from elsewhere: the server draws each route as
 inline SVG from its model (:func:`eip.server.graph.render_svg`), and a small inline script
 polls the JSON API every 2 s (``/routes``, ``/health/ready``, ``/routes/{id}/failures``) to
-show each route's status, readiness, counters and recent failures, with a start/stop button
-that sends the token typed at the top of the page (kept in ``sessionStorage``) as a bearer
-token. Refusals show the API's own words (403: changes disabled; 401: wrong token).
+show each route's status, readiness, counters and recent failures, with stop/start and
+suspend/resume buttons that send the token typed at the top of the page (kept in
+``sessionStorage``) as a bearer token. Refusals show the API's own words (403: changes
+disabled; 401: wrong token; 409: the route's state does not allow it).
 
-The engine counts exchanges per route, not per step: the route's counters go on its ``from``
-node. ``GET /console/node-failures`` adds, per node, how many of the route's recent failures
-(the failure history) happened there, so the failing step stands out in red.
+The route's exchange counters go on its ``from`` node. ``GET /console/node-failures`` adds,
+per node, how many of the route's recent failures (the failure history) happened there, so
+the failing step stands out in red, and, when metrics are on, each endpoint send's counters
+(sent, failed, mean time of the sends that waited; :mod:`eip.runtime.step_counters`), which
+go on the send's node.
 
 The page is guarded as an admin page should be: a ``Content-Security-Policy`` that lets only
 this page's own inline script and style run (by a per-response nonce) and lets it talk only to
@@ -30,6 +33,7 @@ import msgspec
 from eip.components.http.asgi import Receive, Scope, Send, json_headers, respond
 from eip.dsl.model import RouteModel
 from eip.server.console_assets import SCRIPT, STYLE
+from eip.server.control import send_counters
 from eip.server.graph import node_id_for_step_path, nodes, render_svg
 from eip.server.graph_layout import TITLE_H
 
@@ -91,6 +95,7 @@ class Console:
         self._pictures: dict[str, tuple[RouteModel, str]] = {}
         self._drawn = 0  # pictures drawn: each gets its own marker id
         self._failure_nodes: dict[str, tuple[RouteModel, dict[str, str | None]]] = {}
+        self._send_nodes: dict[str, tuple[RouteModel, dict[str, str]]] = {}
 
     def install(self, http: HttpServer) -> None:
         http.add("/console", ["GET"], _Page(self))
@@ -140,6 +145,15 @@ class Console:
                 out[model.route_id] = counts
         return out
 
+    def node_sends(self) -> dict[str, dict[str, dict[str, Any]]]:
+        """Per route, per node id, its sends' counters (nothing when metrics are off)."""
+        out = {}
+        for model in self._models():
+            sends = send_counters(self.context, model, self._send_nodes)
+            if sends:
+                out[model.route_id] = sends
+        return out
+
     def _models(self) -> list[RouteModel]:
         return [route.model for route in self.context.routes.values()]
 
@@ -165,6 +179,7 @@ def _card(model: RouteModel, svg: str, number: int) -> str:
         '<span class="failed"><b data-counter="failed">\u2013</b> failed</span>'
         '<span><b data-counter="inflight">\u2013</b> in flight</span>'
         '<span>p99 <b data-counter="p99">\u2013</b></span></span>'
+        '<button class="pause" type="button" data-action="suspend" hidden>Suspend</button>'
         '<button class="toggle" type="button" data-action="stop">Stop</button>'
         '<p class="note problem"></p><p class="note message" role="status"></p></div>'
         f'{desc}<div class="graph">{svg}</div>'
@@ -224,6 +239,7 @@ class _NodeFailures:
         self.console = console
 
     async def handle(self, scope: Scope, receive: Receive, send: Send, params: Any) -> None:
-        body = _encode({"routes": self.console.node_failures()})
+        console = self.console
+        body = _encode({"routes": console.node_failures(), "sends": console.node_sends()})
         extra = [(b"x-content-type-options", b"nosniff"), (b"cache-control", b"no-store")]
         await respond(send, 200, body, json_headers(len(body), extra))

@@ -54,6 +54,7 @@ section.route { min-width: 300px; max-width: 100%; background: #fff; border: 1px
   border-radius: 10px; box-shadow: 0 1px 2px rgba(60, 64, 67, .08); }
 section.route[data-status="stopped"] { background: #fafafa; }
 section.route[data-status="stopped"] .graph { opacity: .55; }
+section.route[data-status="suspended"] .graph { opacity: .75; }
 .head { display: flex; flex-wrap: wrap; align-items: center; gap: 4px 10px;
   padding: 10px 12px 0 14px; }
 .head h2 { margin: 0; font-size: 14px; overflow-wrap: anywhere; }
@@ -62,14 +63,16 @@ section.route[data-status="stopped"] .graph { opacity: .55; }
   background: #e6f4ea; color: var(--ok); }
 .pill.unknown { background: #eceff1; color: var(--muted); }
 .pill.bad { background: #fce8e6; color: var(--bad); }
+.pill.paused { background: #fef7e0; color: var(--warn); }
 .counters { display: flex; gap: 10px; margin-left: auto; color: var(--muted); font-size: 12px; }
 .counters b { color: var(--ink); font-variant-numeric: tabular-nums; }
 .counters .failed b.some { color: var(--bad); }
-button.toggle { padding: 2px 12px; border: 1px solid #c4c7cc; border-radius: 6px;
+button.toggle, button.pause { padding: 2px 12px; border: 1px solid #c4c7cc; border-radius: 6px;
   background: #fff; color: var(--ink); font: inherit; cursor: pointer; }
-button.toggle:hover { background: #f1f3f4; }
+button.toggle:hover, button.pause:hover { background: #f1f3f4; }
 button.toggle[data-action="stop"] { color: var(--bad); border-color: #f1b8b4; }
-button.toggle:disabled { opacity: .5; cursor: default; }
+button.pause[data-action="suspend"] { color: var(--warn); border-color: #f4d39a; }
+button.toggle:disabled, button.pause:disabled { opacity: .5; cursor: default; }
 .note { flex-basis: 100%; margin: 0; font-size: 12px; }
 .note:empty { display: none; }
 .problem { color: var(--warn); }
@@ -152,8 +155,19 @@ SCRIPT = """
   function showStatus(card, status) {
     card.dataset.status = status;
     const pill = $(".status", card);
-    pill.className = status === "started" ? "pill status" : "pill status unknown";
+    pill.className = "pill status" +
+      (status === "started" ? "" : status === "suspended" ? " paused" : " unknown");
     put(pill, status);
+  }
+
+  function showButtons(card, status) {  // Stop/Start, and Suspend/Resume while it runs
+    const toggle = $("button.toggle", card), pause = $("button.pause", card);
+    const running = status === "started" || status === "suspended";
+    toggle.dataset.action = running ? "stop" : "start";
+    put(toggle, running ? "Stop" : "Start");
+    pause.hidden = !running;
+    pause.dataset.action = status === "suspended" ? "resume" : "suspend";
+    put(pause, status === "suspended" ? "Resume" : "Suspend");
   }
 
   function showRoute(route) {
@@ -167,23 +181,20 @@ SCRIPT = """
     $('[data-counter="failed"]', card).classList.toggle("some", c.exchanges_failed > 0);
     put($('[data-counter="inflight"]', card), c.inflight);
     put($('[data-counter="p99"]', card), ms(p.p99_ms));
-    // The engine counts exchanges per route, not per step yet: the route's counters go on its
-    // "from" node; the other nodes show the failures the history places on them.
+    // The route's exchange counters go on its "from" node; the other nodes show their sends'
+    // counters and the failures the history places on them (showNodes).
     put($('g.node[data-kind="from"] text.counter', card),
       c.exchanges_total + " ex \\u00b7 " + c.exchanges_failed + " failed \\u00b7 " +
       c.inflight + " in flight");
     const entry = entries.get(route.id);
     if (entry) {
-      const up = route.status === "started";
-      $(".dot", entry).className = "dot" + (up && route.ready ? " up" : up ? " waiting" : "");
+      const up = route.status === "started", paused = route.status === "suspended";
+      $(".dot", entry).className =
+        "dot" + (up && route.ready ? " up" : up || paused ? " waiting" : "");
       $(".dot", entry).title = route.ready ? route.status : route.problem || "not ready";
       put($(".total", entry), c.exchanges_total);
     }
-    const button = $("button.toggle", card);
-    if (!button.disabled) {
-      button.dataset.action = route.status === "started" ? "stop" : "start";
-      put(button, route.status === "started" ? "Stop" : "Start");
-    }
+    if (!card.dataset.busy) showButtons(card, route.status);
     const last = route.last_failure;
     const key = last ? last.exchange_id + "@" + last.time : "";
     if (failureKeys.get(route.id) !== key) {
@@ -220,13 +231,18 @@ SCRIPT = """
     }));
   }
 
-  function showNodeFailures(byRoute) {
+  const sent = (s) => s.sent + " sent" + (s.failed ? " \u00b7 " + s.failed + " failed" : "") +
+    (s.mean_ms == null ? "" : " \u00b7 " + ms(s.mean_ms));
+
+  function showNodes(failures, sends) {  // a send's counters; the recent failures at a node
     for (const [id, card] of cards) {
-      const counts = byRoute[id] || {};
+      const counts = failures[id] || {}, sending = sends[id] || {};
       card.querySelectorAll('g.node:not([data-kind="from"])').forEach((node) => {
-        const n = counts[node.dataset.node] || 0;
+        const n = counts[node.dataset.node] || 0, s = sending[node.dataset.node];
         node.classList.toggle("failing", n > 0);
-        put($("text.counter", node), n > 0 ? "\u2717 " + n + " recent" : "");
+        const recent = n > 0 ? "\u2717 " + n : "";
+        put($("text.counter", node), s ? sent(s) + (recent && " \u00b7 " + recent) :
+          recent && recent + " recent");
       });
     }
   }
@@ -242,7 +258,7 @@ SCRIPT = """
       put($("#notice"), unknown.length ?
         "routes changed (" + unknown.join(", ") + "): reload the page to draw them" : "");
       fitHeader();
-      if (nodes.ok && nodes.body) showNodeFailures(nodes.body.routes || {});
+      if (nodes.ok && nodes.body) showNodes(nodes.body.routes || {}, nodes.body.sends || {});
       put($("#updated"), "updated " + new Date().toLocaleTimeString(undefined, {hour12: false}));
     } catch (error) {
       showReadiness(null);
@@ -252,12 +268,15 @@ SCRIPT = """
     }
   }
 
-  async function toggle(card, button) {
+  const DONE = {stop: "stopped", start: "started", suspend: "suspended", resume: "resumed"};
+
+  async function act(card, button) {  // POST /routes/{id}/{stop,start,suspend,resume}
     const id = card.dataset.route, action = button.dataset.action;
-    const message = $(".message", card);
+    const message = $(".message", card), buttons = card.querySelectorAll("button");
     message.classList.remove("ok");
     put(message, "");
-    button.disabled = true;
+    card.dataset.busy = "1";
+    buttons.forEach((b) => { b.disabled = true; });
     try {
       const response = await fetch("/routes/" + encodeURIComponent(id) + "/" + action, {
         method: "POST", cache: "no-store", signal: AbortSignal.timeout(30000),
@@ -267,7 +286,7 @@ SCRIPT = """
       try { body = await response.json(); } catch (_) { /* keep the status line */ }
       if (response.ok) {
         message.classList.add("ok");
-        put(message, action === "stop" ? "stopped" : "started");
+        put(message, DONE[action] || action);
         if (body.status) showStatus(card, body.status);
       } else {
         put(message, response.status + ": " + (body.error || response.statusText));
@@ -275,16 +294,16 @@ SCRIPT = """
     } catch (error) {
       put(message, action + " failed: " + error.message);
     } finally {
-      button.disabled = false;
-      const started = card.dataset.status === "started";
-      button.dataset.action = started ? "stop" : "start";
-      put(button, started ? "Stop" : "Start");
+      delete card.dataset.busy;
+      buttons.forEach((b) => { b.disabled = false; });
+      showButtons(card, card.dataset.status);
     }
   }
 
   for (const card of cards.values()) {
-    const button = $("button.toggle", card);
-    button.addEventListener("click", () => toggle(card, button));
+    for (const button of card.querySelectorAll("button.toggle, button.pause")) {
+      button.addEventListener("click", () => act(card, button));
+    }
   }
   poll();
 })();

@@ -47,7 +47,7 @@ if TYPE_CHECKING:
     from eip.runtime.context import Context
     from eip.runtime.route import Route
 
-__all__ = ["ControlApi", "route_summary", "step_tree"]
+__all__ = ["ControlApi", "route_summary", "send_counters", "step_tree"]
 
 _encode = msgspec.json.Encoder().encode
 WINDOW = 300.0  # seconds of processing times behind "mean" and "p99"
@@ -229,7 +229,7 @@ class ControlApi:
         model = route.model
         summary = route_summary(self.context, route, self._windows)
         graph = build_graph(model)
-        sends = self.sends(route.id, model)
+        sends = send_counters(self.context, model, self._send_nodes)
         summary["steps"] = step_tree(model.steps, chain=Chain(graph.main.items[1:]), sends=sends)
         summary["on_exception"] = [
             {
@@ -242,35 +242,6 @@ class ControlApi:
             for n, clause in enumerate(model.on_exceptions)
         ]
         return 200, _encode(summary)
-
-    def sends(self, route_id: str, model: RouteModel) -> dict[str, dict[str, Any]] | None:
-        """Node id -> send counters of the route (sent, failed, mean ms), or None when the
-        context counts nothing (metrics off)."""
-        if self.context.metrics is None:
-            return None
-        cached = self._send_nodes.get(route_id)
-        if cached is None or cached[0] is not model:
-            cached = self._send_nodes[route_id] = (model, {})
-        where_nodes = cached[1]
-        totals: dict[str, list[float]] = {}
-        for where, counter in step_counters(self.context).of(model).items():
-            node = where_nodes.get(where)
-            if node is None:
-                node = where_nodes[where] = node_id_for_step_path(model, where)
-            total = totals.setdefault(node, [0, 0, 0, 0.0])
-            total[0] += counter.sent
-            total[1] += counter.failed
-            total[2] += counter.waited
-            total[3] += counter.seconds
-        return {
-            node: {
-                "sent": int(sent),
-                "failed": int(failed),
-                # the sends that waited (I/O): a send that completes at once is not timed
-                "mean_ms": round(seconds / waited * 1000, 3) if waited else None,
-            }
-            for node, (sent, failed, waited, seconds) in totals.items()
-        }
 
     async def _failures(self, params: dict[str, str] | None) -> tuple[int, bytes]:
         route = self._find(params)
@@ -326,6 +297,38 @@ class ControlApi:
         from eip.server.control_openapi import document
 
         return 200, _encode(document())
+
+
+def send_counters(
+    context: Context, model: RouteModel, places: dict[str, tuple[RouteModel, dict[str, str]]]
+) -> dict[str, dict[str, Any]] | None:
+    """Node id -> the route's send counters (sent, failed, mean ms of the sends that waited),
+    or None when the context counts nothing (metrics off). ``places`` caches, per route, where
+    each compiler step path is drawn (the console keeps one too)."""
+    if context.metrics is None:
+        return None
+    cached = places.get(model.route_id)
+    if cached is None or cached[0] is not model:
+        cached = places[model.route_id] = (model, {})
+    where_nodes = cached[1]
+    totals: dict[str, list[float]] = {}
+    for where, counter in step_counters(context).of(model).items():
+        node = where_nodes.get(where)
+        if node is None:
+            node = where_nodes[where] = node_id_for_step_path(model, where)
+        total = totals.setdefault(node, [0, 0, 0, 0.0])
+        total[0] += counter.sent
+        total[1] += counter.failed
+        total[2] += counter.waited
+        total[3] += counter.seconds
+    return {
+        node: {
+            "sent": int(sent),
+            "failed": int(failed),
+            "mean_ms": round(seconds / waited * 1000, 3) if waited else None,
+        }
+        for node, (sent, failed, waited, seconds) in totals.items()
+    }
 
 
 def _head_id(chain: Chain) -> str | None:
