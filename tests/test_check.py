@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -266,3 +267,164 @@ def test_the_http_servers_own_auth_variable_is_checked(unset: str) -> None:
     assert [str(f) for f in check_routes(context)] == [
         f"error: the http server's auth credentials_env '{unset}' is not set"
     ]
+
+
+# -- memory hops after an acknowledged source (eip/runtime/memory_hops.py) -------------------
+def hop_warning(route: str, step: str, source: str, key: str = "seda:work") -> str:
+    return (
+        f"warning: route '{route}', step {step}: sends to {key} without "
+        f"wait_for_completion=true: {source} is acknowledged as soon as the in-memory queue "
+        f"has taken the message, so a crash loses what the queue holds; set "
+        f"wait_for_completion=true, make the queue durable ({key}?durable=true&path=FILE), or "
+        "send through RabbitMQ"
+    )
+
+
+def work_consumer(b: RouteBuilder) -> None:
+    b.from_("seda:work").route_id("work").to("log:work")
+
+
+@pytest.mark.parametrize(
+    "source",
+    ["rabbitmq:crm?queue=orders", "file:inbox", "http:/orders?pattern=in-only"],
+)
+def test_an_acknowledged_source_handing_to_memory_seda_is_a_warning(source: str) -> None:
+    found = findings(lambda b: b.from_(source).route_id("in").to("seda:work"), work_consumer)
+    assert lines(found) == [hop_warning("in", "1", f"its source {source}")]
+    assert found[0].message.startswith("tests/test_check.py:")
+    assert found[0].route_id == "in"
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "timer:t",  # nothing to acknowledge
+        "file:inbox?noop=true",  # the file stays: a restart reads it again
+        "http:/orders",  # in-out: seda waits for an in-out exchange
+        "seda:upstream",  # memory in, memory out: nothing more to lose
+    ],
+)
+def test_sources_that_settle_nothing_on_completion_are_not_warned(source: str) -> None:
+    found = findings(lambda b: b.from_(source).route_id("in").to("seda:work"), work_consumer)
+    assert [f for f in found if "wait_for_completion" in f.message] == []
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        "seda:work?wait_for_completion=true",
+        "seda:work?durable=true&path=state/seda.db",
+        "direct:work",
+    ],
+)
+def test_waiting_durable_or_direct_sends_are_not_warned(target: str) -> None:
+    consumer = target.replace("wait_for_completion=true", "size=1000")
+    found = findings(
+        lambda b: b.from_("rabbitmq:crm?queue=orders").route_id("in").to(target),
+        lambda b: b.from_(consumer).route_id("work").to("log:work"),
+    )
+    assert found == []
+
+
+def test_nested_sends_are_followed_but_wire_taps_and_enrichers_are_not() -> None:
+    def routes(b: RouteBuilder) -> None:
+        from eip import otherwise, when
+
+        b.error_handler(dead_letter_channel("seda:work"))
+        (
+            b.from_("rabbitmq:crm?queue=orders")
+            .route_id("in")
+            .wire_tap("seda:work")  # fire-and-forget by design: no warning
+            .enrich("seda:work")  # in-out: seda waits
+            .choice(when(body() == 1).to("seda:work"), otherwise().to("log:x"))
+            .multicast(pipeline().to("log:x"), "seda:work")
+            .recipient_list(constant("log:y, seda:work"))
+            .split(body(), pipeline().to("seda:work"))
+        )
+        work_consumer(b)
+
+    source = "its source rabbitmq:crm?queue=orders"
+    assert lines(findings(routes)) == [
+        hop_warning("in", "dead_letter_channel", source),
+        hop_warning("in", "3 > when 1 > 1", source),
+        hop_warning("in", "4 > output 2 > 1", source),
+        hop_warning("in", "5", source),
+        hop_warning("in", "6 > each part > 1", source),
+    ]
+
+
+def test_a_route_called_synchronously_by_an_acknowledging_route_is_warned_naming_it() -> None:
+    found = findings(
+        lambda b: b.from_("rabbitmq:crm?queue=orders").route_id("in").to("direct:relay"),
+        lambda b: b.from_("direct:relay").route_id("relay").to("seda:hop?wait_for_completion=true"),
+        lambda b: b.from_("seda:hop").route_id("hop").to("seda:work"),
+        work_consumer,
+    )
+    assert lines(found) == [
+        hop_warning("hop", "1", "the source of route 'in' (rabbitmq:crm?queue=orders)")
+    ]
+
+
+def test_a_durable_seda_consumer_handing_to_memory_seda_is_a_warning() -> None:
+    durable = "seda:orders?durable=true&path=state/seda.db"
+    found = findings(
+        lambda b: b.from_("timer:t").route_id("feed").to(durable),
+        lambda b: b.from_(durable).route_id("orders").to("seda:work"),
+        work_consumer,
+    )
+    assert lines(found) == [hop_warning("orders", "1", f"its source {durable}")]
+
+
+def test_the_start_logs_one_warning_per_memory_hop(caplog: pytest.LogCaptureFixture) -> None:
+    from eip.runtime.memory_hops import warn_memory_hops
+
+    context = Context()
+    context.add_routes(
+        builder(lambda b: b.from_("rabbitmq:crm?queue=orders").route_id("in").to("seda:work")),
+        builder(lambda b: b.from_("file:inbox").route_id("files").to("seda:work", "log:x")),
+        builder(work_consumer),
+    )
+    with caplog.at_level("WARNING", logger="eip.context"):
+        hops = warn_memory_hops(context)
+    records = [r for r in caplog.records if r.name == "eip.context"]
+    assert [(h.route_id, h.step, h.endpoint) for h in hops] == [
+        ("in", "1", "seda:work"),
+        ("files", "1", "seda:work"),
+    ]
+    assert [r.levelname for r in records] == ["WARNING", "WARNING"]
+    assert [r.getMessage() for r in records] == [h.message for h in hops]
+    assert "route 'files', step 1: sends to seda:work without wait_for_completion" in (
+        records[1].getMessage()
+    )
+
+
+def test_eip_check_prints_the_memory_hop_warning(tmp_path: Path) -> None:
+    from tests.cli_support import run_cli
+
+    route_file = tmp_path / "hops.py"
+    route_file.write_text(
+        "from eip import RouteBuilder\n\n\n"
+        "class Hops(RouteBuilder):\n"
+        "    def configure(self) -> None:\n"
+        "        self.from_('rabbitmq:crm?queue=orders').route_id('in').to('seda:work')\n"
+        "        self.from_('seda:work').route_id('work').to('log:work')\n"
+    )
+    done = run_cli("check", str(route_file))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "ok: 2 route(s) valid, 1 warning(s)"
+    assert done.stderr.strip() == (
+        f"eip: warning: {route_file}:6, route 'in', step 1: sends to seda:work without "
+        "wait_for_completion=true: its source rabbitmq:crm?queue=orders is acknowledged as soon "
+        "as the in-memory queue has taken the message, so a crash loses what the queue holds; "
+        "set wait_for_completion=true, make the queue durable "
+        "(seda:work?durable=true&path=FILE), or send through RabbitMQ"
+    )
+
+
+def test_eip_check_finds_no_memory_hop_in_the_example_routes() -> None:
+    from tests.cli_support import ROOT, run_cli
+
+    done = run_cli("check", str(ROOT / "routes"))
+    assert done.returncode == 0, done.stderr
+    assert "wait_for_completion" not in done.stderr
+    assert done.stdout.startswith("ok: ")

@@ -162,6 +162,10 @@ class FileComponent(Component):
     def create_consumer(self, spec: Any, route: Route) -> Consumer:
         return FileConsumer(self, spec, route)
 
+    def acknowledges_source(self, spec: Any) -> bool:
+        """A file leaves the inbox when its exchange completes (``noop`` keeps it)."""
+        return not spec.noop
+
 
 class _Candidate(NamedTuple):
     name: str
@@ -195,7 +199,8 @@ class FileConsumer(Consumer):
     async def start(self) -> None:
         await asyncio.to_thread(self.directory.mkdir, parents=True, exist_ok=True)
         self._stopping = False
-        self._task = asyncio.create_task(self._run(), name=f"file:{self.spec.directory}")
+        if self._task is None or self._task.done():  # stopped mid-file (suspend), it goes on
+            self._task = asyncio.create_task(self._run(), name=f"file:{self.spec.directory}")
 
     async def stop(self) -> None:
         """Take no new file. A file in progress counts as in flight (until it is moved), and

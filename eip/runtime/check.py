@@ -12,6 +12,9 @@ not hide the others), then walks the route models:
 - a property placeholder (``{{erp.url}}``, ``{{env:ERP_TOKEN}}``, ``{{file:...}}``) that has no
   value is an **error**, naming the route, the step, the endpoint (as written) and the
   placeholder, each one (the compiler stops at a route's first);
+- a route whose source is acknowledged on completion (RabbitMQ, file, HTTP in-only, durable
+  seda) that sends to a memory-only ``seda:`` queue without ``wait_for_completion=true`` is a
+  **warning**: a crash loses what the queue holds (:mod:`eip.runtime.memory_hops`);
 - an endpoint option that names an environment variable (``credentials_env``,
   ``secret_env``, ``ws_password_env``, any ``*_env``) where the variable is not set is an
   **error**, naming the route, the step, the option and the variable (``run`` would fail when
@@ -26,22 +29,20 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, NamedTuple
+from typing import TYPE_CHECKING, Any, Literal
 
 from eip.components.base import Component, EndpointSpec
 from eip.dsl.compiler import compile_route
-from eip.dsl.dynamic import ToDynamicDef
-from eip.dsl.model import (
-    ChoiceDef,
-    DeadLetterChannel,
-    EndpointRef,
-    RouteModel,
-    StepDef,
-    endpoint_text,
-)
-from eip.dsl.routing import RecipientListDef
+from eip.dsl.model import RouteModel, endpoint_text
 from eip.errors import RouteDefinitionError, redact_uri
-from eip.expressions import Expression
+from eip.runtime.memory_hops import memory_hops
+from eip.runtime.model_walk import (
+    EndpointUse,
+    dynamic_prefixes,
+    endpoint_uses,
+    internal_key,
+    resolve_ref,
+)
 
 if TYPE_CHECKING:
     from eip.runtime.context import Context
@@ -63,17 +64,6 @@ class Finding:
         return f"{self.severity}: {self.message}"
 
 
-class _Use(NamedTuple):
-    """An endpoint a route consumes (``from``) or sends to, and where."""
-
-    model: RouteModel
-    step: str
-    ref: EndpointRef
-    consumes: bool
-    #: The error handler or clause it belongs to: shared by a builder's routes, reported once.
-    shared: object | None = None
-
-
 def check_routes(context: Context, *, complete: bool = True) -> list[Finding]:
     """Every problem of the context's routes that ``run`` would meet; errors first.
 
@@ -81,11 +71,12 @@ def check_routes(context: Context, *, complete: bool = True) -> list[Finding]:
     known, so ``direct:``/``seda:`` endpoints are not judged."""
     findings = _compile(context)
     failed = {f.route_id: f.message for f in findings}
-    uses = [use for model in context.route_models for use in _uses(model)]
-    resolved = [(use, _resolve(context, use.ref)) for use in uses]
+    uses = [use for model in context.route_models for use in endpoint_uses(model)]
+    resolved = [(use, resolve_ref(context, use.ref)) for use in uses]
     if complete:
         findings += _internal_endpoints(context, resolved)
     findings += _placeholders(context, uses)
+    findings += [Finding("warning", h.message, h.route_id) for h in memory_hops(context, resolved)]
     for finding, variable in _environment(context, resolved):
         # The compiler may have met the same variable first (``secret_env`` of a client).
         if f"'{variable}'" not in failed.get(finding.route_id, ""):
@@ -116,107 +107,7 @@ def _locate(exc: RouteDefinitionError, context: Context) -> None:
         exc.location = model.defined_at if model is not None else None
 
 
-# -- walking the model ---------------------------------------------------------------------
-def _uses(model: RouteModel) -> Iterator[_Use]:
-    yield _Use(model, "from", model.source, True)
-    handler = model.error_handler
-    if isinstance(handler, DeadLetterChannel):
-        yield _Use(model, "dead_letter_channel", handler.endpoint, False, handler)
-    yield from _step_uses(model, model.steps, "", None)
-    for clause in model.on_exceptions:
-        yield from _step_uses(model, clause.steps, f"{clause.describe()} > ", clause)
-
-
-def _step_uses(
-    model: RouteModel, steps: list[StepDef], prefix: str, shared: object | None
-) -> Iterator[_Use]:
-    for number, step in enumerate(steps, 1):
-        label = f"{prefix}{number}"
-        for ref in _static_endpoints(step):
-            yield _Use(model, label, ref, False, shared)
-        for child, nested in _children(step):
-            yield from _step_uses(model, nested, f"{label} > {child} > ", shared)
-
-
-def _children(step: StepDef) -> list[tuple[str, list[StepDef]]]:
-    if isinstance(step, ChoiceDef):  # numbered as the compiler numbers them
-        out = [(f"when {n}", w.steps) for n, w in enumerate(step.whens, 1)]
-        return out + ([("otherwise", step.otherwise)] if step.otherwise is not None else [])
-    return step.children()
-
-
-def _static_endpoints(step: StepDef) -> list[EndpointRef]:
-    """The endpoints a step sends to that are known before any message flows."""
-    found: list[EndpointRef] = [
-        value
-        for name in ("endpoint", "dead_letter")  # to, wire_tap, enrich; aggregate
-        if isinstance(value := getattr(step, name, None), str | EndpointSpec)
-    ]
-    if isinstance(step, ToDynamicDef) and isinstance(step.target, str) and "{" not in step.target:
-        found.append(step.target)
-    if isinstance(step, RecipientListDef):
-        found += _constant_recipients(step)
-    return found
-
-
-def _constant_recipients(step: RecipientListDef) -> list[EndpointRef]:
-    expression = step.expression
-    if not (isinstance(expression, Expression) and expression.description.startswith("constant(")):
-        return []
-    value = expression.fn(None)  # type: ignore[arg-type]  # a constant ignores the exchange
-    items = value if isinstance(value, list | tuple) else [value]
-    out: list[EndpointRef] = []
-    for item in items:
-        if isinstance(item, str):
-            out += [part.strip() for part in item.split(step.delimiter) if part.strip()]
-        elif isinstance(item, EndpointSpec):
-            out.append(item)
-    return out
-
-
-def _dynamic_prefixes(models: list[RouteModel]) -> list[str]:
-    """The fixed starts of ``to_d`` templates (``direct:{headers[kind]}`` -> ``direct:``)."""
-    prefixes: list[str] = []
-
-    def walk(steps: list[StepDef]) -> None:
-        for step in steps:
-            target = step.target if isinstance(step, ToDynamicDef) else None
-            if isinstance(target, str) and "{" in target:
-                prefixes.append(target.partition("{")[0])
-            for _, nested in _children(step):
-                walk(nested)
-
-    for model in models:
-        walk(model.steps)
-        for clause in model.on_exceptions:
-            walk(clause.steps)
-    return prefixes
-
-
-def _resolve(context: Context, ref: EndpointRef) -> tuple[Component, EndpointSpec] | None:
-    """The component and spec of an endpoint, its placeholders resolved where they can be,
-    parsed but not validated (the compiler reports invalid ones); None when it cannot even
-    be parsed."""
-    try:
-        ref = context.properties.resolve_ref(ref, strict=False).value
-        if isinstance(ref, EndpointSpec):
-            return context.component(ref.scheme), ref
-        scheme = ref.partition(":")[0]
-        component = context.component(scheme)
-        return component, component.parse(ref)
-    except Exception:  # reported by the compiler, with its route and step
-        return None
-
-
 # -- direct: and seda: ---------------------------------------------------------------------
-def _internal_key(resolved: tuple[Component, EndpointSpec] | None) -> str | None:
-    if resolved is None or not getattr(resolved[0], "internal", False):
-        return None
-    spec = resolved[1]
-    key = f"{spec.scheme}:{getattr(spec, spec.path_field, '')}"
-    return None if "{{" in key else key  # a placeholder without a value: reported as such
-
-
 _CONSEQUENCE = {
     "direct": "each message sent there would fail with NoConsumerError",
     "seda": "messages sent there would wait in its queue and never be processed",
@@ -224,12 +115,12 @@ _CONSEQUENCE = {
 
 
 def _internal_endpoints(
-    context: Context, resolved: list[tuple[_Use, tuple[Component, EndpointSpec] | None]]
+    context: Context, resolved: list[tuple[EndpointUse, tuple[Component, EndpointSpec] | None]]
 ) -> list[Finding]:
     consumers: dict[str, list[RouteModel]] = {}
-    senders: dict[str, list[_Use]] = {}
+    senders: dict[str, list[EndpointUse]] = {}
     for use, found in resolved:
-        key = _internal_key(found)
+        key = internal_key(found)
         if key is not None:
             if use.consumes:
                 consumers.setdefault(key, []).append(use.model)
@@ -255,7 +146,7 @@ def _internal_endpoints(
                     "(auto_startup=False): start it before messages come"
                 )
                 findings.append(_finding("warning", text, use.model, use.step))
-    prefixes = _dynamic_prefixes(context.route_models)
+    prefixes = dynamic_prefixes(context.route_models)
     for key, models in consumers.items():
         if key in senders or any(p and key.startswith(p) for p in prefixes):
             continue
@@ -269,7 +160,7 @@ def _internal_endpoints(
 
 
 # -- placeholders --------------------------------------------------------------------------
-def _placeholders(context: Context, uses: list[_Use]) -> list[Finding]:
+def _placeholders(context: Context, uses: list[EndpointUse]) -> list[Finding]:
     """Each placeholder without a value, of every endpoint (the compiler stops at a route's
     first), worded as ``run`` words it."""
     findings: list[Finding] = []
@@ -308,7 +199,7 @@ def _missing(spec: Any) -> Iterator[tuple[str, str, str]]:
 
 
 def _environment(
-    context: Context, resolved: list[tuple[_Use, tuple[Component, EndpointSpec] | None]]
+    context: Context, resolved: list[tuple[EndpointUse, tuple[Component, EndpointSpec] | None]]
 ) -> list[tuple[Finding, str]]:
     """Each unusable variable as a finding, with the variable's name."""
     findings: list[tuple[Finding, str]] = []

@@ -86,6 +86,10 @@ class HttpComponent(Component):
 
         return HttpProducer(self, spec)
 
+    def acknowledges_source(self, spec: Any) -> bool:
+        """An in-only call is answered 202 when its exchange completes."""
+        return isinstance(spec, HttpServerSpec) and spec.pattern == "in-only"
+
     def create_consumer(self, spec: Any, route: Route) -> Consumer:
         if not isinstance(spec, HttpServerSpec):
             raise RouteDefinitionError(
