@@ -39,6 +39,7 @@ from eip.errors import (
     NoConsumerError,
     NoMessageIdError,
     OutcomeUnknownError,
+    PageFetchError,
     PartFailedError,
     ResolveEndpointError,
     RouteDefinitionError,
@@ -49,7 +50,10 @@ from eip.errors import (
 from eip.expressions import Expression, body, constant, exchange_property, header
 from eip.message import Exchange, ExchangePattern, Message
 from eip.processors.error_handler import RedeliveryPolicy
+from eip.processors.pagination import body_cursor, link_header, page_number, page_offset
+from eip.processors.paging import PollReport
 from eip.processors.strategies import collect_bodies, concat, merge_dicts, use_latest, use_original
+from eip.processors.watermark import last_of, max_of, response_value, watermark
 from eip.runtime.context import Context
 from eip.runtime.template import ProducerTemplate
 
@@ -76,7 +80,9 @@ __all__ = [
     "NoConsumerError",
     "NoMessageIdError",
     "OutcomeUnknownError",
+    "PageFetchError",
     "PartFailedError",
+    "PollReport",
     "ProducerTemplate",
     "RedeliveryPolicy",
     "ResolveEndpointError",
@@ -86,6 +92,7 @@ __all__ = [
     "ThrottledError",
     "UnmarshalError",
     "body",
+    "body_cursor",
     "collect_bodies",
     "concat",
     "constant",
@@ -98,16 +105,23 @@ __all__ = [
     "header",
     "http_client",
     "http_server",
+    "last_of",
+    "link_header",
     "log_endpoint",
+    "max_of",
     "merge_dicts",
     "mock",
     "otherwise",
+    "page_number",
+    "page_offset",
     "pipeline",
+    "response_value",
     "seda",
     "soap_client",
     "soap_server",
     "timer",
     "use_latest",
     "use_original",
+    "watermark",
     "when",
 ]

@@ -31,6 +31,8 @@
             │                        blocked publishing): never dead-lettered; requeued
             ├── HttpOperationFailed  an HTTP call answered status >= 400: status, URL
             │                        (credentials redacted), response body excerpt
+            ├── PageFetchError       ``poll_pages`` could not fetch or read a page: names the
+            │                        page number, its URL (redacted) and the attempts made
             └── SoapFault            a SOAP Fault: code (namespace resolved), subcodes, reason,
                                      detail (typed data when the WSDL declares it); raised by
                                      the soap: producer, and raised by routes to answer one
@@ -58,6 +60,7 @@ __all__ = [
     "NoConsumerError",
     "NoMessageIdError",
     "OutcomeUnknownError",
+    "PageFetchError",
     "PartFailedError",
     "ResolveEndpointError",
     "RouteDefinitionError",
@@ -301,6 +304,22 @@ class OutcomeUnknownError(EndpointError):
     policies still retry it, and a RabbitMQ consumer then puts its source message back on its
     queue (bounded by the poison limit) instead of rejecting it.
     """
+
+
+class PageFetchError(EndpointError):
+    """``poll_pages`` could not fetch or read page ``page`` (1-based) at ``url`` (credentials
+    redacted) after ``attempts`` tries; ``status`` is the last HTTP status (None when no answer
+    came). The cause is chained. The run fails and its watermark stays where it was."""
+
+    def __init__(
+        self, page: int, url: str, reason: str, *, attempts: int = 1, status: int | None = None
+    ) -> None:
+        self.page = page
+        self.url = redact_uri(url)
+        self.attempts = attempts
+        self.status = status
+        tries = f" after {attempts} attempts" if attempts > 1 else ""
+        super().__init__(f"page {page} ({self.url}) failed{tries}: {reason}", endpoint=self.url)
 
 
 class PartFailedError(ExchangeError):

@@ -51,6 +51,7 @@ from eip.dsl.model import (
     UnmarshalDef,
     WhenDef,
 )
+from eip.dsl.polling import PollingSteps
 from eip.dsl.routing import RoutingSteps
 from eip.dsl.security import SecuritySteps
 from eip.dsl.stateful import StatefulSteps
@@ -74,7 +75,7 @@ __all__ = [
 ]
 
 
-class StepsBuilder(StatefulSteps, RoutingSteps, DynamicSteps, SecuritySteps):
+class StepsBuilder(StatefulSteps, RoutingSteps, DynamicSteps, SecuritySteps, PollingSteps):
     """The EIP steps shared by routes and nested branches."""
 
     def to(self, *endpoints: EndpointRef, pattern: ExchangePattern | None = None) -> Self:

@@ -14,13 +14,17 @@ Store                                      Survives             Shared between
 ``PostgresAggregationRepository``          server's durability  any number of instances
 ``RedisIdempotentRepository``              server's persistence any number of instances
                                            (RDB/AOF)
+``MemoryWatermarkStore``                   nothing (process)    one process
+``SqliteWatermarkStore``                   process crash        processes on one host
+``PostgresWatermarkStore``                 server's durability  any number of instances
 =========================================  ==================  ===============================
 
 Every idempotent store has the same semantics (one contract test suite runs against all):
 ``add`` claims a key for ``lease`` seconds, ``confirm`` keeps it for ``ttl`` seconds (or for
 ever), ``remove`` forgets it. Claims are atomic: of any number of concurrent ``add`` calls for
 a key, across tasks and (for the persistent stores) processes, exactly one wins. Every
-aggregation store uses optimistic locking on a version number.
+aggregation store uses optimistic locking on a version number, and every watermark store
+(:mod:`eip.stores.watermark`: how far an incremental sync got) a compare-and-set on one.
 
 The PostgreSQL and Redis stores are imported on first use, so ``import eip.stores`` needs
 neither extra; using them without it raises ImportError naming ``eip[postgres]`` /
@@ -44,25 +48,33 @@ from eip.stores.base import (
 )
 from eip.stores.memory import MemoryAggregationRepository, MemoryIdempotentRepository
 from eip.stores.sqlite import SqliteAggregationRepository, SqliteIdempotentRepository
+from eip.stores.watermark import Checkpoint, MemoryWatermarkStore, WatermarkStore
+from eip.stores.watermark_sqlite import SqliteWatermarkStore
 
 if TYPE_CHECKING:
     from eip.stores.postgres import PostgresAggregationRepository, PostgresIdempotentRepository
     from eip.stores.redis import RedisIdempotentRepository
+    from eip.stores.watermark_postgres import PostgresWatermarkStore
 
 __all__ = [
     "AggregationRepository",
+    "Checkpoint",
     "CompletedGroup",
     "ConcurrentUpdateError",
     "IdempotentRepository",
     "MemoryAggregationRepository",
     "MemoryIdempotentRepository",
+    "MemoryWatermarkStore",
     "OpenGroup",
     "PostgresAggregationRepository",
     "PostgresIdempotentRepository",
+    "PostgresWatermarkStore",
     "RedisIdempotentRepository",
     "SqliteAggregationRepository",
     "SqliteIdempotentRepository",
+    "SqliteWatermarkStore",
     "StoreError",
+    "WatermarkStore",
     "decode_state",
     "encode_state",
 ]
@@ -71,6 +83,7 @@ _LAZY = {
     "PostgresAggregationRepository": "eip.stores.postgres",
     "PostgresIdempotentRepository": "eip.stores.postgres",
     "RedisIdempotentRepository": "eip.stores.redis",
+    "PostgresWatermarkStore": "eip.stores.watermark_postgres",
 }
 
 
