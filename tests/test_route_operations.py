@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -180,8 +181,7 @@ async def test_an_http_route_answers_503_while_suspended(ops: Any) -> None:
 
             self.from_(f"http:/orders?port={port}").route_id("orders").process(slow).set_body("ok")
 
-    context, client, _ = await ops(routes=Http())
-    del context
+    _, client, _ = await ops(routes=Http())
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as web:
         assert (await web.post("/orders", content=b"x")).status_code == 200
         in_flight = asyncio.create_task(web.post("/orders", content=b"slow"))
@@ -320,3 +320,31 @@ async def test_suspend_or_trigger_of_a_stopped_route_is_a_conflict(ops: Any) -> 
     twice = await client.post("/routes/calc/suspend", headers=AUTH)
     assert twice.status_code == 409
     assert "is suspended, not started" in twice.json()["error"]
+
+
+async def test_a_file_route_suspended_mid_file_keeps_one_poller(ops: Any, tmp_path: Path) -> None:
+    gate = asyncio.Event()
+    seen: list[str] = []
+
+    class Files(RouteBuilder):
+        def configure(self) -> None:
+            async def slow(exchange: Exchange) -> None:
+                seen.append(exchange.headers["eip.file.name"])
+                if len(seen) == 1:
+                    await gate.wait()
+
+            self.from_(f"file:{tmp_path}?poll=0.02").route_id("files").process(slow)
+
+    _, client, _ = await ops(routes=Files())
+    (tmp_path / "first.txt").write_text("1")
+    await until(lambda: seen == ["first.txt"])
+    assert (await client.post("/routes/files/suspend", headers=AUTH)).status_code == 200
+    assert (await client.post("/routes/files/resume", headers=AUTH)).status_code == 200
+    gate.set()
+    for n in range(10):
+        (tmp_path / f"next-{n}.txt").write_text(str(n))
+    await until(lambda: len(seen) >= 11)
+    await asyncio.sleep(0.2)
+    assert sorted(seen) == ["first.txt", *(f"next-{n}.txt" for n in range(10))]  # each once
+    pollers = [t for t in asyncio.all_tasks() if t.get_name() == f"file:{tmp_path}"]
+    assert len(pollers) == 1  # the one busy when suspended went on; no second one started
