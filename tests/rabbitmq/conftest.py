@@ -1,5 +1,7 @@
-"""Fixtures for the RabbitMQ tests: a vhost of their own (see :mod:`.vhosts`) and ``broker``,
-a raw channel on the shared broker for setup and checks (helpers in :mod:`.support`).
+"""Fixtures for the RabbitMQ tests: a vhost of their own (see :mod:`.vhosts`), ``broker``, a
+raw channel on the shared broker for setup and checks (helpers in :mod:`.support`), and
+``client`` / ``rmq``: a contract test that takes ``rmq`` runs once per AMQP client, with its
+endpoint URIs written ``rmq(f"rabbitmq:?queue={q}")``.
 
 Tests outside this package import the vhost fixtures from ``tests.rabbitmq.vhosts`` instead."""
 
@@ -7,14 +9,28 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
+import pytest
 from pytest_asyncio import fixture as async_fixture
 
 from eip.components.rabbitmq._amqp import connect
 
-from .support import URL, Broker
+from .support import CLIENTS, URL, Broker, Rmq, with_client
 from .vhosts import broker_vhost, module_vhost
 
-__all__ = ["broker", "broker_vhost", "module_vhost"]
+__all__ = ["broker", "broker_vhost", "client", "module_vhost", "rmq"]
+
+
+@pytest.fixture(params=CLIENTS)
+def client(request: pytest.FixtureRequest) -> str:
+    """The AMQP client the endpoints under test run on: each test that uses it runs once
+    per client (``test_x[lean]``, ``test_x[aio-pika]``)."""
+    return str(request.param)
+
+
+@pytest.fixture
+def rmq(client: str) -> Rmq:
+    """Puts the test's client on a ``rabbitmq:`` endpoint URI."""
+    return lambda uri: with_client(uri, client)
 
 
 @async_fixture

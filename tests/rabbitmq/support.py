@@ -26,8 +26,10 @@ from eip import RouteBuilder
 from eip.components.rabbitmq._amqp import Channel, Properties
 
 __all__ = [
+    "CLIENTS",
     "URL",
     "Broker",
+    "Rmq",
     "dead_letter_setup",
     "depth",
     "depth_at_least",
@@ -37,6 +39,7 @@ __all__ = [
     "routes",
     "unique",
     "until",
+    "with_client",
 ]
 
 #: The shared broker's default vhost (tests that fault connections use their own vhost).
@@ -45,6 +48,21 @@ URL = "amqp://guest:guest@127.0.0.1:5672/"
 #: What the ``broker`` fixture yields: a confirm channel, and the queues and exchanges the
 #: test names there, deleted after it.
 Broker = tuple[Channel, list[str], list[str]]
+
+
+#: The AMQP clients the contract tests run on (the ``client`` fixture's parameters).
+CLIENTS = ("lean", "aio-pika")
+
+#: What the ``rmq`` fixture is: puts the test's client on a ``rabbitmq:`` URI.
+Rmq = Callable[[str], str]
+
+
+def with_client(uri: str, client: str) -> str:
+    """``uri`` on ``client``: the lean client is the default, so its URIs stay as written
+    (the form users write); any other gets ``client=...``."""
+    if client == "lean":
+        return uri
+    return f"{uri}{'&' if '?' in uri else '?'}client={client}"
 
 
 def unique(name: str) -> str:

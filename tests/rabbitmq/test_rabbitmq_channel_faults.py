@@ -1,8 +1,9 @@
 """Broker faults short of a connection drop: a producer channel closed by the broker (406),
 a consumer cancelled because its queue was deleted, a consumer channel closed by the broker.
 
-Each test runs in its own vhost (``broker_vhost``), so closing channels and deleting queues
-there touches nothing else on the shared broker. Every wait is bounded.
+The tests share a vhost of their own (``module_vhost``: they close only their own channels and
+delete only their own queues), so nothing else on the shared broker is touched, and each runs
+once per AMQP client (``rmq``): these are the recovery contract. Every wait is bounded.
 """
 
 from __future__ import annotations
@@ -19,14 +20,14 @@ from eip.components.rabbitmq._amqp import Channel, Connection, Properties, conne
 from eip.components.rabbitmq.consumer import RabbitMQConsumer
 from eip.errors import OutcomeUnknownError
 
-from .support import depth, depth_at_least, depth_is, unique, until
+from .support import Rmq, depth, depth_at_least, depth_is, unique, until
 
 pytestmark = pytest.mark.rabbitmq
 
 
 @pytest.fixture
-async def admin(broker_vhost: Any) -> AsyncIterator[tuple[Connection, Channel]]:
-    connection = await connect(broker_vhost.url)
+async def admin(module_vhost: Any) -> AsyncIterator[tuple[Connection, Channel]]:
+    connection = await connect(module_vhost.url)
     channel = await connection.channel(publisher_confirms=True)
     try:
         yield connection, channel
@@ -45,12 +46,12 @@ def rabbitmq_consumer(context: Context, route: str) -> RabbitMQConsumer:
 
 
 async def test_producer_channel_closed_by_the_broker_is_reopened(
-    broker_vhost: Any, admin: Any
+    module_vhost: Any, admin: Any, rmq: Rmq
 ) -> None:
     _, channel = admin
     queue = unique("406")
     await channel.queue_declare(queue)
-    endpoint = f"rabbitmq:?routing_key={queue}&url={broker_vhost.url}"
+    endpoint = rmq(f"rabbitmq:?routing_key={queue}&url={module_vhost.url}")
     context = Context()
     await context.start()
     try:
@@ -78,12 +79,12 @@ async def test_producer_channel_closed_by_the_broker_is_reopened(
 
 
 async def test_invalid_expiration_header_is_a_clear_error_and_keeps_the_channel(
-    broker_vhost: Any, admin: Any
+    module_vhost: Any, admin: Any, rmq: Rmq
 ) -> None:
     _, channel = admin
     queue = unique("expiry")
     await channel.queue_declare(queue)
-    endpoint = f"rabbitmq:?routing_key={queue}&url={broker_vhost.url}"
+    endpoint = rmq(f"rabbitmq:?routing_key={queue}&url={module_vhost.url}")
     context = Context()
     await context.start()
     try:
@@ -101,26 +102,26 @@ async def test_invalid_expiration_header_is_a_clear_error_and_keeps_the_channel(
         await context.stop()
 
 
-def relay(source: str, target: str, url: str, extra: str = "") -> RouteBuilder:
+def relay(rmq: Rmq, source: str, target: str, url: str, extra: str = "") -> RouteBuilder:
     class Relay(RouteBuilder):
         def configure(self) -> None:
             (
-                self.from_(f"rabbitmq:?queue={source}&url={url}&reconnect_delay=0.1{extra}")
+                self.from_(rmq(f"rabbitmq:?queue={source}&url={url}&reconnect_delay=0.1{extra}"))
                 .route_id("relay")
-                .to(f"rabbitmq:?routing_key={target}&url={url}")
+                .to(rmq(f"rabbitmq:?routing_key={target}&url={url}"))
             )
 
     return Relay()
 
 
 async def test_queue_deleted_under_a_declaring_consumer_is_declared_again(
-    broker_vhost: Any, admin: Any
+    module_vhost: Any, admin: Any, rmq: Rmq
 ) -> None:
     _, channel = admin
     source, target = unique("deleted.a"), unique("deleted.b")
     await channel.queue_declare(target)
     context = Context()
-    context.add_routes(relay(source, target, broker_vhost.url))
+    context.add_routes(relay(rmq, source, target, module_vhost.url))
     await context.start()
     try:
         channel.publish(b"1", "", source, Properties(delivery_mode=2))
@@ -137,14 +138,14 @@ async def test_queue_deleted_under_a_declaring_consumer_is_declared_again(
 
 
 async def test_queue_deleted_under_a_passive_consumer_is_reported_gone_then_resumes(
-    broker_vhost: Any, admin: Any, caplog: pytest.LogCaptureFixture
+    module_vhost: Any, admin: Any, rmq: Rmq, caplog: pytest.LogCaptureFixture
 ) -> None:
     _, channel = admin
     source, target = unique("gone.a"), unique("gone.b")
     await channel.queue_declare(source)
     await channel.queue_declare(target)
     context = Context()
-    context.add_routes(relay(source, target, broker_vhost.url, "&declare=false"))
+    context.add_routes(relay(rmq, source, target, module_vhost.url, "&declare=false"))
     await context.start()
     caplog.set_level(logging.WARNING, logger="eip.rabbitmq")
     try:
@@ -165,13 +166,13 @@ async def test_queue_deleted_under_a_passive_consumer_is_reported_gone_then_resu
 
 
 async def test_consumer_channel_closed_by_the_broker_is_reattached(
-    broker_vhost: Any, admin: Any
+    module_vhost: Any, admin: Any, rmq: Rmq
 ) -> None:
     _, channel = admin
     source, target = unique("chclose.a"), unique("chclose.b")
     await channel.queue_declare(target)
     context = Context()
-    context.add_routes(relay(source, target, broker_vhost.url))
+    context.add_routes(relay(rmq, source, target, module_vhost.url))
     await context.start()
     try:
         consumer = rabbitmq_consumer(context, "relay")
@@ -193,7 +194,7 @@ async def test_consumer_channel_closed_by_the_broker_is_reattached(
 
 
 async def test_other_routes_on_the_connection_are_not_affected(
-    broker_vhost: Any, admin: Any
+    module_vhost: Any, admin: Any, rmq: Rmq
 ) -> None:
     _, channel = admin
     a, b, out_a, out_b = (unique(x) for x in ("iso.a", "iso.b", "iso.oa", "iso.ob"))
@@ -202,12 +203,12 @@ async def test_other_routes_on_the_connection_are_not_affected(
 
     class Two(RouteBuilder):
         def configure(self) -> None:
-            url = broker_vhost.url
-            self.from_(f"rabbitmq:?queue={a}&url={url}").route_id("a").to(
-                f"rabbitmq:?routing_key={out_a}&url={url}"
+            url = module_vhost.url
+            self.from_(rmq(f"rabbitmq:?queue={a}&url={url}")).route_id("a").to(
+                rmq(f"rabbitmq:?routing_key={out_a}&url={url}")
             )
-            self.from_(f"rabbitmq:?queue={b}&url={url}").route_id("b").to(
-                f"rabbitmq:?routing_key={out_b}&url={url}"
+            self.from_(rmq(f"rabbitmq:?queue={b}&url={url}")).route_id("b").to(
+                rmq(f"rabbitmq:?routing_key={out_b}&url={url}")
             )
 
     context = Context()

@@ -20,10 +20,20 @@ from eip import (
 from eip import headers as H
 from eip.components.rabbitmq._amqp import Channel, Properties, connect
 
-from .support import URL, Broker, dead_letter_setup, depth, depth_at_least, routes, unique, until
+from .support import (
+    URL,
+    Broker,
+    Rmq,
+    dead_letter_setup,
+    depth,
+    depth_at_least,
+    routes,
+    unique,
+    until,
+)
 
 
-async def test_round_trip_and_headers_mapping(broker: Broker) -> None:
+async def test_round_trip_and_headers_mapping(broker: Broker, rmq: Rmq) -> None:
     channel, queues, _ = broker
     inbox, outbox = unique("in"), unique("out")
     queues += [inbox, outbox]
@@ -32,12 +42,12 @@ async def test_round_trip_and_headers_mapping(broker: Broker) -> None:
     context.add_routes(
         routes(
             lambda b: (
-                b.from_(f"rabbitmq:?queue={inbox}")
+                b.from_(rmq(f"rabbitmq:?queue={inbox}"))
                 .route_id("relay")
                 .to("mock:seen")
                 .transform(lambda ex: ex.body.upper())
                 .set_header("x-stage", "relayed")
-                .to(f"rabbitmq:?routing_key={outbox}")
+                .to(rmq(f"rabbitmq:?routing_key={outbox}"))
             )
         )
     )
@@ -80,7 +90,7 @@ async def test_round_trip_and_headers_mapping(broker: Broker) -> None:
     assert await depth(channel, inbox) == 0
 
 
-async def test_topic_routing(broker: Broker) -> None:
+async def test_topic_routing(broker: Broker, rmq: Rmq) -> None:
     _, queues, exchanges = broker
     events = unique("events")
     orders, customers = unique("orders"), unique("customers")
@@ -90,10 +100,10 @@ async def test_topic_routing(broker: Broker) -> None:
     context.add_routes(
         routes(
             lambda b: (
-                b.from_(f"rabbitmq:{events}?queue={orders}&binding_keys=order.*")
+                b.from_(rmq(f"rabbitmq:{events}?queue={orders}&binding_keys=order.*"))
                 .route_id("orders")
                 .to("mock:orders"),
-                b.from_(f"rabbitmq:{events}?queue={customers}&binding_keys=customer.#")
+                b.from_(rmq(f"rabbitmq:{events}?queue={customers}&binding_keys=customer.#"))
                 .route_id("customers")
                 .to("mock:customers"),
             )
@@ -103,7 +113,7 @@ async def test_topic_routing(broker: Broker) -> None:
         template = context.template()
         for key in ["order.placed", "customer.changed.address", "order.cancelled", "lead.new"]:
             exchange = Exchange(key.encode(), {"key": key})
-            await template.send_exchange(f"rabbitmq:{events}?routing_key_header=key", exchange)
+            await template.send_exchange(rmq(f"rabbitmq:{events}?routing_key_header=key"), exchange)
             assert exchange.exception is None
         await context.mock("orders").wait_for(2)
         await context.mock("customers").wait_for(1)
@@ -111,7 +121,7 @@ async def test_topic_routing(broker: Broker) -> None:
     assert context.mock("customers").received_bodies == [b"customer.changed.address"]
 
 
-async def test_request_reply(broker: Broker) -> None:
+async def test_request_reply(broker: Broker, rmq: Rmq) -> None:
     _, queues, _ = broker
     service = unique("service")
     queues.append(service)
@@ -119,18 +129,18 @@ async def test_request_reply(broker: Broker) -> None:
     context.add_routes(
         routes(
             lambda b: (
-                b.from_(f"rabbitmq:?queue={service}")
+                b.from_(rmq(f"rabbitmq:?queue={service}"))
                 .route_id("service")
                 .transform(lambda ex: b"credit ok for " + ex.body)
             )
         )
     )
     async with context:
-        reply = await context.template().request(f"rabbitmq:?routing_key={service}", b"c-42")
+        reply = await context.template().request(rmq(f"rabbitmq:?routing_key={service}"), b"c-42")
         assert reply == b"credit ok for c-42"
 
 
-async def test_request_timeout(broker: Broker) -> None:
+async def test_request_timeout(broker: Broker, rmq: Rmq) -> None:
     channel, queues, _ = broker
     nobody = unique("nobody")
     queues.append(nobody)
@@ -140,11 +150,11 @@ async def test_request_timeout(broker: Broker) -> None:
     async with context:
         with pytest.raises(ExchangeTimeoutError, match=r"no reply within 0\.2s"):
             await context.template().request(
-                f"rabbitmq:?routing_key={nobody}&request_timeout=0.2", b"?"
+                rmq(f"rabbitmq:?routing_key={nobody}&request_timeout=0.2"), b"?"
             )
 
 
-async def test_unroutable_mandatory_publish_is_a_clear_error(broker: Broker) -> None:
+async def test_unroutable_mandatory_publish_is_a_clear_error(broker: Broker, rmq: Rmq) -> None:
     _, _, exchanges = broker
     events = unique("empty")
     exchanges.append(events)
@@ -152,7 +162,7 @@ async def test_unroutable_mandatory_publish_is_a_clear_error(broker: Broker) -> 
     context.add_routes(routes(lambda b: b.from_("direct:x").to("mock:x")))
     async with context:
         exchange = await context.template().send(
-            f"rabbitmq:{events}?routing_key=nowhere&mandatory=true", b"lost?"
+            rmq(f"rabbitmq:{events}?routing_key=nowhere&mandatory=true"), b"lost?"
         )
     assert isinstance(exchange.exception, EndpointError)
     text = str(exchange.exception)
@@ -160,7 +170,7 @@ async def test_unroutable_mandatory_publish_is_a_clear_error(broker: Broker) -> 
     assert "NO_ROUTE" in text or "312" in text or "unroutable" in text.lower()
 
 
-async def test_failing_message_goes_to_dlx_and_the_rest_flow(broker: Broker) -> None:
+async def test_failing_message_goes_to_dlx_and_the_rest_flow(broker: Broker, rmq: Rmq) -> None:
     channel, queues, exchanges = broker
     work, dead, dlx = await dead_letter_setup(channel, queues, exchanges)
 
@@ -172,7 +182,7 @@ async def test_failing_message_goes_to_dlx_and_the_rest_flow(broker: Broker) -> 
     context.add_routes(
         routes(
             lambda b: (
-                b.from_(f"rabbitmq:?queue={work}&dead_letter_exchange={dlx}")
+                b.from_(rmq(f"rabbitmq:?queue={work}&dead_letter_exchange={dlx}"))
                 .route_id("work")
                 .error_handler(
                     default_error_handler(RedeliveryPolicy(max_redeliveries=2, delay=0.01))
@@ -191,7 +201,7 @@ async def test_failing_message_goes_to_dlx_and_the_rest_flow(broker: Broker) -> 
     assert await depth(channel, work) == 0
 
 
-async def test_poison_redelivery_limit_on_a_quorum_queue(broker: Broker) -> None:
+async def test_poison_redelivery_limit_on_a_quorum_queue(broker: Broker, rmq: Rmq) -> None:
     channel, queues, exchanges = broker
     work, dead, dlx = await dead_letter_setup(
         channel, queues, exchanges, ("quorum", "qdead", "qdlx")
@@ -219,8 +229,10 @@ async def test_poison_redelivery_limit_on_a_quorum_queue(broker: Broker) -> None
         routes(
             lambda b: (
                 b.from_(
-                    f"rabbitmq:?queue={work}&queue_type=quorum&dead_letter_exchange={dlx}"
-                    "&max_redeliveries=2"
+                    rmq(
+                        f"rabbitmq:?queue={work}&queue_type=quorum&dead_letter_exchange={dlx}"
+                        "&max_redeliveries=2"
+                    )
                 )
                 .route_id("quorum")
                 .to("mock:processed")
@@ -232,7 +244,7 @@ async def test_poison_redelivery_limit_on_a_quorum_queue(broker: Broker) -> None
     assert context.mock("processed").count == 0
 
 
-async def test_shutdown_during_traffic_leaves_nothing_unacked(broker: Broker) -> None:
+async def test_shutdown_during_traffic_leaves_nothing_unacked(broker: Broker, rmq: Rmq) -> None:
     channel, queues, _ = broker
     work = unique("busy")
     queues.append(work)
@@ -248,7 +260,7 @@ async def test_shutdown_during_traffic_leaves_nothing_unacked(broker: Broker) ->
     context.add_routes(
         routes(
             lambda b: (
-                b.from_(f"rabbitmq:?queue={work}&prefetch=50&concurrency=10")
+                b.from_(rmq(f"rabbitmq:?queue={work}&prefetch=50&concurrency=10"))
                 .route_id("busy")
                 .process(slow)
                 .to("mock:done")
@@ -277,12 +289,12 @@ async def test_unknown_option_and_bad_values_fail_at_start() -> None:
             await context.start()
 
 
-async def test_unreachable_broker_fails_start_clearly() -> None:
+async def test_unreachable_broker_fails_start_clearly(rmq: Rmq) -> None:
     context = Context()
     context.add_routes(
         routes(
             lambda b: (
-                b.from_("rabbitmq:?queue=q&url=amqp://guest:secret@127.0.0.1:1/")
+                b.from_(rmq("rabbitmq:?queue=q&url=amqp://guest:secret@127.0.0.1:1/"))
                 .route_id("down")
                 .to("mock:x")
             )
@@ -295,7 +307,7 @@ async def test_unreachable_broker_fails_start_clearly() -> None:
     assert "secret" not in text
 
 
-async def test_trace_spans_producer_broker_consumer(broker: Broker) -> None:
+async def test_trace_spans_producer_broker_consumer(broker: Broker, rmq: Rmq) -> None:
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -310,8 +322,8 @@ async def test_trace_spans_producer_broker_consumer(broker: Broker) -> None:
     context.add_routes(
         routes(
             lambda b: (
-                b.from_("direct:start").route_id("front").to(f"rabbitmq:?routing_key={queue}"),
-                b.from_(f"rabbitmq:?queue={queue}").route_id("back").to("mock:end"),
+                b.from_("direct:start").route_id("front").to(rmq(f"rabbitmq:?routing_key={queue}")),
+                b.from_(rmq(f"rabbitmq:?queue={queue}")).route_id("back").to("mock:end"),
             )
         )
     )

@@ -16,13 +16,15 @@ from eip.components.rabbitmq._amqp import Properties
 from eip.errors import OutcomeUnknownError
 from eip.stores import SqliteIdempotentRepository
 
-from .support import Broker, depth, depth_is, unique, until
+from .support import Broker, Rmq, depth, depth_is, unique, until
 
 pytestmark = pytest.mark.rabbitmq
 
 
 async def test_a_dead_lettered_message_id_runs_again_when_it_comes_back(
-    broker: Broker, tmp_path: Path
+    broker: Broker,
+    tmp_path: Path,
+    rmq: Rmq,
 ) -> None:
     channel, queues, _ = broker
     work, dead = unique("idem"), unique("idem.dead")
@@ -39,9 +41,9 @@ async def test_a_dead_lettered_message_id_runs_again_when_it_comes_back(
 
     class Sync(RouteBuilder):
         def configure(self) -> None:
-            self.error_handler(dead_letter_channel(f"rabbitmq:?routing_key={dead}"))
+            self.error_handler(dead_letter_channel(rmq(f"rabbitmq:?routing_key={dead}")))
             (
-                self.from_(f"rabbitmq:?queue={work}")
+                self.from_(rmq(f"rabbitmq:?queue={work}"))
                 .route_id("sync")
                 .idempotent_consumer(lambda ex: ex.body.decode(), repository)
                 .process(erp)
@@ -61,6 +63,7 @@ async def test_a_dead_lettered_message_id_runs_again_when_it_comes_back(
 
 async def test_a_request_reply_caller_whose_message_is_dead_lettered_gets_its_own_outcome(
     broker: Broker,
+    rmq: Rmq,
 ) -> None:
     channel, queues, _ = broker
     work, dead = unique("rr"), unique("rr.dead")
@@ -73,9 +76,9 @@ async def test_a_request_reply_caller_whose_message_is_dead_lettered_gets_its_ow
     class Service(RouteBuilder):
         def configure(self) -> None:
             (
-                self.from_(f"rabbitmq:?queue={work}")
+                self.from_(rmq(f"rabbitmq:?queue={work}"))
                 .route_id("service")
-                .error_handler(dead_letter_channel(f"rabbitmq:?routing_key={dead}"))
+                .error_handler(dead_letter_channel(rmq(f"rabbitmq:?routing_key={dead}")))
                 .process(fail)
             )
 
@@ -86,7 +89,7 @@ async def test_a_request_reply_caller_whose_message_is_dead_lettered_gets_its_ow
         # rabbitmq: endpoint, which must publish the dead letter one way, not ask it a question.
         answer = await asyncio.wait_for(
             context.template().request_exchange(
-                f"rabbitmq:?routing_key={work}&request_timeout=5", b"customer 9"
+                rmq(f"rabbitmq:?routing_key={work}&request_timeout=5"), b"customer 9"
             ),
             10,
         )
@@ -108,7 +111,7 @@ async def test_a_request_reply_caller_whose_message_is_dead_lettered_gets_its_ow
     assert letter.properties.headers["eip.failure.route"] == "service"
 
 
-async def test_a_failing_dead_letter_route_does_not_loop(broker: Broker) -> None:
+async def test_a_failing_dead_letter_route_does_not_loop(broker: Broker, rmq: Rmq) -> None:
     channel, queues, _ = broker
     work, dead = unique("dlloop"), unique("dlloop.dead")
     queues.append(work)
@@ -126,7 +129,7 @@ async def test_a_failing_dead_letter_route_does_not_loop(broker: Broker) -> None
             # Builder-wide: it covers the dead letter route too (the crm_webhook trap).
             self.error_handler(dead_letter_channel("direct:dead"))
             (
-                self.from_(f"rabbitmq:?queue={work}&dead_letter_exchange=")
+                self.from_(rmq(f"rabbitmq:?queue={work}&dead_letter_exchange="))
                 .route_id("work")
                 .process(lambda ex: (_ for _ in ()).throw(ValueError("bad record")))
             )
@@ -143,7 +146,7 @@ async def test_a_failing_dead_letter_route_does_not_loop(broker: Broker) -> None
         assert context.routes["dead"].inflight == 0
 
 
-async def test_an_unknown_outcome_is_requeued_not_dead_lettered(broker: Broker) -> None:
+async def test_an_unknown_outcome_is_requeued_not_dead_lettered(broker: Broker, rmq: Rmq) -> None:
     channel, queues, _ = broker
     work, dead = unique("unk"), unique("unk.dead")
     queues += [work, dead]
@@ -159,9 +162,9 @@ async def test_an_unknown_outcome_is_requeued_not_dead_lettered(broker: Broker) 
     class Relay(RouteBuilder):
         def configure(self) -> None:
             (
-                self.from_(f"rabbitmq:?queue={work}")
+                self.from_(rmq(f"rabbitmq:?queue={work}"))
                 .route_id("relay")
-                .error_handler(dead_letter_channel(f"rabbitmq:?routing_key={dead}"))
+                .error_handler(dead_letter_channel(rmq(f"rabbitmq:?routing_key={dead}")))
                 .process(flaky)
                 .to("mock:done")
             )

@@ -17,7 +17,7 @@ from eip.components.base import parse_uri
 from eip.components.rabbitmq import RabbitMQSpec, rabbitmq
 from eip.components.rabbitmq._amqp import Properties
 
-from .support import Broker, depth, depth_at_least, routes, unique, until
+from .support import Broker, Rmq, depth, depth_at_least, routes, unique, until
 
 pytestmark = pytest.mark.rabbitmq
 
@@ -87,7 +87,7 @@ async def test_unknown_and_bad_options_fail_at_start_naming_the_valid_ones() -> 
             assert word in str(info.value), (uri, str(info.value))
 
 
-async def test_priority_queue_and_consumer_tag(broker: Broker) -> None:
+async def test_priority_queue_and_consumer_tag(broker: Broker, rmq: Rmq) -> None:
     channel, queues, _ = broker
     queue, out = unique("prio"), unique("prio.out")
     queues += [queue, out]
@@ -104,8 +104,10 @@ async def test_priority_queue_and_consumer_tag(broker: Broker) -> None:
         routes(
             lambda r: (
                 r.from_(
-                    f"rabbitmq:?queue={queue}&queue_arguments.x-max-priority=10&prefetch=1"
-                    f"&consumer_tag={tag}"
+                    rmq(
+                        f"rabbitmq:?queue={queue}&queue_arguments.x-max-priority=10&prefetch=1"
+                        f"&consumer_tag={tag}"
+                    )
                 )
                 .route_id("prio")
                 .process(lambda ex: got.append(ex.body))
@@ -126,13 +128,15 @@ async def test_priority_queue_and_consumer_tag(broker: Broker) -> None:
         await context.stop()
 
 
-async def test_exclusive_consumer_keeps_others_out(broker: Broker) -> None:
+async def test_exclusive_consumer_keeps_others_out(broker: Broker, rmq: Rmq) -> None:
     channel, queues, _ = broker
     queue = unique("excl")
     queues.append(queue)
     context = Context()
     context.add_routes(
-        routes(lambda r: r.from_(f"rabbitmq:?queue={queue}&exclusive_consumer=true").to("log:x"))
+        routes(
+            lambda r: r.from_(rmq(f"rabbitmq:?queue={queue}&exclusive_consumer=true")).to("log:x")
+        )
     )
     await context.start()
     try:
@@ -143,7 +147,7 @@ async def test_exclusive_consumer_keeps_others_out(broker: Broker) -> None:
         await context.stop()
 
 
-async def test_exchange_to_exchange_binding_and_headers_match(broker: Broker) -> None:
+async def test_exchange_to_exchange_binding_and_headers_match(broker: Broker, rmq: Rmq) -> None:
     channel, queues, exchanges = broker
     source, dest = unique("e2e.src"), unique("e2e.dst")
     queue = unique("e2e.q")
@@ -151,7 +155,7 @@ async def test_exchange_to_exchange_binding_and_headers_match(broker: Broker) ->
     queues.append(queue)
     await channel.exchange_declare(source, "topic")
     got: list[bytes] = []
-    uri = (
+    uri = rmq(
         f"rabbitmq:{dest}?exchange_type=headers&queue={queue}"
         f"&exchange_bindings={source}:customer.%23"
         "&binding_arguments.x-match=all&binding_arguments.region=CN"
@@ -174,7 +178,7 @@ async def test_exchange_to_exchange_binding_and_headers_match(broker: Broker) ->
         await context.stop()
 
 
-async def test_stream_queue_from_the_first_offset(broker: Broker) -> None:
+async def test_stream_queue_from_the_first_offset(broker: Broker, rmq: Rmq) -> None:
     channel, queues, _ = broker
     stream = unique("stream")
     queues.append(stream)
@@ -187,7 +191,7 @@ async def test_stream_queue_from_the_first_offset(broker: Broker) -> None:
     context.add_routes(
         routes(
             lambda r: r.from_(
-                f"rabbitmq:?queue={stream}&queue_type=stream&stream_offset=first&prefetch=10"
+                rmq(f"rabbitmq:?queue={stream}&queue_type=stream&stream_offset=first&prefetch=10")
             ).process(lambda ex: got.append(ex.body))
         )
     )
@@ -203,7 +207,7 @@ async def test_stream_queue_from_the_first_offset(broker: Broker) -> None:
 
 
 @pytest.mark.parametrize("megabytes", [5, 50])
-async def test_large_bodies_relay_intact(broker: Broker, megabytes: int) -> None:
+async def test_large_bodies_relay_intact(broker: Broker, megabytes: int, rmq: Rmq) -> None:
     channel, queues, _ = broker
     source, target = unique("big.a"), unique("big.b")
     queues += [source, target]
@@ -212,7 +216,11 @@ async def test_large_bodies_relay_intact(broker: Broker, megabytes: int) -> None
     body = (uuid.uuid4().bytes * (megabytes * 65536))[: megabytes << 20]
     context = Context()
     context.add_routes(
-        routes(lambda r: r.from_(f"rabbitmq:?queue={source}").to(f"rabbitmq:?routing_key={target}"))
+        routes(
+            lambda r: r.from_(rmq(f"rabbitmq:?queue={source}")).to(
+                rmq(f"rabbitmq:?routing_key={target}")
+            )
+        )
     )
     await context.start()
     try:

@@ -1,9 +1,11 @@
-"""``rabbitmq:`` - RabbitMQ consumer and producer on eip's lean AMQP 0-9-1 client.
+"""``rabbitmq:`` - RabbitMQ consumer and producer, on eip's lean AMQP 0-9-1 client or aio-pika.
 
 See :mod:`.spec` for the endpoint options, :mod:`.consumer` for at-least-once consumption with
 in-order multiple acks, :mod:`.producer` for confirmed, pipelined publishing and request-reply,
-:mod:`.link` for the shared self-healing connection, and :mod:`._amqp` for the client itself
-(and why it is not aio-pika: the per-message cost, see ``benchmarks/README.md``).
+:mod:`.link` for the shared self-healing connection, :mod:`.client` for the interface the
+endpoints use and the two clients behind it: :mod:`._amqp`, eip's own (the default, and why
+it is not aio-pika: the per-message cost, see ``benchmarks/README.md``), and :mod:`._aiopika`
+(``client=aio-pika``, for shops that mandate aio-pika).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from eip.components.base import Component, Consumer, EndpointSpec, Producer
+from eip.components.rabbitmq.client import check_client
 from eip.components.rabbitmq.link import BrokerLink, LinkState
 from eip.components.rabbitmq.spec import RabbitMQSpec, rabbitmq
 from eip.errors import redact_uri
@@ -52,6 +55,7 @@ class RabbitMQComponent(Component):
         return found
 
     def validate(self, spec: Any) -> None:
+        check_client(spec)
         if spec.prefetch < 1 or spec.prefetch > 65535:
             raise ValueError(f"prefetch must be between 1 and 65535, got {spec.prefetch}")
         if spec.concurrency < 1:

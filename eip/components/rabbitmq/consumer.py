@@ -41,7 +41,8 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from eip.components.base import Consumer
-from eip.components.rabbitmq._amqp import Channel, Connection, Delivery, Properties
+from eip.components.rabbitmq._amqp import Delivery, Properties
+from eip.components.rabbitmq.client import AmqpChannel, AmqpConnection
 from eip.components.rabbitmq.mapping import DELIVERY_COUNT, exchange_from_delivery
 from eip.components.rabbitmq.recovery import Backoff, Recovery
 from eip.components.rabbitmq.settlement import AckWindow, RequeueCounts
@@ -60,7 +61,7 @@ log = logging.getLogger("eip.rabbitmq")
 _failures = logging.getLogger("eip.route.failures")
 
 
-async def declare_topology(channel: Channel, spec: RabbitMQSpec, *, consumer: bool) -> None:
+async def declare_topology(channel: AmqpChannel, spec: RabbitMQSpec, *, consumer: bool) -> None:
     """Declare (or, with ``declare=false``, passively check) the exchange, queue and bindings."""
     passive = not spec.declare
     if spec.exchange:
@@ -107,7 +108,7 @@ class RabbitMQConsumer(Consumer):
         self.component = component
         self.spec = spec
         self.link = component.link(spec)
-        self.channel: Channel | None = None
+        self.channel: AmqpChannel | None = None
         self._window: AckWindow | None = None
         self._consumer_tag = ""
         self._buffer: collections.deque[tuple[AckWindow, Delivery]] = collections.deque()
@@ -173,7 +174,7 @@ class RabbitMQConsumer(Consumer):
             await asyncio.gather(worker, return_exceptions=True)
 
     # -- attaching -------------------------------------------------------------------------
-    async def _attach(self, connection: Connection) -> None:
+    async def _attach(self, connection: AmqpConnection) -> None:
         """Open a channel (or keep the one whose consumer was cancelled), declare, consume."""
         if self.ready:
             return
@@ -202,7 +203,7 @@ class RabbitMQConsumer(Consumer):
             self.spec.concurrency,
         )
 
-    def _lost(self, channel: Channel, closed: asyncio.Future[BaseException | None]) -> None:
+    def _lost(self, channel: AmqpChannel, closed: asyncio.Future[BaseException | None]) -> None:
         if channel is not self.channel or self._stopping:
             return
         self._consumer_tag = ""
@@ -384,7 +385,7 @@ class RabbitMQConsumer(Consumer):
             extra=exchange_fields(exchange, self.route.id),
         )
 
-    def _reply(self, channel: Channel, delivery: Delivery, exchange: Exchange) -> None:
+    def _reply(self, channel: AmqpChannel, delivery: Delivery, exchange: Exchange) -> None:
         body = exchange.body
         if isinstance(body, str):
             body = body.encode()

@@ -11,6 +11,10 @@ logger ``eip.rabbitmq``, with the URL redacted.
 ``problem`` is None while the link is usable, else why not: connecting, reconnecting after a
 loss, or blocked by the broker (a memory or disk alarm, from Connection.Blocked): readiness
 checks show it.
+
+The connections come from the endpoint's client (:mod:`.client`): :class:`LeanConnector`
+dials eip's own client afresh for each attempt; the aio-pika connector keeps one
+``connect_robust`` connection and hands over each transport it restores.
 """
 
 from __future__ import annotations
@@ -22,12 +26,13 @@ import logging
 import ssl
 from typing import Any
 
-from eip.components.rabbitmq._amqp import Connection, connect
+from eip.components.rabbitmq._amqp import connect
+from eip.components.rabbitmq.client import AmqpConnection, connector_for
 from eip.components.rabbitmq.recovery import Backoff
 from eip.components.rabbitmq.spec import RabbitMQSpec
 from eip.errors import EndpointError, redact_uri
 
-__all__ = ["BrokerLink", "LinkState"]
+__all__ = ["BrokerLink", "LeanConnector", "LinkState", "tls_context_for"]
 
 log = logging.getLogger("eip.rabbitmq")
 
@@ -52,8 +57,8 @@ class BrokerLink:
             spec.reconnect_delay, spec.reconnect_max_delay, spec.reconnect_jitter
         )
         self.state = LinkState.CLOSED
-        self.connection: Connection | None = None
-        self._ssl: ssl.SSLContext | None = None
+        self.connection: AmqpConnection | None = None
+        self.connector = connector_for(spec)
         self._users = 0
         self._watcher: asyncio.Task[None] | None = None
         self._changed = asyncio.Event()
@@ -99,7 +104,7 @@ class BrokerLink:
         self._changed.set()
         self._changed = asyncio.Event()
 
-    async def acquire(self) -> Connection:
+    async def acquire(self) -> AmqpConnection:
         """Join the link and return its open connection.
 
         The first connect must succeed, so a route does not report started while its broker
@@ -119,7 +124,7 @@ class BrokerLink:
         if self._users <= 0:
             await self.close()
 
-    async def wait_open(self) -> Connection:
+    async def wait_open(self) -> AmqpConnection:
         """The open connection, once there is one."""
         while True:
             connection = self.connection
@@ -129,35 +134,13 @@ class BrokerLink:
                 raise EndpointError(f"rabbitmq {self.safe_url} is closed", endpoint=self.safe_url)
             await self._changed.wait()
 
-    async def _connect(self) -> Connection:
-        if self._ssl is None and self.url.startswith("amqps://"):
-            self._ssl = self._tls_context()
-        options: dict[str, Any] = {}
-        if self._ssl is not None:
-            options["ssl_context"] = self._ssl
-        if self.spec.auth_mechanism != "PLAIN":
-            options["auth_mechanism"] = self.spec.auth_mechanism
-        return await connect(
-            self.url, heartbeat=self.heartbeat, connect_timeout=self.connect_timeout, **options
-        )
-
-    def _tls_context(self) -> ssl.SSLContext:
-        from eip.components.rabbitmq._amqp.tls import tls_context
-
-        spec = self.spec
-        return tls_context(
-            ca_file=spec.ca_file,
-            cert_file=spec.cert_file,
-            key_file=spec.key_file,
-            verify=spec.verify,
-        )
-
     async def _first_connect(self) -> None:
         self._set_state(LinkState.CONNECTING)
         try:
-            self.connection = await self._connect()
+            self.connection = await self.connector.connect()
         except Exception as exc:
             self._set_state(LinkState.CLOSED, f"{type(exc).__name__}: {exc}")
+            await self.connector.close()
             raise EndpointError(
                 f"cannot connect to RabbitMQ at {self.safe_url}: {exc}", endpoint=self.safe_url
             ) from exc
@@ -184,8 +167,10 @@ class BrokerLink:
     async def _reconnect(self) -> None:
         backoff = self.backoff
         while self.state is not LinkState.CLOSED:
+            lost = self.connection
+            assert lost is not None
             try:
-                self.connection = await self._connect()
+                self.connection = await self.connector.reconnect(lost)
             except Exception as exc:
                 delay = backoff.next()
                 log.warning(
@@ -214,4 +199,44 @@ class BrokerLink:
         if connection is not None and connection.is_open:
             with contextlib.suppress(Exception):
                 await connection.close()
+        with contextlib.suppress(Exception):
+            await self.connector.close()
         self._set_state(LinkState.CLOSED)
+
+
+class LeanConnector:
+    """Connections of eip's own client: a fresh dial for every attempt."""
+
+    def __init__(self, spec: RabbitMQSpec) -> None:
+        self.spec = spec
+        self._ssl: ssl.SSLContext | None = None
+
+    async def connect(self) -> AmqpConnection:
+        spec = self.spec
+        url = spec.broker_url
+        options: dict[str, Any] = {}
+        if url.startswith("amqps://"):
+            if self._ssl is None:
+                self._ssl = tls_context_for(spec)
+            options["ssl_context"] = self._ssl
+        if spec.auth_mechanism != "PLAIN":
+            options["auth_mechanism"] = spec.auth_mechanism
+        return await connect(
+            url, heartbeat=spec.heartbeat, connect_timeout=spec.connect_timeout, **options
+        )
+
+    async def reconnect(self, lost: AmqpConnection) -> AmqpConnection:
+        return await self.connect()
+
+    async def close(self) -> None:
+        return None
+
+
+def tls_context_for(spec: RabbitMQSpec) -> ssl.SSLContext:
+    """The TLS context of an ``amqps://`` endpoint (private CA, client certificate,
+    ``verify``), the same for both clients."""
+    from eip.components.rabbitmq._amqp.tls import tls_context
+
+    return tls_context(
+        ca_file=spec.ca_file, cert_file=spec.cert_file, key_file=spec.key_file, verify=spec.verify
+    )

@@ -46,14 +46,13 @@ from typing import TYPE_CHECKING, Any
 from eip.components.base import Producer
 from eip.components.rabbitmq._amqp import (
     AmqpError,
-    Channel,
     ChannelClosedError,
     ConfirmTimeoutError,
-    Connection,
     ConnectionClosedError,
     Delivery,
     Properties,
 )
+from eip.components.rabbitmq.client import AmqpChannel, AmqpConnection
 from eip.components.rabbitmq.consumer import declare_topology
 from eip.components.rabbitmq.mapping import exchange_from_delivery, properties_for
 from eip.components.rabbitmq.recovery import Backoff, Recovery
@@ -78,7 +77,7 @@ class RabbitMQProducer(Producer):
         self.component = component
         self.spec = spec
         self.link = component.link(spec)
-        self.channel: Channel | None = None
+        self.channel: AmqpChannel | None = None
         self._tracing = False
         self._replies: dict[str, asyncio.Future[Delivery]] = {}
         self._reply_consumer = False
@@ -107,7 +106,7 @@ class RabbitMQProducer(Producer):
         await self._attach(await self.link.acquire())
         self._schedule_sweep()
 
-    async def _attach(self, connection: Connection) -> None:
+    async def _attach(self, connection: AmqpConnection) -> None:
         """Open a confirming channel and declare the exchange (idempotent)."""
         if self.channel is not None and self.channel.is_open:
             return
@@ -118,7 +117,7 @@ class RabbitMQProducer(Producer):
                     await declare_topology(channel, self.spec, consumer=False)
             except BaseException:
                 if channel.is_open:
-                    channel._begin_close(ChannelClosedError(200, "attach failed"), None)
+                    channel.close_soon("attach failed")
                 raise
         self._reply_consumer = False
         for waiter in self._replies.values():
@@ -132,7 +131,7 @@ class RabbitMQProducer(Producer):
         self._attached.set()
         channel.closed.add_done_callback(lambda closed: self._lost(channel, closed))
 
-    def _lost(self, channel: Channel, closed: asyncio.Future[BaseException | None]) -> None:
+    def _lost(self, channel: AmqpChannel, closed: asyncio.Future[BaseException | None]) -> None:
         if channel is not self.channel:
             return
         self._attached.clear()
@@ -170,7 +169,7 @@ class RabbitMQProducer(Producer):
             return self._request(channel, exchange)
         return self._publish(channel, exchange)
 
-    def _publish(self, channel: Channel, exchange: Exchange) -> Any:
+    def _publish(self, channel: AmqpChannel, exchange: Exchange) -> Any:
         body = self._body(exchange)
         routing_key = self._routing_key(exchange)
         properties = self._properties(exchange)
@@ -184,7 +183,7 @@ class RabbitMQProducer(Producer):
             return None
         return self._confirmed(channel, seq, routing_key)
 
-    async def _confirmed(self, channel: Channel, seq: int, routing_key: str) -> None:
+    async def _confirmed(self, channel: AmqpChannel, seq: int, routing_key: str) -> None:
         try:
             await channel.wait_confirm(seq)
         except (ChannelClosedError, ConnectionClosedError) as exc:
@@ -298,7 +297,7 @@ class RabbitMQProducer(Producer):
                 return str(value)
         return self.spec.routing_key
 
-    async def _request(self, channel: Channel, exchange: Exchange) -> None:
+    async def _request(self, channel: AmqpChannel, exchange: Exchange) -> None:
         if not self._reply_consumer:
             await channel.basic_consume(REPLY_TO, self._on_replies, no_ack=True)
             self._reply_consumer = True

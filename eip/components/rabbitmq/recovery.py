@@ -23,9 +23,8 @@ import random
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
-from eip.components.rabbitmq._amqp import Connection
-
 if TYPE_CHECKING:
+    from eip.components.rabbitmq.client import AmqpConnection
     from eip.components.rabbitmq.link import BrokerLink
 
 __all__ = ["Backoff", "Recovery"]
@@ -61,7 +60,7 @@ class Recovery:
         self,
         name: str,
         link: BrokerLink,
-        attach: Callable[[Connection], Awaitable[None]],
+        attach: Callable[[AmqpConnection], Awaitable[None]],
         backoff: Backoff,
     ) -> None:
         self.name = name

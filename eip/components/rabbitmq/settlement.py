@@ -23,7 +23,8 @@ from __future__ import annotations
 import asyncio
 import collections
 
-from eip.components.rabbitmq._amqp import Channel, Delivery
+from eip.components.rabbitmq._amqp import Delivery
+from eip.components.rabbitmq.client import AmqpChannel
 
 __all__ = ["AckWindow", "RequeueCounts"]
 
@@ -35,7 +36,7 @@ class AckWindow:
 
     __slots__ = ("_gap_at", "_gapped", "_order", "_scheduled", "_state", "_upto", "channel")
 
-    def __init__(self, channel: Channel, prefetch: int) -> None:
+    def __init__(self, channel: AmqpChannel, prefetch: int) -> None:
         self.channel = channel
         self._order: collections.deque[int] = collections.deque()
         self._state: dict[int, int] = {}

@@ -32,6 +32,10 @@ Decisions, where the issue left room:
   ``queue_arguments.x-max-priority=10``; digits become integers and ``true``/``false``
   booleans, as the broker expects. The dedicated options (``queue_type``,
   ``dead_letter_exchange``...) win over the same key given in ``queue_arguments``.
+- **The AMQP client** is an option too: ``client=lean`` (the default, eip's own client) or
+  ``client=aio-pika`` (aio-pika's ``connect_robust``; the ``eip[aio-pika]`` extra), with the
+  same settlement, recovery and options; see :mod:`.client` and the README's "Choosing the
+  AMQP client". Endpoints on different clients never share a connection.
 - **Exchange-to-exchange bindings**: ``exchange_bindings=["crm.events:customer.#"]`` binds the
   endpoint's exchange to the source exchange ``crm.events`` with that key (declared by whoever
   declares the exchange).
@@ -61,6 +65,7 @@ class RabbitMQSpec(EndpointSpec, frozen=True):
 
     exchange: str = ""
     url: str = ""
+    client: str = "lean"  # or "aio-pika"; a str (not a Literal) so an error lists the choices
     # connection (shared by the endpoints that agree on all of these)
     heartbeat: int = 30
     connect_timeout: float = 10.0
@@ -132,8 +137,10 @@ class RabbitMQSpec(EndpointSpec, frozen=True):
 
     @property
     def connection_key(self) -> tuple[object, ...]:
-        """What makes two endpoints share a connection: the URL and every connection option."""
+        """What makes two endpoints share a connection: the client, the URL and every
+        connection option."""
         return (
+            self.client,
             self.broker_url,
             self.heartbeat,
             self.connect_timeout,

@@ -220,6 +220,11 @@ class Channel(ChannelIncoming, ChannelMethods):
         self._begin_close(ChannelClosedError(200, "channel closed by the client"), None)
         await asyncio.shield(self.closed)
 
+    def close_soon(self, reason: str) -> None:
+        """Start closing without waiting (``closed`` resolves with ``None``): for cleanup
+        where awaiting the broker could hang (a blocked broker, a cancelled attach)."""
+        self._begin_close(ChannelClosedError(200, reason), None)
+
     def _begin_close(
         self, error: AmqpError, reason: BaseException | None, text: str = "Normal shutdown"
     ) -> None:
