@@ -39,6 +39,13 @@ Decisions, where the issue left room:
 - **Exchange-to-exchange bindings**: ``exchange_bindings=["crm.events:customer.#"]`` binds the
   endpoint's exchange to the source exchange ``crm.events`` with that key (declared by whoever
   declares the exchange).
+- **Per-key ordering** uses the broker's own means, through the options above: a queue with
+  ``queue_arguments.x-single-active-consumer=true`` (one consumer of all instances gets its
+  messages, the next one takes over when it goes), and ``exchange_type=x-consistent-hash``
+  (plugin ``rabbitmq_consistent_hash_exchange``), which spreads keys over the queues bound to
+  it. There a binding key is the queue's weight (default ``1``), and the key hashed is the
+  routing key, or ``exchange_arguments.hash-header=NAME`` / ``hash-property=message_id``
+  (``correlation_id``, ``timestamp``). Mistakes there fail at route start, not at the broker.
 """
 
 from __future__ import annotations
@@ -54,7 +61,9 @@ __all__ = ["DEFAULT_URL", "RabbitMQSpec", "rabbitmq"]
 
 DEFAULT_URL = "amqp://guest:guest@127.0.0.1:5672/"
 
-ExchangeType = Literal["direct", "topic", "fanout", "headers"]
+ExchangeType = Literal["direct", "topic", "fanout", "headers", "x-consistent-hash"]
+CONSISTENT_HASH = "x-consistent-hash"
+HASH_PROPERTIES = ("message_id", "correlation_id", "timestamp")  # what the plugin can hash
 QueueType = Literal["classic", "quorum", "stream"]
 AuthMechanism = Literal["PLAIN", "EXTERNAL"]
 
@@ -114,6 +123,9 @@ class RabbitMQSpec(EndpointSpec, frozen=True):
     confirm_timeout: float = 30.0
     request_timeout: float = 30.0
 
+    def __post_init__(self) -> None:
+        check_hashing(self, complete=False)
+
     @property
     def broker_url(self) -> str:
         """The URL to connect to (with credentials; never log it, log ``uri`` instead)."""
@@ -129,6 +141,8 @@ class RabbitMQSpec(EndpointSpec, frozen=True):
             return list(self.binding_keys)
         if not self.exchange:
             return []
+        if self.exchange_type == CONSISTENT_HASH:
+            return ["1"]  # the queue's weight: every queue bound gets an equal share of keys
         if self.exchange_type == "topic":
             return ["#"]
         if self.exchange_type == "direct":
@@ -184,6 +198,51 @@ class RabbitMQSpec(EndpointSpec, frozen=True):
             source, _, key = text.partition(":")
             pairs.append((source, key))
         return pairs
+
+
+def check_hashing(spec: RabbitMQSpec, *, complete: bool = True) -> None:
+    """Consistent-hash mistakes the broker would only report by closing the channel (or by
+    routing every key to one queue): weights that are not numbers, both hash sources, a
+    property it cannot hash, hash arguments on an exchange that ignores them.
+
+    A spec checks itself when built (``complete=False``). The last check waits for the
+    component's ``validate``: while a spec is built, a placeholder ``exchange_type`` still
+    stands at its default (``topic``)."""
+    arguments = spec.exchange_arguments
+    sources = [name for name in ("hash-header", "hash-property") if name in arguments]
+    if _placeholder(spec.exchange_type):
+        return  # checked once the placeholder is resolved, at route start
+    if spec.exchange_type != CONSISTENT_HASH:
+        if sources and complete:
+            raise ValueError(
+                f"exchange_arguments.{sources[0]} needs exchange_type={CONSISTENT_HASH} "
+                f"(a {spec.exchange_type} exchange ignores it)"
+            )
+        return
+    for key in spec.binding_keys:
+        if not _placeholder(key) and not (key.isdigit() and int(key) > 0):
+            raise ValueError(
+                f"binding_keys of a {CONSISTENT_HASH} exchange are queue weights (positive "
+                f"integers such as '1'), got {key!r}"
+            )
+    if len(sources) > 1:
+        raise ValueError(
+            "exchange_arguments.hash-header and hash-property are mutually exclusive: the "
+            "exchange hashes one of them (or the routing key when neither is set)"
+        )
+    prop = arguments.get("hash-property")
+    if prop is not None and not _placeholder(str(prop)) and prop not in HASH_PROPERTIES:
+        raise ValueError(
+            f"exchange_arguments.hash-property must be one of {', '.join(HASH_PROPERTIES)}, "
+            f"got {prop!r}"
+        )
+    header = arguments.get("hash-header")
+    if header is not None and (not isinstance(header, str) or not header):
+        raise ValueError(f"exchange_arguments.hash-header names a header, got {header!r}")
+
+
+def _placeholder(text: str) -> bool:
+    return "{{" in text  # resolved at route start, checked by the broker then
 
 
 def stream_offset_value(text: str) -> object:
