@@ -11,6 +11,9 @@ Store                                      Survives             Shared between
                                            loss too)
 ``SqliteAggregationRepository``            same as above        same as above
 ``PostgresIdempotentRepository``           server's durability  any number of instances
+``PostgresTransactional...``               server's durability  any number of instances; a
+``...IdempotentRepository``                                     claim is a transaction the
+                                                                route's effect joins
 ``PostgresAggregationRepository``          server's durability  any number of instances
 ``RedisIdempotentRepository``              server's persistence any number of instances
                                            (RDB/AOF)
@@ -25,6 +28,11 @@ ever), ``remove`` forgets it. Claims are atomic: of any number of concurrent ``a
 a key, across tasks and (for the persistent stores) processes, exactly one wins. Every
 aggregation store uses optimistic locking on a version number, and every watermark store
 (:mod:`eip.stores.watermark`: how far an incremental sync got) a compare-and-set on one.
+
+``PostgresTransactionalIdempotentRepository`` differs on purpose: a claim is an open
+transaction, which the route's own writes join and ``confirm`` commits, so a claim and its
+effect happen together or not at all (exactly-once effects in PostgreSQL, even when a process
+is killed mid-message); a second claim of an open key waits for it instead of failing.
 
 The PostgreSQL and Redis stores are imported on first use, so ``import eip.stores`` needs
 neither extra; using them without it raises ImportError naming ``eip[postgres]`` /
@@ -53,6 +61,7 @@ from eip.stores.watermark_sqlite import SqliteWatermarkStore
 
 if TYPE_CHECKING:
     from eip.stores.postgres import PostgresAggregationRepository, PostgresIdempotentRepository
+    from eip.stores.postgres_transactional import PostgresTransactionalIdempotentRepository
     from eip.stores.redis import RedisIdempotentRepository
     from eip.stores.watermark_postgres import PostgresWatermarkStore
 
@@ -68,6 +77,7 @@ __all__ = [
     "OpenGroup",
     "PostgresAggregationRepository",
     "PostgresIdempotentRepository",
+    "PostgresTransactionalIdempotentRepository",
     "PostgresWatermarkStore",
     "RedisIdempotentRepository",
     "SqliteAggregationRepository",
@@ -82,6 +92,7 @@ __all__ = [
 _LAZY = {
     "PostgresAggregationRepository": "eip.stores.postgres",
     "PostgresIdempotentRepository": "eip.stores.postgres",
+    "PostgresTransactionalIdempotentRepository": "eip.stores.postgres_transactional",
     "RedisIdempotentRepository": "eip.stores.redis",
     "PostgresWatermarkStore": "eip.stores.watermark_postgres",
 }
