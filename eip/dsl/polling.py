@@ -41,7 +41,7 @@ from eip.components.http.spec import HttpClientSpec, http_client
 from eip.dsl.base import StepsBase
 from eip.dsl.compiler import CompileContext, register_step
 from eip.dsl.model import EndpointRef, StepDef, ToDef, TransformDef, endpoint_text
-from eip.errors import UnmarshalError
+from eip.errors import UnmarshalError, redact_uri
 from eip.message import Exchange
 from eip.processors.base import Step, describe_callable
 from eip.processors.page_fetch import PageFetcher
@@ -75,7 +75,7 @@ class PollPagesDef(StepDef):
     kind = "poll_pages"
 
     def describe(self) -> str:
-        parts = [repr(endpoint_text(self.endpoint))]
+        parts = [repr(redact_uri(self.endpoint.url))]  # the URL as written, no options
         if self.pagination is not None:
             parts.append(self.pagination.describe())
         if self.watermark is not None:
@@ -194,7 +194,7 @@ def _compile_poll_pages(step: PollPagesDef, cc: CompileContext) -> Step:
     return PagedPoll(
         route_id=cc.route_id,
         url=template,
-        shown=endpoint_text(step.endpoint),
+        shown=redact_uri(step.endpoint.url),
         fetcher=fetcher,
         pagination=step.pagination or _ONE_PAGE,
         watermark=step.watermark,
