@@ -193,16 +193,15 @@ class DurableQueue:
         and queued, whether or not the sender still waits for it."""
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
-        def settle(row_id: Any, error: BaseException | None) -> None:
+        def settle(_result: Any, error: BaseException | None) -> None:
             if error is None:
-                item.row_id = row_id
                 self.items.put_nowait(item)
             else:
                 self.room.get_nowait()  # give the ticket back
             if not done.done():
                 done.set_exception(error) if error is not None else done.set_result(None)
 
-        self.store.insert(self.name, headers, kind, body, settle)
+        item.row_id = self.store.insert(self.name, headers, kind, body, settle)
         return done
 
     def taken(self) -> None:

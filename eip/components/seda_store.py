@@ -8,9 +8,13 @@ Decisions:
   queues may share one file; they then share its writer.
 - **One thread per file owns the connection** and does all the SQLite work. Operations queue
   up for it (``queue.SimpleQueue``); it takes every operation waiting, runs them in **one
-  transaction** and settles them on the event loop with a single ``call_soon_threadsafe``.
-  This is group commit: 50 concurrent senders pay for a handful of commits, not 50, and one
-  sender still gets its row committed before its send returns.
+  transaction** (one ``executemany`` per kind: inserts, deletes, failure marks) and settles
+  them on the event loop with a single ``call_soon_threadsafe``. This is group commit: 50
+  concurrent senders pay for a handful of commits, not 50, and one sender still gets its row
+  committed before its send returns. Row ids are given out on the loop (the file is ours
+  alone: the last id is read at open), so an insert needs no answer from SQLite but its
+  commit, and a batch is a handful of calls into sqlite3 whatever its size (each call gives
+  up and takes back the GIL, which the event loop thread holds most of the time).
 - **WAL**, ``synchronous=NORMAL`` by default: a committed row survives the process being
   killed (SIGKILL, OOM); ``synchronous=full`` also survives losing power, at an fsync per
   commit.
@@ -54,15 +58,17 @@ _SCHEMA = (
     " failed TEXT)",
     "CREATE INDEX IF NOT EXISTS seda_messages_queue ON seda_messages (queue, id)",
 )
-_INSERT = "INSERT INTO seda_messages (queue, headers, kind, body) VALUES (?, ?, ?, ?)"
+_INSERT = "INSERT INTO seda_messages (id, queue, headers, kind, body) VALUES (?, ?, ?, ?, ?)"
 _DELETE = "DELETE FROM seda_messages WHERE id = ?"
 _FAIL = "UPDATE seda_messages SET failed = ? WHERE id = ?"
 _PENDING = (
     "SELECT id, queue, headers, kind, body FROM seda_messages WHERE failed IS NULL ORDER BY id"
 )
 _ROWS = "SELECT id, failed FROM seda_messages WHERE queue = ? ORDER BY id"
+_LAST_ID = "SELECT coalesce(max(id), 0) FROM seda_messages"
+_WRITES = (_INSERT, _DELETE, _FAIL)
 
-#: What a settled operation is told: its result (a row id) or the error of its batch.
+#: What a settled operation is told: its result (rows, for a query) or its batch's error.
 Settle = Callable[[Any, BaseException | None], None]
 
 
@@ -77,10 +83,9 @@ class StoredRow(NamedTuple):
 
 
 class _Op(NamedTuple):
-    sql: str
+    sql: str  # one of _WRITES, _ROWS, or "" (a barrier)
     params: tuple[Any, ...]
     settle: Settle | None
-    fetch: bool = False  # settle with the rows the statement returns
 
 
 class SedaStore:
@@ -95,6 +100,7 @@ class SedaStore:
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
+        self._last_id = 0
 
     # -- lifecycle -------------------------------------------------------------------------
     async def open(self) -> list[StoredRow]:
@@ -119,10 +125,12 @@ class SedaStore:
     # -- operations ------------------------------------------------------------------------
     def insert(
         self, queue_name: str, headers: bytes, kind: int, body: bytes | None, settle: Settle
-    ) -> None:
-        """Queue a row for the next commit; ``settle(row_id, error)`` runs on the loop once
-        it is committed (or its transaction failed)."""
-        self._submit(_Op(_INSERT, (queue_name, headers, kind, body), settle))
+    ) -> int:
+        """Queue a row for the next commit; returns its id. ``settle(None, error)`` runs on
+        the loop once it is committed (error None) or its transaction failed."""
+        self._last_id += 1
+        self._submit(_Op(_INSERT, (self._last_id, queue_name, headers, kind, body), settle))
+        return self._last_id
 
     def delete(self, row_id: int) -> None:
         """Queue the removal of a row whose exchange completed."""
@@ -139,9 +147,7 @@ class SedaStore:
     async def rows(self, queue_name: str) -> list[tuple[int, str | None]]:
         """(id, why it failed or None) of each row of a queue in the file, in order, once
         what was queued before is committed."""
-        found: list[tuple[int, str | None]] = await self._ask(
-            _Op(_ROWS, (queue_name,), None, fetch=True)
-        )
+        found: list[tuple[int, str | None]] = await self._ask(_Op(_ROWS, (queue_name,), None))
         return found
 
     async def _ask(self, op: _Op) -> Any:
@@ -164,6 +170,7 @@ class SedaStore:
         try:
             connection = self._connect()
             rows = [StoredRow(*row) for row in connection.execute(_PENDING)]
+            self._last_id = connection.execute(_LAST_ID).fetchone()[0]
         except Exception as exc:
             self._call(_fail_future, opened, _open_error(self.path, exc))
             return
@@ -208,13 +215,13 @@ class SedaStore:
                 closing = True
                 break
             batch.append(op)
-        results: list[Any] = []
+        results: list[Any] = [None] * len(batch)
         error: BaseException | None = None
         try:
-            connection.execute("BEGIN")
-            for op in batch:
-                results.append(_run(connection, op))
-            connection.execute("COMMIT")
+            _write(connection, batch)
+            for index, op in enumerate(batch):  # queries see what the batch committed
+                if op.sql == _ROWS:
+                    results[index] = connection.execute(op.sql, op.params).fetchall()
         except Exception as exc:
             error = EndpointError(f"the durable seda store {self.path} failed: {exc}")
             error.__cause__ = exc
@@ -231,11 +238,22 @@ class SedaStore:
             loop.call_soon_threadsafe(fn, *args)
 
 
-def _run(connection: sqlite3.Connection, op: _Op) -> Any:
-    if not op.sql:
-        return None
-    cursor = connection.execute(op.sql, op.params)
-    return cursor.fetchall() if op.fetch else cursor.lastrowid
+def _write(connection: sqlite3.Connection, batch: list[_Op]) -> None:
+    """Every write of the batch in one transaction, one call per kind (a single write in
+    autocommit: one call in all). Rows are inserted before any delete or mark: a batch never
+    deletes a row it inserts, since a row is consumed only once its insert settled."""
+    writes = [op for op in batch if op.sql in _WRITES]
+    if len(writes) == 1:
+        connection.execute(writes[0].sql, writes[0].params)
+        return
+    if not writes:
+        return
+    connection.execute("BEGIN")
+    for sql in _WRITES:
+        params = [op.params for op in writes if op.sql == sql]
+        if params:
+            connection.executemany(sql, params)
+    connection.execute("COMMIT")
 
 
 def _settle_batch(batch: list[_Op], results: list[Any], error: BaseException | None) -> None:
@@ -243,7 +261,8 @@ def _settle_batch(batch: list[_Op], results: list[Any], error: BaseException | N
         if op.settle is not None:
             op.settle(results[index] if error is None else None, error)
         elif error is not None:
-            log.error("durable seda: %s (%s of a row not committed)", error, op.sql.split()[0])
+            what = "delete" if op.sql == _DELETE else "failure mark"
+            log.error("durable seda: %s (a %s not committed)", error, what)
 
 
 def _set_future(future: asyncio.Future[Any], value: Any) -> None:
