@@ -18,8 +18,11 @@ three times with backoff, then the record is dead-lettered to
 **Credit checks.** The ERP calls ``CheckCredit`` at ``/services/erp/credit-check`` (SOAP 1.1 or
 1.2, the WSDL at ``?wsdl``) before it releases an order; eip answers from the CRM's credit
 limits (``routes/samples/credit_limits.json``): approved when the amount fits the customer's
-limit. A request that does not match the WSDL's schema gets a Client fault naming the element
-before the route runs.
+limit. The ERP signs in with a WS-Security UsernameToken (text or digest) of a user in
+``$ERP_CALLBACK_USERS`` (``user:password`` pairs; the demo's default is
+``erp-callback:demo-callback-password``): a missing or wrong token gets a
+``wsse:FailedAuthentication`` fault and the route never runs. A request that does not match the
+WSDL's schema gets a Client fault naming the element before the route runs.
 
 Demo (``EIP_DEMO`` not ``0``): the ERP's SOAP service is served by eip itself at
 ``/demo/erp/soap/customer``, a one-shot timer drops the sample customers
@@ -68,6 +71,8 @@ WSDL = str(Path(__file__).parent / "wsdl" / "crm_erp.wsdl")
 CREDIT_LIMITS = SAMPLES / "credit_limits.json"
 INBOX = "crm-soap-upserts"
 EXAMPLE = "soap-upsert"  # its rejected/ and dead-letter/ folders
+#: ``user:password`` pairs the ERP's credit-check calls sign in with (WS-Security).
+CALLBACK_USERS = "ERP_CALLBACK_USERS"
 
 
 class CrmAddress(msgspec.Struct, frozen=True):
@@ -126,6 +131,7 @@ def _demo_password() -> None:
     silently talk to nothing, or to the wrong ERP."""
     if demo_enabled():
         os.environ.setdefault("ERP_SOAP_PASSWORD", "demo-soap-password")
+        os.environ.setdefault(CALLBACK_USERS, "erp-callback:demo-callback-password")
 
 
 def _fault_record(exchange: Any) -> dict[str, Any]:
@@ -192,9 +198,11 @@ class CrmCustomerSoapUpsert(RouteBuilder):
 
 
 class ErpCreditCheck(RouteBuilder):
-    """The ERP's credit-check callback, answered from the CRM's credit limits."""
+    """The ERP's credit-check callback, answered from the CRM's credit limits; the ERP must
+    sign in with a WS-Security UsernameToken of a user in ``$ERP_CALLBACK_USERS``."""
 
     def configure(self) -> None:
+        _demo_password()
         limits = {
             key: decimal.Decimal(value)
             for key, value in stdlib_json.loads(CREDIT_LIMITS.read_text()).items()
@@ -217,7 +225,14 @@ class ErpCreditCheck(RouteBuilder):
             )
 
         (
-            self.from_(soap_server("/services/erp/credit-check", wsdl=WSDL))
+            self.from_(
+                soap_server(
+                    "/services/erp/credit-check",
+                    wsdl=WSDL,
+                    ws_security="username_token",  # the ERP signs in with a UsernameToken
+                    ws_users_env=CALLBACK_USERS,
+                )
+            )
             .route_id("erp-credit-check")
             .description("ERP credit-check callback (SOAP) answered from CRM credit limits")
             .choice(

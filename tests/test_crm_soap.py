@@ -16,6 +16,7 @@ import pytest
 import zeep
 import zeep.exceptions
 from pytest_asyncio import fixture as async_fixture
+from zeep.wsse.username import UsernameToken
 
 from eip import Context, RouteDefinitionError
 from eip import headers as H
@@ -118,7 +119,8 @@ def _drop(inbox: Path, record: dict[str, Any]) -> None:
 @pytest.mark.parametrize("port", ["CustomerSoap11Port", "CustomerSoap12Port"])
 async def test_the_credit_check_is_answered_from_crm_limits(running: Running, port: str) -> None:
     def calls() -> tuple[Any, Any, zeep.exceptions.Fault]:
-        client = zeep.Client(f"{running.credit_check}?wsdl")
+        erp = UsernameToken("erp-callback", "demo-callback-password", use_digest=True)
+        client = zeep.Client(f"{running.credit_check}?wsdl", wsse=erp)
         service = client.bind("CustomerService", port)
         fits = service.CheckCredit(customerId="C001001", amount=decimal.Decimal("4999.99"))
         over = service.CheckCredit(customerId="C001002", amount=decimal.Decimal("750.01"))
@@ -130,6 +132,20 @@ async def test_the_credit_check_is_answered_from_crm_limits(running: Running, po
     assert (fits.approved, fits.limit) == (True, decimal.Decimal("5000.00"))
     assert (over.approved, over.reason) == (False, "over the credit limit")
     assert "CheckCredit/customerId" in fault.message  # rejected before the route ran
+
+
+async def test_the_credit_check_requires_ws_security(running: Running) -> None:
+    def call(wsse: UsernameToken | None) -> zeep.exceptions.Fault:
+        client = zeep.Client(f"{running.credit_check}?wsdl", wsse=wsse)
+        service = client.bind("CustomerService", "CustomerSoap11Port")
+        with pytest.raises(zeep.exceptions.Fault) as caught:
+            service.CheckCredit(customerId="C001001", amount=decimal.Decimal("1.00"))
+        return caught.value
+
+    missing = await asyncio.to_thread(call, None)
+    wrong = await asyncio.to_thread(call, UsernameToken("erp-callback", "guess"))
+    assert "InvalidSecurity" in str(missing.code)
+    assert "FailedAuthentication" in str(wrong.code)
 
 
 async def test_the_demo_samples_take_the_upsert_and_the_fault_paths(running: Running) -> None:
