@@ -4,6 +4,13 @@ broker drop, and an attach that fails after a reconnect.
 
 Each test runs in its own vhost (``broker_vhost``) and breaks only its own proxied
 connections. Every wait is bounded.
+
+The contract tests (identical bodies through a drop, an attach that fails after a reconnect)
+run on both AMQP clients (``rmq``). Lean-only: the dead-peer timing (it asserts the lean
+client's detection within ~2 heartbeats; aiormq allows 3 x (heartbeat + 1) s by design), the
+blocked broker (it measures the lean client's own write buffer, and aiormq does not pass on the
+broker's reason), and the producer-link resets across two links (the same fault on aio-pika is
+``test_rabbitmq_clients``' shared-link drop; kept to one client to bound the suite's time).
 """
 
 from __future__ import annotations
@@ -21,7 +28,7 @@ from eip.errors import OutcomeUnknownError
 from eip.server.management import readiness
 
 from .faultproxy import FaultProxy
-from .support import depth, depth_at_least, depth_is, drain_ids, fill, unique, until
+from .support import Rmq, depth, depth_at_least, depth_is, drain_ids, fill, unique, until
 
 pytestmark = pytest.mark.rabbitmq
 
@@ -177,7 +184,11 @@ async def test_blocked_broker_bounds_memory_times_out_confirms_and_shows_not_rea
 
 
 async def test_identical_bodies_without_ids_through_a_broker_drop_are_not_poison(
-    broker_vhost: Any, admin: Channel, proxy: FaultProxy, caplog: pytest.LogCaptureFixture
+    broker_vhost: Any,
+    admin: Channel,
+    proxy: FaultProxy,
+    caplog: pytest.LogCaptureFixture,
+    rmq: Rmq,
 ) -> None:
     count = 3_000
     source, target, dead, dlx = (unique(x) for x in ("same.a", "same.b", "same.dead", "dlx"))
@@ -192,11 +203,13 @@ async def test_identical_bodies_without_ids_through_a_broker_drop_are_not_poison
         def configure(self) -> None:
             (
                 self.from_(
-                    f"rabbitmq:?queue={source}&url={url}&dead_letter_exchange={dlx}"
-                    "&prefetch=200&concurrency=50&reconnect_delay=0.05&max_redeliveries=5"
+                    rmq(
+                        f"rabbitmq:?queue={source}&url={url}&dead_letter_exchange={dlx}"
+                        "&prefetch=200&concurrency=50&reconnect_delay=0.05&max_redeliveries=5"
+                    )
                 )
                 .route_id("relay")
-                .to(f"rabbitmq:?routing_key={target}&url={broker_vhost.url}")
+                .to(rmq(f"rabbitmq:?routing_key={target}&url={broker_vhost.url}"))
             )
 
     caplog.set_level(logging.ERROR)
@@ -220,7 +233,7 @@ async def test_identical_bodies_without_ids_through_a_broker_drop_are_not_poison
 
 
 async def test_a_failed_attach_after_a_reconnect_is_retried(
-    broker_vhost: Any, admin: Channel, proxy: FaultProxy
+    broker_vhost: Any, admin: Channel, proxy: FaultProxy, rmq: Rmq
 ) -> None:
     source, target = unique("resume.a"), unique("resume.b")
     await admin.queue_declare(source)
@@ -231,11 +244,13 @@ async def test_a_failed_attach_after_a_reconnect_is_retried(
         def configure(self) -> None:
             (
                 self.from_(
-                    f"rabbitmq:?queue={source}&url={url}&declare=false"
-                    "&reconnect_delay=0.05&reconnect_max_delay=0.2"
+                    rmq(
+                        f"rabbitmq:?queue={source}&url={url}&declare=false"
+                        "&reconnect_delay=0.05&reconnect_max_delay=0.2"
+                    )
                 )
                 .route_id("relay")
-                .to(f"rabbitmq:?routing_key={target}&url={broker_vhost.url}")
+                .to(rmq(f"rabbitmq:?routing_key={target}&url={broker_vhost.url}"))
             )
 
     context = Context()

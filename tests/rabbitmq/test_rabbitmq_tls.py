@@ -31,6 +31,7 @@ from eip.components.rabbitmq._amqp import (
 )
 from tests.inline import inline_routes
 from tests.rabbitmq.certs import TestCA
+from tests.rabbitmq.support import Rmq
 from tests.rabbitmq.test_amqp_helpers import Collector, requires_broker
 from tests.rabbitmq.tls_broker import TlsBroker, rabbitmqctl_eval
 
@@ -284,9 +285,9 @@ async def test_external_not_offered_names_the_plugin(tls_broker: TlsBroker) -> N
 
 
 @requires_broker
-async def test_a_route_consumes_over_tls_with_external(tls_broker: TlsBroker) -> None:
+async def test_a_route_consumes_over_tls_with_external(tls_broker: TlsBroker, rmq: Rmq) -> None:
     queue = f"eip-tls-route-{uuid.uuid4().hex}"
-    endpoint = (
+    endpoint = rmq(
         f"rabbitmq:?queue={queue}&url={url(tls_broker)}&ca_file={tls_broker.ca.ca_file}"
         f"&cert_file={tls_broker.client.cert_file}&key_file={tls_broker.client.key_file}"
         "&auth_mechanism=EXTERNAL"

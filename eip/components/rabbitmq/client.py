@@ -24,7 +24,6 @@ eip's outcomes (failed, unknown) in one place.
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -200,11 +199,13 @@ def check_client(spec: RabbitMQSpec) -> None:
         valid = ", ".join(repr(name) for name in CLIENTS)
         raise ValueError(f"client must be one of {valid}, got {spec.client!r}")
     if spec.client == "aio-pika":
-        if importlib.util.find_spec("aio_pika") is None:
+        try:
+            import aio_pika  # noqa: F401  (only to say clearly when it is missing)
+        except ImportError as exc:
             raise ValueError(
-                "client=aio-pika needs the aio-pika package, which is not installed: "
+                f"client=aio-pika needs the aio-pika package, which cannot be imported ({exc}): "
                 "pip install 'eip[aio-pika]' (or use client=lean, the default)"
-            )
+            ) from None
         from eip.components.rabbitmq._aiopika import check_spec
 
         check_spec(spec)
