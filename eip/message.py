@@ -127,12 +127,12 @@ class Exchange(Message):
 
     __slots__ = (
         "_id",
+        "_properties",
         "_uow",
         "exception",
         "failure_handler",
         "original",
         "pattern",
-        "properties",
         "route_id",
         "route_stop",
         "trace_context",
@@ -147,7 +147,7 @@ class Exchange(Message):
         self.body = body
         self.headers = {} if headers is None else headers
         self.pattern = pattern
-        self.properties: dict[str, Any] = {}
+        self._properties: dict[str, Any] | None = None  # made on first use (see properties)
         self.exception: BaseException | None = None
         self.route_id: str | None = None
         self.route_stop = False
@@ -156,6 +156,19 @@ class Exchange(Message):
         self.trace_context: Any = None
         self._id: str | None = None
         self._uow: UnitOfWork | None = None
+
+    @property
+    def properties(self) -> dict[str, Any]:
+        """The exchange's properties (engine and route state that is not sent), made on
+        first use: most exchanges never have any, and a dict per exchange is measurable."""
+        properties = self._properties
+        if properties is None:
+            properties = self._properties = {}
+        return properties
+
+    @properties.setter
+    def properties(self, properties: dict[str, Any]) -> None:
+        self._properties = properties
 
     @property
     def message(self) -> Message:
@@ -205,7 +218,8 @@ class Exchange(Message):
     def copy(self) -> Exchange:
         """A copy with its own headers and properties, sharing no unit of work."""
         twin = Exchange(self.body, dict(self.headers), self.pattern)
-        twin.properties = dict(self.properties)
+        if self._properties:
+            twin._properties = dict(self._properties)
         twin.route_id = self.route_id
         twin.trace_context = self.trace_context
         twin.original = self.original

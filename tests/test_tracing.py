@@ -102,7 +102,7 @@ async def test_no_sdk_means_no_tracing_code() -> None:
     async with context:
         assert not context.tracing.enabled
         route = context.routes["front"]
-        assert route.dispatch == route._dispatch
+        assert route.dispatch is route.own_dispatch
 
 
 async def test_traceparent_inject_and_extract(

@@ -23,7 +23,16 @@ __all__ = ["CsvFormat", "DataFormat", "JsonFormat", "XmlFormat", "csv", "json", 
 @runtime_checkable
 class DataFormat(Protocol):
     """What ``.marshal(...)`` and ``.unmarshal(...)`` accept: anything with a ``name`` and
-    these two sync methods, so users can plug in their own formats."""
+    these two sync methods, so users can plug in their own formats.
+
+    Optionally, for the fused pipeline's fast path, a format may also have ``fast_unmarshal``
+    and ``fast_marshal``: plain callables that return exactly what ``unmarshal`` returns, and
+    what ``marshal`` returns for a body that is not ``bytes`` (which ``marshal`` passes
+    through), whenever they do not raise. They are inlined into the route without their error
+    mapping; when one raises, the step calls ``unmarshal``/``marshal`` on the same body, which
+    raises the mapped error (:class:`~eip.errors.UnmarshalError`, ...). ``json()`` has them:
+    the raw msgspec decoder and encoder.
+    """
 
     name: str
 

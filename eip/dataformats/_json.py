@@ -137,7 +137,7 @@ class JsonFormat:
     """
 
     name = "json"
-    __slots__ = ("_decode", "_encode", "type")
+    __slots__ = ("_decode", "_encode", "fast_marshal", "fast_unmarshal", "type")
 
     def __init__(self, type: Any = None) -> None:
         self.type = type
@@ -145,6 +145,11 @@ class JsonFormat:
         # it keeps the per-message cost close to raw msgspec.
         self._decode = msgspec.json.Decoder(type if type is not None else Any).decode
         self._encode = msgspec.json.Encoder().encode
+        #: The raw msgspec calls, for the fused pipeline (see :mod:`eip.dataformats`): they
+        #: return what ``unmarshal`` and ``marshal`` (for a body that is not ``bytes``) return
+        #: whenever they succeed; on a failure the step calls the full method for the error.
+        self.fast_unmarshal = self._decode
+        self.fast_marshal = self._encode
 
     def __repr__(self) -> str:
         if self.type is None:

@@ -36,9 +36,10 @@ def choice_step(
     values: list[Any] = []
     for number, (predicate, branch) in enumerate(table):
         keyword = "if" if number == 0 else "elif"
-        code += [f"{keyword} {{{len(values)}}}(ex):", f"    r = {{{len(values) + 1}}}(ex)"]
+        # ``@run``: the fused pipeline expands the branch in place when it can (eip.processors.fuse)
+        code += [f"{keyword} {{{len(values)}}}(ex):", f"    @run {{{len(values) + 1}}}"]
         values += [predicate, branch]
-    code += ["else:", f"    r = {{{len(values)}}}(ex)" if otherwise is not None else "    r = None"]
+    code += ["else:", f"    @run {{{len(values)}}}" if otherwise is not None else "    r = None"]
     if otherwise is not None:
         values.append(otherwise)
     return with_inline(choice, code, *values, result=True)

@@ -125,7 +125,19 @@ def marshal_step(data_format: DataFormat) -> Step:
     def marshal_body(exchange: Exchange) -> None:
         exchange.body = marshal(exchange.body)
 
-    return with_inline(marshal_body, ["ex.body = {0}(ex.body)"], marshal)
+    fast = getattr(data_format, "fast_marshal", None)
+    if fast is None:
+        return with_inline(marshal_body, ["ex.body = {0}(ex.body)"], marshal)
+    # The format's raw encoder inline (see DataFormat); bytes pass through as marshal does,
+    # and a failure goes through marshal again for its error.
+    code = [
+        "if ex.body.__class__ is not bytes:",
+        "    try:",
+        "        ex.body = {0}(ex.body)",
+        "    except Exception:",
+        "        ex.body = {1}(ex.body)",
+    ]
+    return with_inline(marshal_body, code, fast, marshal)
 
 
 def unmarshal_step(data_format: DataFormat) -> Step:
@@ -134,7 +146,12 @@ def unmarshal_step(data_format: DataFormat) -> Step:
     def unmarshal_body(exchange: Exchange) -> None:
         exchange.body = unmarshal(exchange.body)
 
-    return with_inline(unmarshal_body, ["ex.body = {0}(ex.body)"], unmarshal)
+    fast = getattr(data_format, "fast_unmarshal", None)
+    if fast is None:
+        return with_inline(unmarshal_body, ["ex.body = {0}(ex.body)"], unmarshal)
+    # The format's raw decoder inline; a failure goes through unmarshal for its error.
+    code = ["try:", "    ex.body = {0}(ex.body)", "except Exception:", "    ex.body = {1}(ex.body)"]
+    return with_inline(unmarshal_body, code, fast, unmarshal)
 
 
 def stop_step() -> Step:

@@ -3,8 +3,10 @@
 Nothing here calls prometheus_client per message: its metric objects take a lock and cost
 microseconds per update, more than a whole exchange through a sync pipeline. The routes already
 count exchanges (plain ints on :class:`~eip.runtime.route.Route`), so a custom collector reads
-them at scrape time. The only per-message work is timing: :func:`timed_dispatch` wraps a
-route's dispatch and drops each duration into a :class:`RouteTimings`, a bisect and two adds.
+them at scrape time. The only per-message work is timing: each duration drops into a
+:class:`RouteTimings`, a bisect and two adds. The route generates that timing into its own
+fused dispatch (:meth:`~eip.runtime.route.Route.time_inline`); a traced route's dispatch is
+wrapped by :func:`timed_dispatch` instead.
 
 Exposed (label ``route``): ``eip_exchanges_total``, ``eip_exchanges_failed_total`` (counters),
 ``eip_exchanges_inflight``, ``eip_route_up`` (gauges), ``eip_exchange_duration_seconds``
@@ -167,7 +169,9 @@ class Metrics:
         if known is not None and known[0] is route:
             return
         timings = RouteTimings(self.buckets)
-        route.dispatch = timed_dispatch(route, timings)
+        # The route's own dispatch takes the timing inline; a traced one is wrapped.
+        if not route.time_inline(timings, _timed):
+            route.dispatch = timed_dispatch(route, timings)
         self._timed[route.id] = (route, timings)
 
     def timings(self, route_id: str) -> RouteTimings | None:

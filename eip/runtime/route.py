@@ -6,18 +6,24 @@ import asyncio
 import enum
 import logging
 import time
-from collections.abc import Callable
+from bisect import bisect_left
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from eip.message import Exchange
-from eip.processors.base import STOP
+from eip.processors.base import Step
+from eip.processors.fuse import Entry, fuse
 
 if TYPE_CHECKING:
     from eip.components.base import Consumer
     from eip.dsl.model import RouteModel
     from eip.processors.error_handler import ErrorHandling
     from eip.processors.pipeline import Pipeline
+    from eip.runtime.metrics import RouteTimings
     from eip.runtime.supervisor import StartWait
+
+#: How a suspended exchange is timed: ``timed(pending, timings, started, clock)``.
+Timed = Callable[[Awaitable[Any], "RouteTimings", float, Callable[[], float]], Awaitable[Any]]
 
 __all__ = ["Route", "RouteStatus", "Service"]
 
@@ -74,8 +80,9 @@ class Route:
         self.start_wait: StartWait | None = None
         self._idle: asyncio.Event | None = None
         self._needs_original = errors.needs_original_message
-        self._run = pipeline.run
-        self.dispatch: Callable[[Exchange], Any] = self._dispatch
+        #: The route's own dispatch (untraced, untimed): see :meth:`_entry`.
+        self.own_dispatch: Step = self._entry()
+        self.dispatch: Step = self.own_dispatch
 
     @property
     def source_uri(self) -> str:
@@ -89,22 +96,82 @@ class Route:
         wait = self.start_wait
         return None if wait is None else wait.describe()
 
-    def _dispatch(self, exchange: Exchange) -> Any:
-        # ``inflight`` only counts exchanges that suspend: one that completes synchronously
-        # cannot be observed half-done by anybody else on the loop.
-        self.exchanges_total += 1
-        if exchange.route_id is None:
-            exchange.route_id = self.id
-        if self._needs_original and exchange.original is None:
-            exchange.original = exchange.snapshot()
-        result = self._run(exchange)
-        if result is None:
-            return None
-        if result is STOP:
-            exchange.route_stop = False
-            return None
-        self.inflight += 1
-        return self._finish(exchange, result)
+    def _entry(self, timings: RouteTimings | None = None, timed: Timed | None = None) -> Step:
+        """Generate ``dispatch``: the route's bookkeeping fused with its top pipeline into one
+        function (:class:`eip.processors.fuse.Entry`), so an exchange that completes
+        synchronously costs no call of the route's own. It does what this would::
+
+            def dispatch(exchange):
+                self.exchanges_total += 1
+                if exchange.route_id is None:
+                    exchange.route_id = self.id
+                if self._needs_original and exchange.original is None:
+                    exchange.original = exchange.snapshot()
+                result = self.pipeline.run(exchange)
+                if result is None:
+                    return None
+                if result is STOP:
+                    exchange.route_stop = False
+                    return None
+                self.inflight += 1  # only exchanges that suspend count as in flight
+                return self._finish(exchange, result)
+
+        With ``timings`` (a :class:`~eip.runtime.metrics.RouteTimings`) it also times each
+        exchange, inline when it completes synchronously and through ``timed(pending,
+        timings, started, clock)`` when it suspends (see :meth:`time_inline`).
+        """
+        pipeline = self.pipeline
+        run_slow = pipeline._slow
+        finish = self._finish
+
+        def suspend(exchange: Exchange, index: int, pending: Any, error: Any) -> Any:
+            self.inflight += 1
+            return finish(exchange, run_slow(exchange, index, pending, error))
+
+        # Names end in "_" so that they cannot meet the names of the steps' own code.
+        prologue = [
+            "route_.exchanges_total += 1",
+            "if ex.route_id is None:",
+            "    ex.route_id = route_id_",
+        ]
+        if self._needs_original:
+            prologue += ["if ex.original is None:", "    ex.original = ex.snapshot()"]
+        values: dict[str, Any] = {"route_": self, "route_id_": self.id}
+        name = f"{self.id}:dispatch"
+        if timings is None:
+            return fuse(pipeline.steps, suspend, name, entry=Entry(prologue, values))
+
+        assert timed is not None
+        clock = time.perf_counter
+
+        def suspend_timed(
+            exchange: Exchange, index: int, pending: Any, error: Any, started: float
+        ) -> Any:
+            return timed(suspend(exchange, index, pending, error), timings, started, clock)
+
+        values.update(clock_=clock, timings_=timings, counts_=timings.counts)
+        values.update(bounds_=timings.bounds, first_=timings.bounds[0], bisect_=bisect_left)
+        final = [
+            "elapsed_ = clock_() - started_",
+            "if elapsed_ <= first_:",  # most sync exchanges: one compare instead of a bisect
+            "    counts_[0] += 1",
+            "else:",
+            "    counts_[bisect_(bounds_, elapsed_)] += 1",
+            "timings_.sum += elapsed_",
+        ]
+        prologue.insert(0, "started_ = clock_()")
+        entry = Entry(prologue, values, final=final, slow_args=", started_")
+        return fuse(pipeline.steps, suspend_timed, name, entry=entry)
+
+    def time_inline(self, timings: RouteTimings, timed: Timed) -> bool:
+        """Time every exchange into ``timings`` with the timing inside the generated dispatch
+        (no wrapper call: metrics cost two clock reads and three additions per exchange).
+        Only while ``dispatch`` is still the route's own; False (nothing done) when something
+        wraps it already (tracing), for the caller to wrap it instead."""
+        if self.dispatch is not self.own_dispatch:
+            return False
+        self.dispatch = self._entry(timings, timed)
+        return True
 
     async def _finish(self, exchange: Exchange, pending: Any) -> None:
         since = self.inflight_since
