@@ -32,7 +32,7 @@ class CrashSync(RouteBuilder):
         self.finished = asyncio.Event()
 
     def deliver(self, exchange: Exchange) -> None:
-        time.sleep(0.002)  # a little work per record, so a kill lands mid-run
+        time.sleep(0.005)  # a little work per record, so a kill lands mid-run
         self.file.write(f"{exchange.body['id']}\n")
 
     def done(self, exchange: Exchange) -> None:

@@ -15,7 +15,7 @@ from eip.stores import SqliteWatermarkStore
 from tests.paged_crm import PagedCrm, customers
 
 ROOT = Path(__file__).resolve().parent.parent
-RECORDS = 200
+RECORDS = 300
 
 
 def start_child(url: str, db: Path, output: Path) -> subprocess.Popen[bytes]:
@@ -74,12 +74,12 @@ async def test_sigkill_mid_run_leaves_the_watermark_and_the_next_run_loses_nothi
         first_out = tmp_path / "first.txt"
         first = start_child(crm.url, db, first_out)
         try:
-            await wait_until(first, lambda: len(delivered(first_out)) >= 60, "60 records")
+            await wait_until(first, lambda: len(delivered(first_out)) >= 40, "40 records")
         finally:
             first.send_signal(signal.SIGKILL)
             first.wait(10)
         killed_after = delivered(first_out)
-        assert 60 <= len(killed_after) < RECORDS, "the kill must land mid-run"
+        assert 40 <= len(killed_after) < RECORDS, "the kill must land mid-run"
         assert not finished(first_out)
         assert await stored_watermark(db) is None  # the crashed run did not move it
 

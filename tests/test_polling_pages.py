@@ -331,18 +331,18 @@ async def test_max_pages_bounds_a_run(setup: Setup, caplog: pytest.LogCaptureFix
 
 
 async def test_max_duration_stops_fetching_more_pages(setup: Setup) -> None:
-    setup.crm.delay = 0.15
+    setup.crm.delay = 0.2
     route = Poll(
         f"{setup.crm.url}/page?per_page=5",
         records="$.items",
         pagination=page_number(size=5),
-        max_duration=0.4,
+        max_duration=0.5,
     )
     exchange = await setup.run(route)
     assert exchange.exception is None
     report = exchange.body
     assert report.stopped_by == "max_duration"
-    assert 2 <= report.pages < 5  # ~0.15s a page, stopped after 0.4s
+    assert 1 <= report.pages < 5  # ~0.2s a page, no new page after 0.5s
     assert report.fetched == report.pages * 5 == len(route.records)
 
 
@@ -357,12 +357,24 @@ async def test_a_retry_that_would_pass_the_time_bound_fails_now(setup: Setup) ->
 
 async def test_rate_spaces_the_requests(setup: Setup) -> None:
     route = Poll(
-        f"{setup.crm.url}/page", records="$.items", pagination=page_number(size=10), rate=4
+        f"{setup.crm.url}/page", records="$.items", pagination=page_number(size=10), rate=0.5
     )
     exchange = await setup.run(route)
     assert exchange.exception is None
-    assert len(setup.clock.sleeps) == 2  # before pages 2 and 3
-    assert all(0.0 < wait <= 0.25 for wait in setup.clock.sleeps)
+    assert len(setup.clock.sleeps) == 2  # before pages 2 and 3: 2s after the one before
+    assert all(1.0 < wait <= 2.0 for wait in setup.clock.sleeps)
+
+
+async def test_records_may_be_picked_by_a_function(setup: Setup) -> None:
+    route = Poll(
+        f"{setup.crm.url}/page",
+        records=lambda page: [r for r in page["items"] if r["id"] % 2],
+        pagination=page_number(),  # no size: the first empty page ends the run
+    )
+    exchange = await setup.run(route)
+    assert exchange.exception is None
+    assert ids(route.records) == list(range(1, 26, 2))
+    assert exchange.body.pages == 4
 
 
 # -- records ----------------------------------------------------------------------------------
