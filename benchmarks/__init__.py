@@ -66,6 +66,11 @@ BENCHMARKS: dict[str, Benchmark] = {
         "benchmarks.soap",
         "SOAP producer calls/s at 10 concurrent vs zeep's AsyncClient over plain httpx",
     ),
+    "reconcile": Benchmark(
+        "benchmarks.reconcile",
+        "consistency check of 1M vs 1M records (reconcile) vs two dicts compared by hand; "
+        "its peak RSS",
+    ),
 }
 
 

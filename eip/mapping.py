@@ -13,6 +13,10 @@ Dotted paths are split once at construction; a call is one loop over precompiled
 plus a subset check per dict level that has rules. Every per-record failure is a
 :class:`~eip.errors.MappingError` whose ``path`` is JSON-style (``$.address.zip``). Mistakes in
 the rules themselves raise :class:`~eip.errors.RouteDefinitionError` at construction.
+
+Code lists: ``convert=lookup(table, "column")`` translates a value through a
+:class:`CsvTable` (a CSV reference file that reloads when it changes) or a dict
+(:mod:`eip.lookups`).
 """
 
 from __future__ import annotations
@@ -27,12 +31,13 @@ from typing import Any, Final, Generic, Literal, TypeVar, cast, overload
 import msgspec
 
 from eip.errors import MappingError, RouteDefinitionError
+from eip.lookups import CsvTable, lookup  # code lists: see eip/lookups.py
 
 # fmt: off
 __all__ = [
-    "Converter", "Drop", "Field", "FieldMapper", "Rule", "chain", "convert", "drop", "field",
-    "lower", "rename", "scale", "strip", "to_bool", "to_date", "to_float", "to_int", "to_str",
-    "upper",
+    "Converter", "CsvTable", "Drop", "Field", "FieldMapper", "Rule", "chain", "convert", "drop",
+    "field", "lookup", "lower", "rename", "scale", "strip", "to_bool", "to_date", "to_float",
+    "to_int", "to_str", "upper",
 ]
 # fmt: on
 

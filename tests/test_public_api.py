@@ -94,3 +94,58 @@ def test_error_tree() -> None:
     for name in ["DataFormatError", "MappingError", "NoConsumerError", "EndpointError"]:
         assert issubclass(getattr(eip, name), eip.ExchangeError)
     assert issubclass(eip.UnmarshalError, eip.DataFormatError)
+
+
+def test_reconcile_api_is_pinned() -> None:
+    import eip.reconcile
+
+    assert eip.reconcile.__all__ == [
+        "DIFFERS",
+        "DUPLICATE",
+        "ONLY_LEFT",
+        "ONLY_RIGHT",
+        "RECONCILE_FIELDS",
+        "RECONCILE_KEY",
+        "RECONCILE_NAME",
+        "RECONCILE_VERDICT",
+        "SAME",
+        "VERDICTS",
+        "FieldValues",
+        "KeySpec",
+        "Normaliser",
+        "ReconcileError",
+        "ReconcileMetrics",
+        "ReconcileReport",
+        "Reconciler",
+        "Repair",
+        "RepairSink",
+        "RepairSummary",
+        "Sample",
+        "SideSummary",
+        "Source",
+        "Verdict",
+        "callable_source",
+        "casefold",
+        "collapse_spaces",
+        "compose",
+        "date",
+        "empty_as_none",
+        "file_source",
+        "http_source",
+        "number",
+        "reconcile",
+        "reconcile_metrics",
+        "report_json",
+        "trim",
+        "write_report",
+    ]
+    assert issubclass(eip.reconcile.ReconcileError, eip.ExchangeError)
+    for name in eip.reconcile.__all__:
+        assert getattr(eip.reconcile, name) is not None
+
+
+def test_mapping_code_lists_are_public() -> None:
+    import eip.mapping
+
+    assert {"CsvTable", "lookup"} <= set(eip.mapping.__all__)
+    assert eip.mapping.lookup is not None

@@ -52,6 +52,7 @@ from eip.dsl.model import (
     WhenDef,
 )
 from eip.dsl.polling import PollingSteps
+from eip.dsl.reconcile import ReconcileSteps
 from eip.dsl.routing import RoutingSteps
 from eip.dsl.security import SecuritySteps
 from eip.dsl.stateful import StatefulSteps
@@ -75,7 +76,9 @@ __all__ = [
 ]
 
 
-class StepsBuilder(StatefulSteps, RoutingSteps, DynamicSteps, SecuritySteps, PollingSteps):
+class StepsBuilder(
+    StatefulSteps, RoutingSteps, DynamicSteps, SecuritySteps, PollingSteps, ReconcileSteps
+):
     """The EIP steps shared by routes and nested branches."""
 
     def to(self, *endpoints: EndpointRef, pattern: ExchangePattern | None = None) -> Self:
