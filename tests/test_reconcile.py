@@ -34,7 +34,7 @@ from eip.reconcile import (
     reconcile,
     trim,
 )
-from eip.reconcile.sources import next_link
+from eip.reconcile.http_sources import next_link
 
 LEFT = [
     {"id": 1, "name": "Ada", "email": "ada@example.com", "tier": "gold"},
