@@ -35,6 +35,7 @@ from eip.stores import (
     PostgresWatermarkStore,
     SqliteIdempotentRepository,
     SqliteWatermarkStore,
+    StoreError,
     WatermarkStore,
 )
 from tests.paged_crm import PagedCrm, Reply, customers
@@ -382,3 +383,17 @@ async def test_two_contexts_running_at_once_advance_the_watermark_once(
     assert checkpoint is not None
     assert (checkpoint.value, checkpoint.version) == (LAST, 1)
     assert any("moved to" in r.getMessage() for r in caplog.records)
+
+
+async def test_a_watermark_store_that_fails_fails_the_run_before_any_page(env: Env) -> None:
+    store = env.store()
+    route = Sync(env.url, store)
+    context = await env.start(route)
+    await store.stop()  # the store is gone: its next read fails
+    exchange = await env.run(context)
+    assert isinstance(exchange.exception, StoreError)
+    assert env.crm.requests == []
+    report: PollReport = exchange.properties[POLL_REPORT]
+    assert (report.stopped_by, report.fetched, report.advanced) == ("error", 0, False)
+    assert report.error is not None
+    assert report.error.startswith("StoreError: ")

@@ -175,7 +175,11 @@ class PagedPoll:
         deadline = None if self.max_duration is None else started + self.max_duration
         run = _Run(started, deadline)
         mark = self.watermark
-        checkpoint = await mark.store.get(mark.name) if mark is not None else None
+        try:
+            checkpoint = await mark.store.get(mark.name) if mark is not None else None
+        except Exception as exc:  # no watermark, no run: reported like any failed run
+            self._fail_early(exchange, run, exc)
+            raise
         before = checkpoint.value if checkpoint is not None else getattr(mark, "initial", None)
         exchange.properties[POLL_WATERMARK] = before
         tracker = mark.advance.tracker() if mark is not None else None
@@ -209,6 +213,12 @@ class PagedPoll:
         if failure is not None:
             raise failure
         exchange.body = report
+
+    def _fail_early(self, exchange: Exchange, run: _Run, error: Exception) -> None:
+        initial = getattr(self.watermark, "initial", None)
+        report = self._report(run, initial, initial, False, error)
+        exchange.properties[POLL_REPORT] = report
+        self._log(report, True)
 
     async def _records(
         self, url: str | None, run: _Run, trigger: Exchange, tracker: Tracker | None
