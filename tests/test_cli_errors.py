@@ -57,7 +57,7 @@ def test_a_typed_spec_typo_is_one_line_in_every_command(
     assert _errors(result) == [
         f"eip: error: {path}:8, OrderRoutes, route 'orders', step 2: unknown option 'sise' "
         "for endpoint seda:orders (valid options: block_when_full, concurrent_consumers, "
-        "offer_timeout, size, wait_for_completion)"
+        "durable, offer_timeout, path, size, synchronous, wait_for_completion)"
     ]
     assert result.stdout == ""
 

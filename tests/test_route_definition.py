@@ -56,7 +56,10 @@ async def test_unknown_option_lists_valid_ones() -> None:
     assert error.route_id == "r"
     text = str(error)
     assert "unknown option 'sise'" in text
-    assert "valid options: block_when_full, concurrent_consumers, offer_timeout, size" in text
+    assert (
+        "valid options: block_when_full, concurrent_consumers, durable, offer_timeout, path, "
+        "size, synchronous, wait_for_completion" in text
+    )
 
 
 async def test_mistyped_option_names_option_and_value() -> None:
