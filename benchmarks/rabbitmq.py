@@ -12,7 +12,10 @@ when B holds N messages. Fresh queues each round.
   one multiple-ack per batch; see ``benchmarks/_rabbitmq_baselines.py``);
 - **FastStream (b)**: FastStream 0.7 with its best settings (prefetch 100, msgspec decoder,
   confirms on, ack after the handler);
-- informational: the naive aio-pika callback consumer.
+- informational: the naive aio-pika callback consumer, and **eip on aio-pika**: the same
+  route with ``client=aio-pika`` on both endpoints (eip's consumer, settlement and producer on
+  aio-pika's ``connect_robust`` instead of eip's own AMQP client), against the best
+  hand-written aio-pika relay: what the engine costs over the library it then runs on.
 """
 
 from __future__ import annotations
@@ -35,24 +38,25 @@ URL = "amqp://guest:guest@127.0.0.1:5672/"
 
 
 class Relay(RouteBuilder):
-    def __init__(self, source: str, target: str) -> None:
+    def __init__(self, source: str, target: str, client: str = "lean") -> None:
         super().__init__()
         self.source, self.target = source, target
+        self.option = "" if client == "lean" else f"&client={client}"
 
     def configure(self) -> None:
         (
-            self.from_(f"rabbitmq:?queue={self.source}&prefetch=1000&concurrency=500")
+            self.from_(f"rabbitmq:?queue={self.source}&prefetch=1000&concurrency=500{self.option}")
             .route_id("relay")
             .unmarshal(json(Customer))
             .transform(lambda ex: to_erp(ex.body))
             .marshal(json())
-            .to(f"rabbitmq:?routing_key={self.target}")
+            .to(f"rabbitmq:?routing_key={self.target}{self.option}")
         )
 
 
-async def eip_relay(url: str, a: str, b: str, n: int) -> float:
+async def eip_relay(url: str, a: str, b: str, n: int, client: str = "lean") -> float:
     context = Context(shutdown_timeout=30)
-    context.add_routes(Relay(a, b))
+    context.add_routes(Relay(a, b, client))
     began = time.perf_counter()
     await context.start()
     await _wait(url, b, n)
@@ -98,6 +102,7 @@ async def measure(quick: bool) -> dict[str, Any]:
         _variant("aio-pika best (a)", B.aio_pika_best, messages, persistent=True),
         _variant("FastStream best (b)", B.faststream_best, messages, persistent=True),
         _variant("aio-pika naive", B.aio_pika_naive, messages, persistent=True),
+        _variant("eip on aio-pika", eip_relay, messages, client="aio-pika"),
     ]
     return await interleave(variants, rounds=2 if quick else 3, warmup=False)
 
@@ -114,3 +119,11 @@ def run(quick: bool) -> None:
     print()
     print(result_line("rabbitmq-vs-aio-pika", eip, results["aio-pika best (a)"].median))
     print(result_line("rabbitmq-vs-faststream", eip, results["FastStream best (b)"].median))
+    # informational: eip's route on client=aio-pika vs the best hand-written aio-pika relay
+    print(
+        result_line(
+            "rabbitmq-aio-pika-client-vs-aio-pika",
+            results["eip on aio-pika"].median,
+            results["aio-pika best (a)"].median,
+        )
+    )
