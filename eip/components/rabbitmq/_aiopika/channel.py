@@ -11,8 +11,8 @@ The endpoints' hot-path calls are synchronous; aio-pika's are coroutines. So:
 - ``publish`` starts one task per message (aiormq waits for each confirm inside its own
   ``basic_publish``; tasks start in call order and take the channel lock in that order, so
   publishes go out in order) and returns a sequence number; ``wait_confirm(seq)`` waits for
-  that task's outcome. At most ``WINDOW`` publishes (or ``WINDOW_BYTES``) are in flight:
-  beyond that ``writable`` is false and a producer waits in ``drain``;
+  that task's outcome (:mod:`.confirms`). Beyond a window of publishes in flight ``writable``
+  is false and a producer waits in ``drain``;
 - ``ack`` / ``nack`` / ``reject`` queue the settlement for one settler task that sends them
   in order (``basic_ack(..., wait=False)``: a write, no broker round trip).
 
@@ -47,6 +47,7 @@ from eip.components.rabbitmq._amqp.errors import (
 from eip.components.rabbitmq._amqp.incoming import DeliveriesCallback
 from eip.components.rabbitmq._amqp.message import Properties
 
+from .confirms import PublishWindow
 from .convert import channel_error, delivery_from, returned_error, to_pamqp
 
 if TYPE_CHECKING:
@@ -59,9 +60,6 @@ __all__ = ["AioPikaChannel"]
 
 log = logging.getLogger("eip.components.rabbitmq.aiopika")
 
-WINDOW = 10_000
-WINDOW_BYTES = 16 << 20
-FAILURES_KEPT = 10_000
 CLOSE_WAIT = 5.0
 _ACK, _NACK, _REJECT = 0, 1, 2
 
@@ -86,13 +84,7 @@ class AioPikaChannel:
         self._error: AmqpError | None = None
         self._closing = False  # closed by us: ``closed`` resolves with None
         self._close_reason: BaseException | None = None
-        self._next_seq = 1
-        self._unconfirmed: set[int] = set()
-        self._waiters: dict[int, asyncio.Future[None]] = {}
-        self._failed: collections.OrderedDict[int, AmqpError] = collections.OrderedDict()
-        self._inflight = 0
-        self._inflight_bytes = 0
-        self._changed = asyncio.Event()
+        self._publishes = PublishWindow(self._loop, publisher_confirms)
         self._tasks: set[asyncio.Task[None]] = set()
         self._settles: collections.deque[tuple[int, int, bool, bool]] = collections.deque()
         self._settler: asyncio.Task[None] | None = None
@@ -111,20 +103,15 @@ class AioPikaChannel:
 
     @property
     def writable(self) -> bool:
-        return (
-            self.is_open
-            and self._inflight < WINDOW
-            and self._inflight_bytes < WINDOW_BYTES
-            and not self._connection.blocked
-        )
+        return self.is_open and not self._publishes.full and not self._connection.blocked
 
     @property
     def next_publish_seq(self) -> int:
-        return self._next_seq
+        return self._publishes.next_seq
 
     @property
     def unconfirmed_count(self) -> int:
-        return len(self._unconfirmed)
+        return self._publishes.unconfirmed_count
 
     def _raise_if_closed(self) -> None:
         if self._error is not None:
@@ -148,12 +135,8 @@ class AioPikaChannel:
             error = channel_error(exc)
             reason = error
         self._error = error
-        for seq, waiter in list(self._waiters.items()):
-            if not waiter.done():
-                waiter.set_exception(fresh(error))
-            del self._waiters[seq]
+        self._publishes.terminate(error)
         self._settles.clear()
-        self._changed.set()
         if not self.closed.done():
             self.closed.set_result(reason)
 
@@ -168,13 +151,8 @@ class AioPikaChannel:
         mandatory: bool = False,
     ) -> int:
         self._raise_if_closed()
-        seq = self._next_seq
-        self._next_seq = seq + 1
         wire_properties = to_pamqp(properties)
-        if self.publisher_confirms:
-            self._unconfirmed.add(seq)
-        self._inflight += 1
-        self._inflight_bytes += len(body)
+        seq = self._publishes.started(len(body))
         task = self._loop.create_task(
             self._publish(seq, body, exchange, routing_key, wire_properties, mandatory)
         )
@@ -213,70 +191,26 @@ class AioPikaChannel:
                 if isinstance(exc, aiormq_errors.ChannelClosed)
                 else ChannelClosedError(0, f"publish failed: {type(exc).__name__}: {exc}")
             )
-        finally:
-            self._inflight -= 1
-            self._inflight_bytes -= len(body)
-            self._changed.set()
-        if self.publisher_confirms:
-            self._settle_publish(seq, error)
-        elif error is not None and self._error is None:
+        self._publishes.finished(seq, len(body), error)
+        if error is not None and not self.publisher_confirms and self._error is None:
             log.warning("unconfirmed publish to %r failed: %s", exchange or routing_key, error)
 
-    def _settle_publish(self, seq: int, error: AmqpError | None) -> None:
-        if seq not in self._unconfirmed:
-            return
-        self._unconfirmed.discard(seq)
-        if error is not None:
-            self._failed[seq] = error
-            if len(self._failed) > FAILURES_KEPT:
-                self._failed.popitem(last=False)
-        waiter = self._waiters.pop(seq, None)
-        if waiter is not None and not waiter.done():
-            if error is None:
-                waiter.set_result(None)
-            else:
-                waiter.set_exception(fresh(error))
-
     async def wait_confirm(self, seq: int) -> None:
-        if not self.publisher_confirms:
-            raise AmqpError("wait_confirm needs a channel with publisher_confirms=True")
-        if not 0 < seq < self._next_seq:
-            raise ValueError(f"no publish with sequence number {seq} on this channel")
-        if seq in self._unconfirmed:
-            if self._error is not None:
-                raise fresh(self._error)
-            waiter = self._waiters.get(seq)
-            if waiter is None:
-                waiter = self._waiters[seq] = self._loop.create_future()
-                waiter.add_done_callback(_retrieve)
-            await asyncio.shield(waiter)
-            return
-        error = self._failed.get(seq)
-        if error is not None:
-            raise fresh(error)
+        await self._publishes.wait(seq)
 
     def expire_confirms(self, before: int, error: AmqpError) -> int:
-        expired = 0
-        for seq in [s for s in self._waiters if s < before]:
-            waiter = self._waiters.pop(seq)
-            if not waiter.done():
-                waiter.set_exception(fresh(error))
-                expired += 1
-        return expired
+        return self._publishes.expire(before, error)
 
     async def drain(self) -> None:
         """Wait until the publish window is half empty and the broker does not block us."""
         while True:
             self._raise_if_closed()
-            if (
-                self._inflight <= WINDOW // 2
-                and self._inflight_bytes <= WINDOW_BYTES // 2
-                and not self._connection.blocked
-            ):
+            if self._publishes.half_empty and not self._connection.blocked:
                 return
-            self._changed.clear()
+            changed = self._publishes.changed
+            changed.clear()
             with contextlib.suppress(TimeoutError):  # a block ends without an event here
-                await asyncio.wait_for(self._changed.wait(), 0.1)
+                await asyncio.wait_for(changed.wait(), 0.1)
 
     # -- settling deliveries -----------------------------------------------------------------
     def ack(self, delivery_tag: int, multiple: bool = False) -> None:
@@ -464,9 +398,3 @@ class AioPikaChannel:
             await self._channel.close()
         if not self.closed.done():
             self.closed.set_result(self._close_reason)
-
-
-def _retrieve(future: asyncio.Future[None]) -> None:
-    """Read a waiter's exception so asyncio does not log it when nobody awaits it."""
-    if not future.cancelled():
-        future.exception()
