@@ -30,6 +30,7 @@ import msgspec
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
+from benchmarks._audit_bench import AuditBench
 from benchmarks._crm import REGIONS, Customer, make_messages, to_erp
 from benchmarks._report import Measurement, Variant, interleave, result_line, table
 from eip import Context, Exchange, RouteBuilder, otherwise, when
@@ -210,6 +211,7 @@ class PipelineReport:
     results: dict[str, Measurement]
     spans: tuple[int, int, int] = (0, 0, 0)  # route, send, expected total per round
     lines: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # printed above the RESULT lines
 
     def table(self) -> str:
         base = self.results[BASELINE].median
@@ -235,6 +237,7 @@ async def bench(count: int, rounds: int) -> PipelineReport:
     provider, exporter = make_provider()
     traced = await start_context(provider)
     operated = await start_context(ops=True)
+    audited = await AuditBench.start(CustomerRoute, ROUTE_ID)  # audit-sqlite-vs-off
     try:
         route = plain.routes[ROUTE_ID]
         operated_route = operated.routes[ROUTE_ID]
@@ -321,6 +324,7 @@ async def bench(count: int, rounds: int) -> PipelineReport:
             Variant(PRODUCER, via_producer, count),
             Variant(TEMPLATE, via_template, count),
             Variant(TRACED, via_traced, count),
+            *audited.variants(messages, mock_counts, _minus, expected),
         ]
         results = await interleave(variants, rounds)
         assert exporter.other_spans == 0, f"{exporter.other_spans} unexpected spans"
@@ -330,6 +334,7 @@ async def bench(count: int, rounds: int) -> PipelineReport:
         await plain.stop()
         await traced.stop()
         await operated.stop()
+        await audited.stop()  # and verifies the chain the rounds wrote
         provider.force_flush()
         provider.shutdown()
 
@@ -339,7 +344,9 @@ async def bench(count: int, rounds: int) -> PipelineReport:
         result_line("pipeline-vs-handwritten", eip, base),
         result_line("pipeline-ops-on-vs-handwritten", ops, base),
         result_line("tracing-on-vs-off", on, eip),
+        audited.result_line(results),
     ]
+    report.notes.append(audited.summary(results))
     return report
 
 
@@ -369,6 +376,8 @@ def run(quick: bool) -> None:
         f"send over {rounds + 1} runs; per run {per_round:,} = {count:,} route + "
         f"{e.delivered:,} send (2 per exchange that passed the filter, 1 per filtered one)"
     )
+    for note in report.notes:
+        print(note)
     print()
     for line in report.lines:
         print(line)

@@ -336,6 +336,9 @@ def _parser() -> argparse.ArgumentParser:
         help="svg or mermaid (default: mermaid for a .mmd or .md FILE, else svg)",
     )
     _remote_parsers(sub)
+    from eip.audit.cli import add_audit_parser
+
+    add_audit_parser(sub, _config_option)
     return parser
 
 
@@ -503,6 +506,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _check(args.paths, config)
         if args.command in ("get", "route", "reload"):
             return _remote(args)
+        if args.command == "audit":
+            from eip.audit.cli import run_audit
+
+            return run_audit(args, config)
         if args.command == "graph":
             return _graph(_context_for(args.paths, config=config), args.output, args.format)
         context = _context_for(args.paths, config=config)

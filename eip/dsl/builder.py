@@ -22,7 +22,7 @@ until the route is compiled at start.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Self
 
 from eip.dataformats import DataFormat
@@ -60,6 +60,7 @@ from eip.message import ExchangePattern
 from eip.processors.error_handler import RedeliveryPolicy
 
 if TYPE_CHECKING:
+    from eip.audit.store import AuditStore
     from eip.dsl.rest import RestBuilder
 
 __all__ = [
@@ -234,6 +235,25 @@ class RouteDefinition(StepsBuilder):
     def error_handler(self, handler: ErrorHandlerDef) -> Self:
         """The error handler of this route (overrides the builder's)."""
         self.model.error_handler = handler
+        return self
+
+    def audit(
+        self,
+        key: Callable[..., Any] | None = None,
+        *,
+        fields: Sequence[str] | str = (),
+        store: AuditStore | str | None = None,
+        **options: Any,
+    ) -> Self:
+        """Keep a tamper-evident audit record of every exchange of this route: time, exchange,
+        business ``key``, principal, outcome, endpoints, and the body ``fields`` named (none
+        by default), in ``store`` (default: the config's ``[audit]`` store, else
+        ``sqlite:$EIP_DATA_DIR/audit.db``); ``options`` (``table``, ``chain``) go to a store
+        given by name. Each exchange completes only once its record is durable. See
+        :mod:`eip.audit`."""
+        from eip.audit.spec import AuditSpec, field_paths
+
+        self.model.audit = AuditSpec(key, field_paths(fields), store, options)
         return self
 
 

@@ -14,6 +14,7 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from eip.audit.spec import AuditSpec, audit_of
 from eip.dsl.model import (
     ChoiceDef,
     DeadLetterChannel,
@@ -75,6 +76,8 @@ class CompileContext:
         self.errors = errors
         self.path: list[str] = []
         self.services: list[Service] = []
+        #: The route's audit (see :mod:`eip.audit.hook`), None for routes that keep none.
+        self.audit: AuditSpec | None = None
 
     def add_service(self, service: Service) -> None:
         """Register a stateful part of a step (a worker, a timeout checker) with the route: the
@@ -164,10 +167,15 @@ def _compile_route(context: CompileHost, model: RouteModel) -> Route:
     context.resolve_endpoint(model.source, route_id=model.route_id, step="from")
     errors = _error_handling(context, model)
     cc = CompileContext(context, model, errors)
+    cc.audit = audit_of(context, model)
     errors.clauses = tuple(_clause(cc, clause) for clause in model.on_exceptions)
     pipeline = cc.pipeline(model.steps)
     route = Route(model, pipeline, errors)
     route.services = cc.services
+    if cc.audit is not None:
+        from eip.audit.hook import install_audit
+
+        install_audit(cc, route)
     return route
 
 
@@ -228,12 +236,21 @@ def _compile_to(step: ToDef, cc: CompileContext) -> Step:
         from eip.runtime.step_counters import counted_send, step_counters
 
         send = counted_send(send, step_counters(cc.context).counter(cc.model, cc.where))
+    if cc.audit is not None:  # the trail of endpoints an audited exchange was sent to
+        from eip.audit.hook import recorded_send
+
+        send = recorded_send(send, endpoint_text(step.endpoint))
     return send
 
 
 @register_step(FilterDef)
 def _compile_filter(step: FilterDef, cc: CompileContext) -> Step:
-    return filter_step(cc.callable_(step.predicate, "filter predicate"))
+    predicate = cc.callable_(step.predicate, "filter predicate")
+    if cc.audit is not None and len(cc.path) == 1:  # stops the route: the outcome is filtered
+        from eip.audit.hook import marking_filter
+
+        return marking_filter(predicate)
+    return filter_step(predicate)
 
 
 @register_step(ChoiceDef)

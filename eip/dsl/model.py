@@ -18,6 +18,7 @@ from eip.processors.base import describe_callable
 from eip.processors.error_handler import RedeliveryPolicy
 
 if TYPE_CHECKING:
+    from eip.audit.spec import AuditSpec
     from eip.dataformats import DataFormat
 
 __all__ = [
@@ -251,6 +252,8 @@ class RouteModel:
     origin: str | None = None
     #: Where the route was declared (``routes/orders.py:12``), for errors that name the file.
     defined_at: str | None = None
+    #: The route's audit trail (``.audit(...)``, see :mod:`eip.audit`), None when it keeps none.
+    audit: AuditSpec | None = None
 
     @property
     def source_uri(self) -> str:

@@ -1,0 +1,181 @@
+"""An audit record, its canonical encoding and the hash chain that seals it.
+
+The hot path produces an :data:`Entry`, a plain tuple (cheap to make); a store turns a batch
+of entries into :class:`AuditRecord` objects with :func:`seal`, inside the transaction that
+writes them, because only there is the head of the chain (the last record's number and hash)
+known for sure when several writers share it.
+
+**Canonical encoding**: JSON, UTF-8, no whitespace, object keys sorted at every level, every
+field present (``null`` when empty). A JSON Lines line is that content with ``"hash"``
+appended as its last member (:func:`line_of`). The record's ``hash`` is the SHA-256 (hex) of that
+encoding of the record *without* its ``hash`` field, and that content includes ``prev``, the
+previous record's hash (:data:`GENESIS` for the first), and ``seq``, its place in the chain
+(1, 2, 3, ...). Editing, removing or reordering a record therefore breaks the hash of the
+record itself or the link of the one after it (see :mod:`eip.audit.verify`). Outside eip the
+hash is checked with, for example, ``jq -cjS 'del(.hash)' | sha256sum`` (for records
+whose numbers jq keeps exact).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time as _time
+from collections.abc import Sequence
+from typing import Any
+
+import msgspec
+
+__all__ = [
+    "COMPLETED",
+    "DEAD_LETTERED",
+    "FAILED",
+    "FILTERED",
+    "GENESIS",
+    "HANDLED",
+    "OUTCOMES",
+    "AuditRecord",
+    "Content",
+    "Entry",
+    "Sealed",
+    "content_of",
+    "decode_record",
+    "format_time",
+    "line_of",
+    "seal",
+]
+
+#: The exchange went through the route.
+COMPLETED = "completed"
+#: The route failed it: its source gets it back (a RabbitMQ requeue, an HTTP error).
+FAILED = "failed"
+#: The route's dead letter channel took it after its failure.
+DEAD_LETTERED = "dead-lettered"
+#: A filter at the route's top level stopped it.
+FILTERED = "filtered"
+#: An ``on_exception(...).handled()`` clause of the route took its failure.
+HANDLED = "handled"
+OUTCOMES = (COMPLETED, FAILED, DEAD_LETTERED, FILTERED, HANDLED)
+
+#: ``prev`` of a chain's first record.
+GENESIS = "0" * 64
+
+#: What the hot path records: (route, exchange id, message id, business key, principal,
+#: outcome, endpoints, chosen body fields or None, error type or None).
+Entry = tuple[
+    str,
+    str,
+    str | None,
+    str | None,
+    str | None,
+    str,
+    list[str],
+    dict[str, Any] | None,
+    str | None,
+]
+
+
+class AuditRecord(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """One sealed record, as read back and shown (fields in canonical, sorted order)."""
+
+    chain: str
+    endpoints: list[str]
+    error: str | None
+    exchange: str
+    fields: dict[str, Any] | None
+    #: SHA-256 (hex) of the canonical content: this record without ``hash``.
+    hash: str = ""
+    key: str | None
+    message_id: str | None
+    outcome: str
+    prev: str
+    principal: str | None
+    route: str
+    seq: int
+    #: When the record was sealed, in UTC (``2026-11-05T12:00:00.123456Z``; fixed width, so
+    #: text order is time order): within milliseconds of the exchange's end, the same for
+    #: every record of one batch.
+    time: str
+
+
+class Content(msgspec.Struct):
+    """A record's canonical content, made positionally while sealing (fields in sorted order,
+    so with sorted dict keys the JSON is canonical)."""
+
+    chain: str
+    endpoints: list[str]
+    error: str | None
+    exchange: str
+    fields: dict[str, Any] | None
+    key: str | None
+    message_id: str | None
+    outcome: str
+    prev: str
+    principal: str | None
+    route: str
+    seq: int
+    time: str
+
+
+#: A sealed record: its content, the canonical JSON of it, and that JSON's SHA-256 (hex).
+Sealed = tuple[Content, bytes, str]
+
+_encoder = msgspec.json.Encoder(order="deterministic")  # dict keys sorted, fields as declared
+_decoder = msgspec.json.Decoder(AuditRecord)
+
+
+def content_of(record: AuditRecord) -> bytes:
+    """The canonical content of ``record``: its JSON without ``hash``."""
+    if record.hash:
+        record = msgspec.structs.replace(record, hash="")
+    return _sorted.encode(record)
+
+
+_sorted = msgspec.json.Encoder(order="sorted")
+
+
+def decode_record(data: bytes | str) -> AuditRecord:
+    """A record from its JSON (with or without ``hash``); raises msgspec.DecodeError."""
+    return _decoder.decode(data)
+
+
+def line_of(content: bytes, digest: str) -> bytes:
+    """A JSON Lines line: the canonical content with ``hash`` appended as its last member."""
+    return b'%s,"hash":"%s"}' % (content[:-1], digest.encode())
+
+
+def format_time(when: float) -> str:
+    """Unix time as the records' UTC text."""
+    second, micros = divmod(round(when * 1_000_000), 1_000_000)
+    return f"{_time.strftime('%Y-%m-%dT%H:%M:%S', _time.gmtime(second))}.{micros:06d}Z"
+
+
+def seal(
+    entries: Sequence[Entry], chain: str, seq: int, prev: str, when: float | None = None
+) -> list[Sealed]:
+    """Number and hash ``entries`` after the chain head (``seq``, ``prev``), stamped with
+    ``when`` (default: now): the records to write, in order."""
+    out: list[Sealed] = []
+    encode = _encoder.encode
+    sha256 = hashlib.sha256
+    stamp = format_time(_time.time() if when is None else when)
+    for route, exchange, message_id, key, principal, outcome, sent, fields, error in entries:
+        seq += 1
+        content = Content(
+            chain,
+            sent,
+            error,
+            exchange,
+            fields,
+            key,
+            message_id,
+            outcome,
+            prev,
+            principal,
+            route,
+            seq,
+            stamp,
+        )
+        data = encode(content)
+        prev = sha256(data).hexdigest()
+        out.append((content, data, prev))
+    return out
