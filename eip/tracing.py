@@ -118,6 +118,7 @@ class _LeanSpans:
 
     def __init__(self, provider: Any) -> None:
         from opentelemetry.sdk.trace import ReadableSpan
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor
         from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
         from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased
         from opentelemetry.sdk.util.instrumentation import InstrumentationScope
@@ -127,7 +128,13 @@ class _LeanSpans:
         processors = getattr(processor, "_span_processors", None)
         if isinstance(processors, tuple) and len(processors) == 1:
             processor = processors[0]
-        self.on_end = processor.on_end
+        self.on_end: Callable[[Any], None] = processor.on_end
+        # The batch processor's on_end checks that the span is sampled (``end`` did) and
+        # hands it to its queue: call the queue's ``emit`` directly (five property reads and
+        # a call less per span).
+        emit = getattr(getattr(processor, "_batch_processor", None), "emit", None)
+        if type(processor) is BatchSpanProcessor and callable(emit):
+            self.on_end = emit
         self.sampler = provider.sampler
         # A ReadableSpan subclass whose constant fields are class attributes: a span then costs
         # six attribute stores instead of ReadableSpan.__init__'s keyword call.
@@ -153,23 +160,33 @@ class _LeanSpans:
             and self.sampler._remote_parent_sampled is ALWAYS_ON
         )
         generator = provider.id_generator
-        if type(generator) is RandomIdGenerator:
-            self._trace_id: Callable[[], int] = lambda: random.getrandbits(128) or 1
-            self._span_id: Callable[[], int] = lambda: random.getrandbits(64) or 1
-        else:
-            self._trace_id = generator.generate_trace_id
-            self._span_id = generator.generate_span_id
+        #: The SDK's default ids (what RandomIdGenerator does), drawn inline in ``start``.
+        self.random_ids = type(generator) is RandomIdGenerator
+        self._trace_id: Callable[[], int] = generator.generate_trace_id
+        self._span_id: Callable[[], int] = generator.generate_span_id
 
     def start(self, name: str, parent: Any, kind: SpanKind, attributes: dict[str, Any]) -> Any:
         parent_context: SpanContext | None = None
-        if parent is not None:
+        if parent is None:
+            pass
+        elif parent.__class__ is self.span_type:
+            # One of ours (the route span of a send, say): its context is a SpanContext that
+            # ``start`` built, valid and flagged with _SAMPLED or _NOT_SAMPLED.
+            parent_context = parent._context
+        else:
             parent_context = parent.get_span_context()
             if parent_context is not None and not parent_context.is_valid:
                 parent_context = None
         if parent_context is None:
-            trace_id = self._trace_id()
+            trace_id = (getrandbits(128) or 1) if self.random_ids else self._trace_id()
             sampled = True
             trace_state = None
+        elif parent_context.__class__ is SpanContext:
+            # A SpanContext is a tuple: (trace_id, span_id, is_remote, flags, state, is_valid).
+            trace_id = parent_context[0]
+            flags = parent_context[3]
+            sampled = flags is _SAMPLED or (flags is not _NOT_SAMPLED and flags.sampled)
+            trace_state = parent_context[4]
         else:
             trace_id = parent_context.trace_id
             sampled = parent_context.trace_flags.sampled
@@ -183,16 +200,25 @@ class _LeanSpans:
                 attributes = {**attributes, **decision.attributes}
             trace_state = decision.trace_state
         flags = _SAMPLED if sampled else _NOT_SAMPLED
+        span_id = (getrandbits(64) or 1) if self.random_ids else self._span_id()
         # SpanContext.__new__ only validates ids we know to be valid: build the tuple directly.
-        context = tuple.__new__(
-            SpanContext,
-            (trace_id, self._span_id(), False, flags, trace_state or _EMPTY_STATE, True),
-        )
-        return self.span_type(name, context, kind, parent_context, attributes)
+        if trace_state is not _EMPTY_STATE:  # (a TraceState's truth is a Python __len__)
+            trace_state = trace_state or _EMPTY_STATE
+        context = tuple.__new__(SpanContext, (trace_id, span_id, False, flags, trace_state, True))
+        # What _span_init does, without a Python __init__ call: the constant fields are class
+        # attributes of the span type.
+        span = _new(self.span_type)
+        span._name = name
+        span._context = context
+        span._kind = kind
+        span._parent = parent_context
+        span._attributes = attributes
+        span._start_time = time_ns()
+        return span
 
     def end(self, span: Any) -> None:
-        span._end_time = time.time_ns()
-        if span._context[3].sampled:
+        span._end_time = time_ns()
+        if span._context[3] is _SAMPLED:  # ``start`` flags every span _SAMPLED or not
             self.on_end(span)
 
     @staticmethod
@@ -230,6 +256,9 @@ def _span_init(self: Any, name: str, context: Any, kind: Any, parent: Any, attri
     self._start_time = time.time_ns()
 
 
+_new = object.__new__
+getrandbits = random.getrandbits
+time_ns = time.time_ns
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 _NOT_SAMPLED = TraceFlags(TraceFlags.DEFAULT)
 _EMPTY_STATE = trace.TraceState()
