@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import socket
 from collections.abc import AsyncIterator
@@ -164,6 +165,8 @@ class Systems:
 
 #: 02:59:30 in Shanghai, 30 seconds before the nightly fire.
 BEFORE_THREE = dt.datetime(2026, 11, 22, 18, 59, 30, tzinfo=dt.UTC).timestamp()
+#: Noon in Shanghai: the schedule stays out of the way of triggered runs.
+NOON = dt.datetime(2026, 11, 22, 4, 0, tzinfo=dt.UTC).timestamp()
 
 
 class Running:
@@ -180,22 +183,40 @@ class Running:
         return None if checkpoint is None else checkpoint.value
 
 
-@async_fixture
-async def running(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Running]:
+@contextlib.asynccontextmanager
+async def routes_at(
+    start: float, data: Path, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[Running]:
+    """The routes against a real CRM and OA, on a manual clock that starts at ``start``."""
     async with Systems() as systems:
         monkeypatch.setenv("EIP_DEMO", "0")
         monkeypatch.setenv("EIP_CRM__URL", f"{systems.url}/crm")
         monkeypatch.setenv("EIP_OA__URL", f"{systems.url}/oa")
         monkeypatch.setenv("CRM_API_TOKEN", "crm-token-1")
         monkeypatch.setenv("OA_API_TOKEN", "oa-token-1")
-        clock = ManualClock(start=BEFORE_THREE)
+        clock = ManualClock(start=start)
         context = Context(clock=clock, shutdown_timeout=5)
-        context.add_routes(CrmOaNightlySync(tmp_path, page_size=4))
+        context.add_routes(CrmOaNightlySync(data, page_size=4))
         await context.start()
         try:
-            yield Running(systems, context, clock, tmp_path)
+            yield Running(systems, context, clock, data)
         finally:
             await context.stop()
+
+
+@async_fixture
+async def running(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Running]:
+    async with routes_at(BEFORE_THREE, tmp_path, monkeypatch) as ready:
+        yield ready
+
+
+@async_fixture
+async def running_at_noon(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[Running]:
+    """Far from 03:00: the schedule stays out of the way of triggered runs."""
+    async with routes_at(NOON, tmp_path, monkeypatch) as ready:
+        yield ready
 
 
 async def test_the_cron_runs_the_sync_at_three_in_shanghai_and_the_next_night_only_changes(
@@ -234,8 +255,12 @@ async def test_the_cron_runs_the_sync_at_three_in_shanghai_and_the_next_night_on
     puts_before, queries_before = systems.puts, len(systems.crm_queries)
     await clock.advance(86_400 - 60)  # the next night, 03:00 again
     await wait_for_reports(running.data, 2, clock)
-    second = reports(running.data)[1]
-    assert second.started == "2026-11-23T19:00:00+00:00"
+    runs = reports(running.data)
+    assert [r.started for r in runs] == [  # one run a night, at 03:00 in Shanghai
+        "2026-11-22T19:00:00+00:00",
+        "2026-11-23T19:00:00+00:00",
+    ]
+    second = runs[1]
     assert systems.crm_queries[queries_before]["updated_since"] == NEWEST
     assert (second.fetched, second.upserted, second.unchanged) == (3, 2, 1)  # 2012 again
     assert systems.puts - puts_before == 2
@@ -245,8 +270,9 @@ async def test_the_cron_runs_the_sync_at_three_in_shanghai_and_the_next_night_on
 
 
 async def test_a_failed_run_is_reported_keeps_the_watermark_and_the_next_run_catches_up(
-    running: Running,
+    running_at_noon: Running,
 ) -> None:
+    running = running_at_noon
     systems, clock = running.systems, running.clock
     systems.crm_down_at_cursor = True  # page 1 comes, page 2 answers 500 every time
     trigger_route(running.context, "crm-oa-nightly-sync")
