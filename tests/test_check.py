@@ -428,3 +428,19 @@ def test_eip_check_finds_no_memory_hop_in_the_example_routes() -> None:
     assert done.returncode == 0, done.stderr
     assert "wait_for_completion" not in done.stderr
     assert done.stdout.startswith("ok: ")
+
+
+async def test_context_start_logs_each_memory_hop_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    context = Context()
+    context.add_routes(
+        builder(lambda b: b.from_(f"file:{tmp_path}").route_id("files").to("seda:work")),
+        builder(lambda b: b.from_("seda:work").route_id("work").to("log:work")),
+    )
+    with caplog.at_level("WARNING", logger="eip.context"):
+        await context.start()
+        await context.stop()
+    hops = [r for r in caplog.records if "without wait_for_completion" in r.getMessage()]
+    assert [r.levelname for r in hops] == ["WARNING"]
+    assert "route 'files', step 1: sends to seda:work" in hops[0].getMessage()

@@ -29,6 +29,7 @@ from eip.errors import LifecycleError, RouteDefinitionError, redact_uri
 from eip.failures import FailureHistory
 from eip.runtime.drain import drain_status, quiesce
 from eip.runtime.endpoints import BUILTIN_COMPONENTS, EndpointRegistry
+from eip.runtime.memory_hops import warn_memory_hops
 from eip.runtime.route import Route, RouteStatus, Service
 from eip.runtime.supervisor import StartSupervisor, retryable, start_reason
 from eip.tracing import Tracing
@@ -181,6 +182,7 @@ class Context(EndpointRegistry):
         began = time.perf_counter()
         self.tracing = Tracing(self._tracer_provider, enabled=self._tracing_flag)
         routes = self._compile_all()
+        warn_memory_hops(self)  # an acknowledged source sending to memory seda: say so once
         try:
             for route in routes:
                 if self.tracing.enabled:
