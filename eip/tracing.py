@@ -164,8 +164,12 @@ class _LeanSpans:
         self.random_ids = type(generator) is RandomIdGenerator
         self._trace_id: Callable[[], int] = generator.generate_trace_id
         self._span_id: Callable[[], int] = generator.generate_span_id
+        self.start: Callable[[str, Any, SpanKind, dict[str, Any]], Any] = self._start
+        self.end: Callable[[Any], None] = _ender(self.on_end)
+        if self.default_sampling and self.random_ids:
+            self.start = _fast_starter(self.span_type, self._start)
 
-    def start(self, name: str, parent: Any, kind: SpanKind, attributes: dict[str, Any]) -> Any:
+    def _start(self, name: str, parent: Any, kind: SpanKind, attributes: dict[str, Any]) -> Any:
         parent_context: SpanContext | None = None
         if parent is None:
             pass
@@ -216,11 +220,6 @@ class _LeanSpans:
         span._start_time = time_ns()
         return span
 
-    def end(self, span: Any) -> None:
-        span._end_time = time_ns()
-        if span._context[3] is _SAMPLED:  # ``start`` flags every span _SAMPLED or not
-            self.on_end(span)
-
     @staticmethod
     def annotate(span: Any, attributes: dict[str, Any], error: str | None = None) -> None:
         """Add attributes (and an error status) to a span that has not ended yet; ``start``
@@ -245,6 +244,51 @@ class _LeanSpans:
             ),
         )
         self.end(span)
+
+
+def _fast_starter(span_type: type[Any], general: Callable[..., Any]) -> Callable[..., Any]:
+    """``start`` for the default sampler and ids (the usual SDK set-up), as a closure over
+    what it needs: a root span or a child of one of ours takes the few steps that matter
+    (sampled follows the parent, ids drawn at random); any other parent goes the general way."""
+    new_context = tuple.__new__
+    span_context = SpanContext
+
+    def start(name: str, parent: Any, kind: SpanKind, attributes: dict[str, Any]) -> Any:
+        if parent is None:
+            parent_context = None
+            trace_id = getrandbits(128) or 1
+            flags = _SAMPLED
+            state = _EMPTY_STATE
+        elif parent.__class__ is span_type:
+            # One of ours: its context is a valid SpanContext that a start built, flagged
+            # _SAMPLED or _NOT_SAMPLED, with a TraceState already normalised.
+            parent_context = parent._context
+            trace_id = parent_context[0]
+            flags = parent_context[3]
+            state = parent_context[4]
+        else:
+            return general(name, parent, kind, attributes)
+        span = _new(span_type)
+        span._name = name
+        span._context = new_context(
+            span_context, (trace_id, getrandbits(64) or 1, False, flags, state, True)
+        )
+        span._kind = kind
+        span._parent = parent_context
+        span._attributes = attributes
+        span._start_time = time_ns()
+        return span
+
+    return start
+
+
+def _ender(on_end: Callable[[Any], None]) -> Callable[[Any], None]:
+    def end(span: Any) -> None:
+        span._end_time = time_ns()
+        if span._context[3] is _SAMPLED:  # every start flags its span _SAMPLED or not
+            on_end(span)
+
+    return end
 
 
 def _span_init(self: Any, name: str, context: Any, kind: Any, parent: Any, attributes: Any) -> None:
