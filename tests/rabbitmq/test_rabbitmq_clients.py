@@ -24,7 +24,7 @@ from eip.components.rabbitmq.consumer import RabbitMQConsumer
 from eip.server.management import readiness
 
 from .faultproxy import FaultProxy
-from .support import Rmq, depth, depth_at_least, depth_is, drain_ids, fill, routes, unique, until
+from .support import Rmq, depth_at_least, depth_is, drain_ids, fill, routes, unique, until
 from .vhosts import BrokerVhost
 
 pytestmark = pytest.mark.rabbitmq
@@ -219,7 +219,12 @@ async def test_a_delivery_of_a_dead_channel_is_never_settled_on_the_next_one(
         await asyncio.sleep(0.3)
         assert new.is_open
         await context.stop()  # the redeliveries are still held: they must go back, unacked
-        assert await depth(admin, source) == 10, "a settlement of the dead channel acked them"
+        # (the broker requeues a closed channel's deliveries on its own time: poll)
+        await until(
+            lambda: depth_is(admin, source, 10),
+            timeout=5,
+            what="all 10 back in the queue (else a settlement of the dead channel acked them)",
+        )
         assert sorted(held[False]) == sorted(held[True]) == sorted(f"m{n}" for n in range(10))
     finally:
         first.set()
@@ -227,3 +232,27 @@ async def test_a_delivery_of_a_dead_channel_is_never_settled_on_the_next_one(
         await context.stop()
         await admin.queue_delete(source)
         await admin.queue_delete(target)
+
+
+async def test_a_blocked_broker_shows_in_readiness(
+    module_vhost: BrokerVhost, admin: Channel, proxy: FaultProxy, rmq: Rmq
+) -> None:
+    """Connection.Blocked (a memory or disk alarm) makes readiness false, naming it, and
+    Unblocked makes it true again (the lean client also passes on the broker's reason)."""
+    queue = unique("blocked")
+    await admin.queue_declare(queue)
+    url = module_vhost.url_via(proxy.port)
+    context = Context()
+    context.add_routes(routes(lambda r: r.from_(rmq(f"rabbitmq:?queue={queue}&url={url}"))))
+    await context.start()
+    try:
+        assert context.ready
+        proxy.block("low on memory")
+        await until(lambda: not readiness(context)[0], timeout=5, what="readiness false")
+        _, problems = readiness(context)
+        assert any("blocked by the broker" in text for text in problems.values()), problems
+        proxy.unblock()
+        await until(lambda: readiness(context)[0], timeout=5, what="ready after unblock")
+    finally:
+        await context.stop()
+        await admin.queue_delete(queue)

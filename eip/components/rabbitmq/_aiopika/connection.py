@@ -4,7 +4,7 @@
 reconnects it by itself (every ``reconnect_delay`` seconds: its ``reconnect_interval`` is
 fixed). The link sees each transport as an :class:`AioPikaConnection` of its own: when a
 transport is lost, that connection's ``closed`` resolves and its channels are dead; the link
-then asks :meth:`AioPikaConnector.reconnect` for the transport aio-pika restores, and the
+then waits in :meth:`AioPikaConnector.reconnect` for the transport aio-pika restores, and the
 endpoints re-attach on it.
 """
 
@@ -65,21 +65,19 @@ class AioPikaConnector:
         return self._current(None)
 
     async def reconnect(self, lost: Any) -> AioPikaConnection:
-        """The transport aio-pika restored after ``lost``, once it is up (bounded by
-        ``connect_timeout``; the link retries after its backoff)."""
+        """The transport aio-pika restores after ``lost``, once it is up. aio-pika keeps
+        trying (every ``reconnect_delay``) and the link shows "reconnecting" meanwhile, so
+        this waits for it without a deadline (the link cancels the wait when it closes).
+        Should the robust connection itself be gone, it is dialled again."""
         robust = self._robust
         if robust is None or robust.is_closed:
-            raise ConnectionClosedError(0, "the aio-pika connection is closed")
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.spec.connect_timeout
+            return await self.connect()
         previous = lost._wire if isinstance(lost, AioPikaConnection) else None
         while True:
             with contextlib.suppress(ConnectionClosedError):
                 return self._current(previous)
-            if loop.time() > deadline:
-                raise ConnectionClosedError(
-                    0, f"aio-pika has not reconnected within {self.spec.connect_timeout}s"
-                )
+            if robust.is_closed:
+                raise ConnectionClosedError(0, "the aio-pika connection was closed")
             await asyncio.sleep(_POLL)
 
     def _current(self, previous: Any) -> AioPikaConnection:
