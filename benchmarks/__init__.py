@@ -71,6 +71,11 @@ BENCHMARKS: dict[str, Benchmark] = {
         "consistency check of 1M vs 1M records (reconcile) vs two dicts compared by hand; "
         "its peak RSS",
     ),
+    "multi_instance": Benchmark(
+        "benchmarks.multi_instance",
+        "3 eip run processes, consistent hash + single active consumer, PostgreSQL stores, "
+        "one SIGKILLed: 20,000 events checked; broker/PostgreSQL CPU per message, ms per claim",
+    ),
 }
 
 
