@@ -44,7 +44,7 @@ from opentelemetry.trace import (
 )
 
 from eip.message import Exchange
-from eip.processors.base import STOP, Step
+from eip.processors.base import STOP, Step, with_inline
 
 if TYPE_CHECKING:
     from eip.runtime.route import Route
@@ -375,12 +375,16 @@ class Tracing:
         # Exporters only read span attributes, so one dict per route id serves every span.
         attributes_by_route: dict[str | None, dict[str, Any]] = {}
 
+        def attributes_for(exchange: Exchange) -> dict[str, Any]:
+            attributes = {"eip.endpoint.uri": uri, "eip.route.id": exchange.route_id or ""}
+            attributes_by_route[exchange.route_id] = attributes
+            return attributes
+
         def traced(exchange: Exchange) -> Any:
             parent = exchange.trace_context
             attributes = attributes_by_route.get(exchange.route_id)
             if attributes is None:
-                attributes = {"eip.endpoint.uri": uri, "eip.route.id": exchange.route_id or ""}
-                attributes_by_route[exchange.route_id] = attributes
+                attributes = attributes_for(exchange)
             span = start(name, parent, SpanKind.PRODUCER, attributes)
             exchange.trace_context = span
             try:
@@ -395,7 +399,28 @@ class Tracing:
                 return result
             return _finish(exchange, span, parent, result, end, fail)
 
-        return traced
+        # The same inline in a fused pipeline (no call of its own; see eip.processors.fuse).
+        code = [
+            "parent_ = ex.trace_context",
+            "attrs_ = {0}.get(ex.route_id)",
+            "if attrs_ is None:",
+            "    attrs_ = {1}(ex)",
+            "span_ = {2}({3}, parent_, {4}, attrs_)",
+            "ex.trace_context = span_",
+            "try:",
+            "    r = {5}(ex)",
+            "except BaseException as error_:",
+            "    {6}(span_, error_)",
+            "    ex.trace_context = parent_",
+            "    raise",
+            "if r is None or r is STOP:",
+            "    {7}(span_)",
+            "    ex.trace_context = parent_",
+            "else:",
+            "    r = {8}(ex, span_, parent_, r, {7}, {6})",
+        ]
+        values = (attributes_by_route, attributes_for, start, name, SpanKind.PRODUCER, send)
+        return with_inline(traced, code, *values, fail, end, _finish, result=True)
 
 
 async def _finish(

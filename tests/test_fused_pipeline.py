@@ -339,3 +339,44 @@ async def test_metrics_time_sync_and_suspended_exchanges_inline() -> None:
         assert timings.sum > 0
         assert route.exchanges_total == 6
     assert context.mock("out").count == 6
+
+
+async def test_a_traced_send_inline_in_a_branch_spans_a_suspended_call() -> None:
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(BatchSpanProcessor(exporter))
+
+    async def slow(exchange: Exchange) -> None:
+        await asyncio.sleep(0)
+
+    class R(RouteBuilder):
+        def configure(self) -> None:
+            self.from_("direct:in").route_id("r").choice(
+                when(lambda ex: True).to("direct:sub").to("mock:out")
+            )
+            self.from_("direct:sub").route_id("sub").process(slow)
+
+    context = Context(tracer_provider=provider)
+    context.add_routes(R())
+    async with context:
+        source = context.routes["r"].own_dispatch.eip_source  # type: ignore[attr-defined]
+        assert "span_ = " in source  # the traced send runs inline
+        exchange = await run(context, "x")
+    assert exchange.exception is None
+    assert exchange.trace_context is None  # restored when the route span ended
+    assert provider.force_flush()
+    spans = {span.name: span for span in exporter.get_finished_spans()}
+    assert set(spans) == {"r", "send direct:sub", "sub", "send mock:out"}
+    send, sub = spans["send direct:sub"], spans["sub"]
+    assert sub.parent is not None
+    assert sub.parent.span_id == send.context.span_id
+    assert send.parent is not None
+    assert send.parent.span_id == spans["r"].context.span_id
+    assert send.end_time is not None
+    assert sub.end_time is not None
+    assert send.end_time >= sub.end_time  # ended after the call it waited for
+    provider.shutdown()
