@@ -10,6 +10,9 @@ __all__ = [
     "AGGREGATED_REDELIVERED",
     "AGGREGATED_REDELIVERY_COUNT",
     "AGGREGATED_SIZE",
+    "CRON_FIRE",
+    "CRON_PREVIOUS_TIME",
+    "CRON_SCHEDULED_TIME",
     "DUPLICATE",
     "EXCEPTION_MESSAGE",
     "EXCEPTION_PROPERTY",
@@ -60,6 +63,14 @@ REDELIVERY_COUNT = "eip.redelivery.count"
 TIMER_NAME = "eip.timer.name"
 TIMER_COUNTER = "eip.timer.counter"
 TIMER_FIRED_TIME = "eip.timer.fired_time"
+#: cron: why it runs: "schedule" (on time), "misfire" (late, once, for times missed while no
+#: instance was up), "recovery" (again, for a run whose instance died) or "manual" (trigger)
+CRON_FIRE = "eip.cron.fire"
+#: cron: the fire time the run stands for (epoch seconds; absent for a manual run)
+CRON_SCHEDULED_TIME = "eip.cron.scheduled_time"
+#: cron: the fire time of the run before (epoch seconds, or None): a run covers
+#: (previous, scheduled]
+CRON_PREVIOUS_TIME = "eip.cron.previous_time"
 
 FILE_NAME = "eip.file.name"
 FILE_PATH = "eip.file.path"

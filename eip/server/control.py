@@ -4,7 +4,8 @@ JSON over HTTP, documented as OpenAPI at ``/management/openapi.json``:
 
 - ``GET /routes``: every route with its id, description, status, from-URI (redacted),
   counters (exchanges total, failed, in flight; processing time mean and p99 over the last
-  few minutes when the context has metrics on) and its last failure;
+  few minutes when the context has metrics on; a consumer's own, such as a ``cron:``
+  route's ``schedule``: fired, overlaps skipped, misfires...) and its last failure;
 - ``GET /routes/{id}``: the same, plus the route's model as a tree of steps, each with the
   id of its node in the route's picture (``node``) and, when metrics are on, each send's
   counters (``sends``: sent, failed, mean ms; :mod:`eip.runtime.step_counters`);
@@ -139,6 +140,9 @@ def route_summary(context: Context, route: Route, windows: dict[str, _Window]) -
         window = windows.setdefault(route.id, _Window())
         counters["processing"] = window.stats(timings.counts, timings.sum, timings.bounds)
     consumer = route.consumer
+    own = getattr(consumer, "counters", None)  # a consumer's own (cron: "schedule")
+    if callable(own):
+        counters.update(own())
     last = context.failures.last(route.id)
     suspended = route.status is RouteStatus.SUSPENDED
     return {

@@ -65,6 +65,13 @@ def document() -> dict[str, Any]:
                     "p99_ms": {"type": ["number", "null"]},
                 },
             },
+            "schedule": {
+                "type": "object",
+                "description": "cron: routes, this instance: fired, misfire_runs, recoveries, "
+                "manual_runs, overlaps_skipped, misfires_skipped, suspended_skipped, "
+                "taken_elsewhere (by another instance), store_errors",
+                "additionalProperties": {"type": "integer"},
+            },
         },
     }
     route = {

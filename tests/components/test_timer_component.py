@@ -403,7 +403,7 @@ async def test_stop_while_cron_sleeps_ends_promptly():
     ("uri", "fragment"),
     [
         ("cron:x?schedule=99+3+*+*+*", "schedule"),
-        ("cron:x?schedule=0+3+*+*+*+*", "5 fields"),
+        ("cron:x?schedule=0+0+3+*+*+*+*", "5 fields"),  # 6 (seconds first) is valid
         ("cron:x?schedule=0+3+*+*", "5 fields"),
         ("cron:x?schedule=", "schedule"),
         ("cron:x?schedule=not+a+cron+at+all", "schedule"),
