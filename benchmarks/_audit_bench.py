@@ -1,10 +1,12 @@
 """The audit variant of the ``pipeline`` benchmark: the same route, audited to SQLite.
 
 Both sides run the pipeline benchmark's route driven the way a consumer with a prefetch drives
-it: up to :data:`WINDOW` exchanges dispatched, then each awaited, then each completed
-(``exchange.done()``). An exchange of the audited route completes only once its record is
-committed, so the exchanges of a window share their commits (group commit), as deliveries
-under a prefetch do. Off, the route never suspends and the window costs nothing.
+it (:func:`drive_window`): up to :data:`WINDOW` exchanges in flight, each completed
+(``exchange.done()``) once its dispatch is done, the loop yielding now and then as a socket
+reader does. An exchange of the audited route completes only once its record is committed,
+so the exchanges in flight share their commits (group commit), and the writer thread commits
+one batch while the loop routes the next. Off, the route never suspends and the window costs
+nothing.
 
 - **off**: the route in a plain context.
 - **on**: the same route in a context audited by config (``[audit] routes = "*"``, store
@@ -17,12 +19,14 @@ exchange left a record; at the end the store's chain is verified from end to end
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import tempfile
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from benchmarks._report import Measurement, Variant, result_line
 from eip import Context, Exchange, RouteBuilder
@@ -35,22 +39,41 @@ __all__ = ["AUDIT_OFF", "AUDIT_ON", "WINDOW", "AuditBench", "drive_window"]
 T = TypeVar("T")
 
 WINDOW = 1000
+YIELD_EVERY = 100
 AUDIT_OFF = f"eip route.dispatch, {WINDOW} in flight"
 AUDIT_ON = f"eip route.dispatch, {WINDOW} in flight, audited to SQLite"
 
 
 async def drive_window(route: Route, messages: Sequence[bytes], window: int = WINDOW) -> None:
-    """Dispatch up to ``window`` exchanges, await those that suspended, complete them all."""
+    """Keep up to ``window`` exchanges in flight, as a consumer with that prefetch does: each
+    one that suspends waits in line, the oldest is awaited (then completed) when the window is
+    full, and the loop yields every :data:`YIELD_EVERY` messages, as a consumer reading a
+    socket does (which is when the audit writer gets the loop to hand a batch over)."""
     dispatch = route.dispatch
-    for first in range(0, len(messages), window):
-        exchanges = [Exchange(raw) for raw in messages[first : first + window]]
-        pending = [r for r in map(dispatch, exchanges) if r is not None]
-        for waiting in pending:
-            await waiting
-        for exchange in exchanges:
-            done = exchange.done()
-            if done is not None:
-                await done
+    inflight: deque[tuple[Exchange, Any]] = deque()
+    countdown = YIELD_EVERY
+    for raw in messages:
+        exchange = Exchange(raw)
+        pending = dispatch(exchange)
+        if pending is not None:
+            inflight.append((exchange, pending))
+            if len(inflight) < window:
+                continue
+            exchange, pending = inflight.popleft()
+            await pending
+        done = exchange.done()
+        if done is not None:
+            await done
+        countdown -= 1
+        if not countdown:
+            countdown = YIELD_EVERY
+            await asyncio.sleep(0)
+    while inflight:
+        exchange, pending = inflight.popleft()
+        await pending
+        done = exchange.done()
+        if done is not None:
+            await done
 
 
 class AuditBench:

@@ -29,6 +29,7 @@ from eip import (
 )
 from eip.audit import AuditQuery, AuditRecord, SqliteAuditStore, configure_audit, open_store
 from eip.audit.hook import TRAIL, Recorder
+from eip.audit.record import entry
 from eip.audit.writer import AuditWriter
 from eip.config import Config, ConfigError
 from eip.errors import LifecycleError
@@ -293,6 +294,60 @@ async def test_concurrent_exchanges_share_commits(tmp_path: Path) -> None:
     assert len(await read(f"sqlite:{tmp_path / 'a.db'}", limit=None)) == 300
 
 
+async def test_a_cancelled_waiter_does_not_cancel_the_commit_of_the_others(
+    tmp_path: Path,
+) -> None:
+    class Routes(RouteBuilder):
+        def configure(self) -> None:
+            self.from_("direct:shared").route_id("shared").audit(
+                store=f"sqlite:{tmp_path / 'a.db'}"
+            )
+
+    context = Context()
+    context.add_routes(Routes())
+    async with context:
+        dispatch = context.routes["shared"].dispatch
+        first, second = Exchange("first"), Exchange("second")
+        pending = [dispatch(first), dispatch(second)]
+        assert pending[0] is pending[1]  # one commit for the batch, nothing per exchange
+        cancelled = asyncio.create_task(_wait(pending[0]))
+        kept = asyncio.create_task(_wait(pending[1]))
+        await asyncio.sleep(0)
+        cancelled.cancel()
+        assert await kept == "committed"
+        with pytest.raises(asyncio.CancelledError):
+            await cancelled  # once the commit is done, not before
+    assert [r.exchange for r in await read(f"sqlite:{tmp_path / 'a.db'}")] == [
+        first.id,
+        second.id,
+    ]
+
+
+async def _wait(pending: Any) -> str:
+    await pending
+    return "committed"
+
+
+async def test_a_route_removed_and_added_again_goes_on_with_the_chain(tmp_path: Path) -> None:
+    store = f"sqlite:{tmp_path / 'audit.db'}"
+
+    class Routes(RouteBuilder):
+        def configure(self) -> None:
+            self.from_("direct:again").route_id("again").audit(store=store).to("mock:x")
+
+    context = Context()
+    context.add_routes(Routes())
+    async with context:
+        await context.template().send("direct:again", 1)
+        model = context.routes["again"].model
+        await context.remove_route("again")  # its writer stops: it wrote what it had
+        await context.add_route(model)  # the same writer starts again
+        await context.template().send("direct:again", 2)
+    records = await read(store)
+    assert [(r.seq, r.outcome) for r in records] == [(1, "completed"), (2, "completed")]
+    assert records[1].prev == records[0].hash
+
+
 CRASH_SCRIPT = """
 import asyncio, os, sys
 from eip import Context, RouteBuilder, header
@@ -517,8 +572,8 @@ async def test_routes_without_an_audit_are_compiled_as_before() -> None:
 async def test_a_stopped_writer_refuses_records(tmp_path: Path) -> None:
     writer = AuditWriter(open_store(f"sqlite:{tmp_path / 'a.db'}"))
     await writer.start()
-    await writer.append(("r", "x-1", None, None, None, "completed", [], None, None))
+    await writer.append(entry("r", "x-1", "completed"))
     await writer.stop()
     with pytest.raises(LifecycleError, match="not started: no record of exchange x-2 of route r"):
-        await writer.append(("r", "x-2", None, None, None, "completed", [], None, None))
+        await writer.append(entry("r", "x-2", "completed"))
     assert [r.exchange for r in await read(f"sqlite:{tmp_path / 'a.db'}")] == ["x-1"]

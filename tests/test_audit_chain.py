@@ -28,12 +28,21 @@ from eip.audit import (
     open_store,
 )
 from eip.audit.record import GENESIS, Entry, content_of, format_time
+from eip.audit.record import entry as make_entry
 from eip.stores.base import StoreError
 from tests.stores.backends import PG_DSN
 
 
 def entry(n: int, route: str = "crm", key: str | None = None, outcome: str = "completed") -> Entry:
-    return (route, f"ex-{n}", f"msg-{n}", key, "alice", outcome, ["mock:erp"], None, None)
+    return make_entry(
+        route,
+        f"ex-{n}",
+        outcome,
+        endpoints=["mock:erp"],
+        key=key,
+        principal="alice",
+        message_id=f"msg-{n}",
+    )
 
 
 async def started(store: AuditStore) -> AuditStore:
@@ -105,8 +114,13 @@ async def test_sqlite_chain_links_each_record_to_the_one_before(tmp_path: Path) 
             "chain main, record 4 \\(exchange ex-4, .*\\) is filed as record 2 \\(edited or "
             "reordered\\)",
         ),
+        (
+            "UPDATE eip_audit SET key = '4711' WHERE seq = 2",
+            "chain main, record 2 \\(exchange ex-2, .*\\): its key column says '4711' but "
+            "the sealed record says None \\(edited\\)",
+        ),
     ],
-    ids=["edited", "deleted", "deleted-at-end", "reordered"],
+    ids=["edited", "deleted", "deleted-at-end", "reordered", "column-edited"],
 )
 async def test_sqlite_verify_names_the_first_broken_record(
     tmp_path: Path, tamper: str, expected: str

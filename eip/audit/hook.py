@@ -34,7 +34,7 @@ import msgspec
 
 from eip import headers as H
 from eip._callables import is_async_callable
-from eip.audit.record import COMPLETED, DEAD_LETTERED, FAILED, FILTERED, HANDLED, Entry
+from eip.audit.record import COMPLETED, DEAD_LETTERED, FAILED, FILTERED, HANDLED, Content, Entry
 from eip.audit.spec import AuditSpec, field_paths
 from eip.audit.store import AuditStore, default_store_uri, open_store
 from eip.audit.writer import AuditWriter
@@ -239,29 +239,40 @@ class Recorder:
             result = self._inner(exchange)
         except Exception as exc:
             _restore(properties, outer)
-            return _raise_after(self._append(self.entry(exchange, trail, exc)), exc)
+            return _raise_after(self._append(self.entry(exchange, properties, trail, exc)), exc)
         if result is None:
-            _restore(properties, outer)
-            return self._append(self.entry(exchange, trail, None))
+            if outer is None:
+                properties.pop(TRAIL, None)
+            else:
+                properties[TRAIL] = outer
+            return self._append(self.entry(exchange, properties, trail, None))
         return self._finish(exchange, result, trail, outer)
 
     async def _finish(self, exchange: Exchange, pending: Any, trail: Trail, outer: Any) -> None:
+        properties = exchange.properties
         try:
             await pending
         except Exception as exc:
-            _restore(exchange.properties, outer)
-            await _raise_after(self._append(self.entry(exchange, trail, exc)), exc)
+            _restore(properties, outer)
+            await _raise_after(self._append(self.entry(exchange, properties, trail, exc)), exc)
         except BaseException:  # cancelled: no outcome to record
-            _restore(exchange.properties, outer)
+            _restore(properties, outer)
             raise
-        _restore(exchange.properties, outer)
-        await self._append(self.entry(exchange, trail, None))
+        _restore(properties, outer)
+        await self._append(self.entry(exchange, properties, trail, None))
 
-    def entry(self, exchange: Exchange, trail: Trail, error: BaseException | None) -> Entry:
+    def entry(
+        self,
+        exchange: Exchange,
+        properties: dict[str, Any],
+        trail: Trail,
+        error: BaseException | None,
+    ) -> Entry:
         """The record of ``exchange`` as it ends this route."""
         headers = exchange.headers
         failure: str | None = None
-        endpoints: list[str] = trail  # type: ignore[assignment]  # only strings, unless marked
+        # A copy: a wire tap's copy of the exchange may still add to the trail.
+        endpoints: list[str] = trail[:]  # type: ignore[assignment]  # strings, unless marked
         if error is not None:
             outcome = FAILED
             failure = _type_name(PartFailedError.unwrap(error))
@@ -277,20 +288,24 @@ class Recorder:
             outcome = COMPLETED
             if len(trail) > 1:
                 endpoints = _endpoints(trail)
-            if _EXCEPTION in exchange.properties and self._handled_here(exchange):
+            if _EXCEPTION in properties and self._handled_here(exchange):
                 outcome = HANDLED
                 failure = headers.get(_EXCEPTION_TYPE)
         message_id = headers.get(_MESSAGE_ID)
-        return (
-            self.id,
-            exchange.id,
-            None if message_id is None else str(message_id),
-            None if self._key is None else self._key_of(exchange),
-            headers.get(_PRINCIPAL) or self._source,
-            outcome,
+        return Content(  # in sorted field order; chain, prev, seq and time come when sealed
+            "",
             endpoints,
-            None if self._fields is None else self._fields(exchange.body),
             failure,
+            exchange.id,
+            None if self._fields is None else self._fields(exchange.body),
+            None if self._key is None else self._key_of(exchange),
+            None if message_id is None else str(message_id),
+            outcome,
+            "",
+            headers.get(_PRINCIPAL) or self._source,
+            self.id,
+            0,
+            "",
         )
 
     def _handled_here(self, exchange: Exchange) -> bool:

@@ -39,6 +39,7 @@ __all__ = [
     "Sealed",
     "content_of",
     "decode_record",
+    "entry",
     "format_time",
     "line_of",
     "seal",
@@ -58,20 +59,6 @@ OUTCOMES = (COMPLETED, FAILED, DEAD_LETTERED, FILTERED, HANDLED)
 
 #: ``prev`` of a chain's first record.
 GENESIS = "0" * 64
-
-#: What the hot path records: (route, exchange id, message id, business key, principal,
-#: outcome, endpoints, chosen body fields or None, error type or None).
-Entry = tuple[
-    str,
-    str,
-    str | None,
-    str | None,
-    str | None,
-    str,
-    list[str],
-    dict[str, Any] | None,
-    str | None,
-]
 
 
 class AuditRecord(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -98,8 +85,9 @@ class AuditRecord(msgspec.Struct, kw_only=True, omit_defaults=True):
 
 
 class Content(msgspec.Struct):
-    """A record's canonical content, made positionally while sealing (fields in sorted order,
-    so with sorted dict keys the JSON is canonical)."""
+    """A record's canonical content (fields declared in sorted order, so the JSON is
+    canonical once dict keys are sorted too). The hot path makes one per exchange, with
+    ``chain``, ``prev``, ``seq`` and ``time`` left empty: :func:`seal` fills them in."""
 
     chain: str
     endpoints: list[str]
@@ -116,10 +104,14 @@ class Content(msgspec.Struct):
     time: str
 
 
+#: What the hot path hands the writer: a record's content, not yet sealed.
+Entry = Content
+
 #: A sealed record: its content, the canonical JSON of it, and that JSON's SHA-256 (hex).
 Sealed = tuple[Content, bytes, str]
 
-_encoder = msgspec.json.Encoder(order="deterministic")  # dict keys sorted, fields as declared
+_plain = msgspec.json.Encoder()  # fields as declared: canonical while there are no dicts
+_encoder = msgspec.json.Encoder(order="deterministic")  # dict keys sorted too
 _decoder = msgspec.json.Decoder(AuditRecord)
 
 
@@ -149,33 +141,41 @@ def format_time(when: float) -> str:
     return f"{_time.strftime('%Y-%m-%dT%H:%M:%S', _time.gmtime(second))}.{micros:06d}Z"
 
 
+def entry(
+    route: str,
+    exchange: str,
+    outcome: str,
+    *,
+    endpoints: list[str] | None = None,
+    key: str | None = None,
+    principal: str | None = None,
+    message_id: str | None = None,
+    fields: dict[str, Any] | None = None,
+    error: str | None = None,
+) -> Entry:
+    """An entry made by name (the hot path makes :class:`Content` positionally)."""
+    sent = [] if endpoints is None else endpoints
+    return Content(
+        "", sent, error, exchange, fields, key, message_id, outcome, "", principal, route, 0, ""
+    )
+
+
 def seal(
     entries: Sequence[Entry], chain: str, seq: int, prev: str, when: float | None = None
 ) -> list[Sealed]:
-    """Number and hash ``entries`` after the chain head (``seq``, ``prev``), stamped with
-    ``when`` (default: now): the records to write, in order."""
+    """Number, stamp (``when``, default now) and hash ``entries`` onto ``chain`` after its
+    head (``seq``, ``prev``): the records to write, in order. The entries are filled in."""
     out: list[Sealed] = []
-    encode = _encoder.encode
+    plain, deterministic = _plain.encode, _encoder.encode
     sha256 = hashlib.sha256
     stamp = format_time(_time.time() if when is None else when)
-    for route, exchange, message_id, key, principal, outcome, sent, fields, error in entries:
+    for content in entries:
         seq += 1
-        content = Content(
-            chain,
-            sent,
-            error,
-            exchange,
-            fields,
-            key,
-            message_id,
-            outcome,
-            prev,
-            principal,
-            route,
-            seq,
-            stamp,
-        )
-        data = encode(content)
+        content.chain = chain
+        content.prev = prev
+        content.seq = seq
+        content.time = stamp
+        data = plain(content) if content.fields is None else deterministic(content)
         prev = sha256(data).hexdigest()
         out.append((content, data, prev))
     return out

@@ -1,12 +1,16 @@
 """The SQLite audit store: one local file, one chain per table.
 
-Each record is a row: ``seq`` (its number in the chain, the primary key), ``record`` (the
-sealed canonical JSON) and ``hash``. The columns that ``eip audit show`` searches (``time``,
-``route``, ``key``, ``outcome``, and ``exchange``) are generated from ``record`` by SQLite
-itself, so a write binds three values and they cannot disagree with the sealed record;
-``key`` is indexed. ``<table>_head`` keeps the chain's last number and hash, so records
-deleted at the end are caught too. Plain SQL reads it: ``SELECT time, outcome, record FROM
-eip_audit WHERE key = '4711'``.
+Each record is a row: ``seq`` (its number in the chain, the primary key), ``key`` (the
+business key, indexed where it is set), ``record`` (the sealed canonical JSON, the authority)
+and ``hash``; ``verify`` checks that ``key`` still says what the record says. Every bound
+column costs on each insert, so the other fields are read from ``record`` when searched
+(``json_extract``; a search by key uses the index first). Plain SQL reads it::
+
+    SELECT json_extract(record, '$.time'), json_extract(record, '$.outcome')
+    FROM eip_audit WHERE key = '4711'
+
+``<table>_head`` keeps the chain's last number and hash, so records deleted at the end are
+caught too.
 
 A batch is one ``BEGIN IMMEDIATE`` transaction that reads the head, seals the batch after it
 and writes it: several processes on one host can share the file, their appends take turns on
@@ -35,8 +39,8 @@ __all__ = ["SqliteAuditStore"]
 
 _T = TypeVar("_T")
 _BUSY_TIMEOUT_MS = 5000
-#: Searchable columns, generated from the sealed record (VIRTUAL: computed when read).
-_GENERATED = ("time", "route", "key", "outcome", "exchange")
+#: The columns kept beside the sealed record.
+_COLUMNS = ("key",)
 
 
 class SqliteAuditStore(AuditStore):
@@ -63,7 +67,7 @@ class SqliteAuditStore(AuditStore):
         self._conn: sqlite3.Connection | None = None  # used in the worker thread only
         t = self.table
         self._sql_head = f"SELECT chain, seq, hash FROM {t}_head"
-        self._sql_insert = f"INSERT INTO {t} (seq, record, hash) VALUES (?, ?, ?)"
+        self._sql_insert = f"INSERT INTO {t} (seq, key, record, hash) VALUES (?, ?, ?, ?)"
         self._sql_set_head = (
             f"INSERT INTO {t}_head (chain, seq, hash) VALUES (?, ?, ?) "
             "ON CONFLICT (chain) DO UPDATE SET seq = excluded.seq, hash = excluded.hash"
@@ -135,15 +139,13 @@ class SqliteAuditStore(AuditStore):
     def _create(self, conn: sqlite3.Connection) -> None:
         t = self.table
         with _immediate(conn):
-            generated = "".join(
-                f", {name} TEXT GENERATED ALWAYS AS (json_extract(record, '$.{name}')) VIRTUAL"
-                for name in _GENERATED
+            conn.execute(
+                f"CREATE TABLE IF NOT EXISTS {t} (seq INTEGER PRIMARY KEY, key TEXT, "
+                "record TEXT NOT NULL, hash TEXT NOT NULL)"
             )
             conn.execute(
-                f"CREATE TABLE IF NOT EXISTS {t} (seq INTEGER PRIMARY KEY, record TEXT NOT NULL, "
-                f"hash TEXT NOT NULL{generated})"
+                f"CREATE INDEX IF NOT EXISTS {t}_by_key ON {t} (key) WHERE key IS NOT NULL"
             )
-            conn.execute(f"CREATE INDEX IF NOT EXISTS {t}_by_key ON {t} (key)")
             conn.execute(
                 f"CREATE TABLE IF NOT EXISTS {t}_head (chain TEXT PRIMARY KEY, "
                 "seq INTEGER NOT NULL, hash TEXT NOT NULL)"
@@ -184,7 +186,7 @@ class SqliteAuditStore(AuditStore):
             try:
                 db.executemany(
                     self._sql_insert,
-                    [(c.seq, data.decode(), digest) for c, data, digest in sealed],
+                    [(c.seq, c.key, data.decode(), digest) for c, data, digest in sealed],
                 )
             except sqlite3.IntegrityError as exc:
                 raise StoreError(
@@ -208,27 +210,27 @@ class SqliteAuditStore(AuditStore):
 
     def _verify(self) -> VerifyReport:
         walk = ChainWalk()
-        sql = f"SELECT seq, record, hash FROM {self.table} ORDER BY seq"
+        sql = f"SELECT seq, {', '.join(_COLUMNS)}, record, hash FROM {self.table} ORDER BY seq"
         walk.add_all(_rows(self._db.execute(sql)))
         heads = {chain: (seq, digest) for chain, seq, digest in self._db.execute(self._sql_head)}
         return walk.finish(heads)
 
 
 def _rows(cursor: sqlite3.Cursor) -> Iterator[StoredRow]:
-    for seq, content, digest in cursor:
+    for seq, *columns, content, digest in cursor:
         data = content.encode() if isinstance(content, str) else bytes(content)
-        yield StoredRow(f"row {seq}", data, digest, seq)
+        yield StoredRow(f"row {seq}", data, digest, seq, dict(zip(_COLUMNS, columns, strict=True)))
 
 
 def _where(query: AuditQuery) -> tuple[str, list[Any]]:
     terms: list[str] = []
     params: list[Any] = []
     for column, value, op in (
-        ("route", query.route, "="),
         ("key", query.key, "="),
-        ("outcome", query.outcome, "="),
-        ("time", query.since, ">="),
-        ("time", query.until, "<"),
+        ("json_extract(record, '$.route')", query.route, "="),
+        ("json_extract(record, '$.outcome')", query.outcome, "="),
+        ("json_extract(record, '$.time')", query.since, ">="),
+        ("json_extract(record, '$.time')", query.until, "<"),
     ):
         if value is not None:
             terms.append(f"{column} {op} ?")
