@@ -58,7 +58,8 @@ from eip.components.typed import make_spec, typed_spec
 from eip.errors import RouteDefinitionError
 from eip.stores._common import validate_identifier
 from eip.stores.base import StoreError
-from eip.stores.schedules import MemoryScheduleStore, ScheduleStore, open_schedule_store
+from eip.stores.schedules import ScheduleStore, open_schedule_store
+from eip.stores.schedules_memory import MemoryScheduleStore
 
 if TYPE_CHECKING:
     from eip.runtime.route import Route

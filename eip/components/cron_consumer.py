@@ -132,13 +132,15 @@ class CronConsumer(CronRuns):
         return True
 
     async def _wake(self) -> None:
+        """Claim the latest fire time due, if any (a run after a dead one covers its times
+        too); else, when another instance's run lease has expired, recover that run."""
         now = self.clock.time()
-        foreign = self._foreign
-        if foreign is not None and now >= foreign.until:
-            await self._recover(foreign, now)
         due = self.schedule.latest_due(now, self._last)
         if due is not None:
             await self._claim(due, now)
+        foreign = self._foreign  # as the claim left it
+        if foreign is not None and now >= foreign.until:
+            await self._recover(foreign, now)
 
     async def _claim(self, due: float, now: float) -> None:
         late = now - due

@@ -51,14 +51,12 @@ from typing import Any, Final, Literal
 import msgspec
 
 from eip.redaction import redact_uri
-from eip.stores.base import StoreError
 
 __all__ = [
     "OUTCOMES",
     "RUNS",
     "Claim",
     "FireRecord",
-    "MemoryScheduleStore",
     "Plan",
     "RunLease",
     "ScheduleState",
@@ -350,48 +348,6 @@ class ScheduleStore(abc.ABC):
         return f"{type(self).__name__}({self.name!r})"
 
 
-class MemoryScheduleStore(ScheduleStore):
-    """Rows in a dict: what a ``cron:`` without ``store`` uses. A restart forgets them."""
-
-    shared = False
-
-    def __init__(self) -> None:
-        self._rows: dict[str, ScheduleState] = {}
-        self._history: dict[str, list[FireRecord]] = {}
-
-    @property
-    def name(self) -> str:
-        return "memory"
-
-    async def open(self, name: str, schedule: str, now: float) -> ScheduleState:
-        state = self._rows.get(name) or ScheduleState(name, schedule, now)
-        self._rows[name] = msgspec.structs.replace(state, schedule=schedule)
-        return state
-
-    async def apply(self, name: str, planner: Callable[[ScheduleState], Plan]) -> Claim:
-        state = self._rows.get(name)
-        if state is None:
-            raise StoreError(f"schedule store memory: no schedule {name!r} (open it first)")
-        plan = planner(state)  # no await in between: atomic on the event loop
-        if plan.state is not None:
-            self._rows[name] = plan.state
-        rows = self._history.setdefault(name, [])
-        if plan.fire is not None:
-            rows.append(plan.fire)
-            del rows[:-1000]
-        if plan.finished is not None:
-            run_id, at, ok = plan.finished
-            rows[:] = [
-                msgspec.structs.replace(r, finished_at=at, ok=ok) if r.run_id == run_id else r
-                for r in rows
-            ]
-        return plan.claim
-
-    async def history(self, name: str, limit: int = 100) -> list[FireRecord]:
-        rows = self._history.get(name, [])
-        return sorted(rows, key=lambda r: (r.due, r.claimed_at), reverse=True)[:limit]
-
-
 def default_store_uri() -> str:
     """``sqlite:<data>/schedules.db``, ``<data>`` being ``$EIP_DATA_DIR`` (default ``./data``)."""
     return f"sqlite:{Path(os.environ.get('EIP_DATA_DIR', 'data')) / 'schedules.db'}"
@@ -401,6 +357,8 @@ def open_schedule_store(uri: str | None, *, table: str = "eip_schedules") -> Sch
     """The store ``uri`` names: None or ``memory``, ``sqlite`` (the default file),
     ``sqlite:PATH``, or a PostgreSQL DSN (``postgresql://user@host/db``). Not started."""
     if uri is None or uri == "memory":
+        from eip.stores.schedules_memory import MemoryScheduleStore
+
         return MemoryScheduleStore()
     if uri == "sqlite":
         uri = default_store_uri()

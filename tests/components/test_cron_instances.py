@@ -134,15 +134,17 @@ async def test_a_run_on_one_instance_blocks_the_schedule_on_all(
     assert sum("not started" in r.getMessage() for r in caplog.records) == 1
 
 
-async def dead_run(table: str, due: float, lease_ttl: float) -> str:
+async def dead_run(
+    table: str, due: float, lease_ttl: float, name: str = "minutely", since: float = T0
+) -> str:
     """What an instance killed mid-run leaves: fire time ``due`` claimed and running under a
-    lease that nobody renews or ends."""
+    lease that nobody renews or ends (the schedule known since ``since``)."""
     store = open_schedule_store(PG_DSN, table=table)
     await store.start()
     try:
-        await store.open("minutely", "* * * * *", T0)
+        await store.open(name, "* * * * *", since)
         claim = await store.claim(
-            "minutely",
+            name,
             due,
             "fired",
             owner="gone-host:4242:deadbeef",
@@ -201,6 +203,28 @@ async def test_with_skip_a_dead_run_is_cleared_not_run_again(table: str) -> None
         [run] = fires(survivor)
         assert run[H.CRON_FIRE] == "schedule"
         assert run[H.CRON_PREVIOUS_TIME] == T0 + 60  # the dead run's times are given up
+
+
+async def test_a_lone_instance_killed_mid_run_covers_that_run_at_its_next(
+    table: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The only instance died during the night's run; restarted the next morning, one run
+    (the missed night, misfire=run_once) also covers the night whose run did not finish."""
+    night = local(BERLIN, 2026, 1, 11, 3, 0)
+    dead = await dead_run(table, night, 30, name="nightly", since=night - 86400)
+    spec = cron("nightly", "0 3 * * *", timezone="Europe/Berlin", store=PG_DSN, table=table)
+    clock = ManualClock(start=local(BERLIN, 2026, 1, 12, 4, 0))
+    with caplog.at_level(logging.WARNING, logger="eip.cron"):
+        async with instance(clock, spec) as context:
+            [run] = fires(context)
+            assert run[H.CRON_FIRE] == "misfire"
+            assert run[H.CRON_SCHEDULED_TIME] == local(BERLIN, 2026, 1, 12, 3, 0)
+            assert run[H.CRON_PREVIOUS_TIME] is None  # the dead run's previous: all of it
+    assert any(
+        f"the run of 2026-01-11T03:00:00+01:00 on instance {dead} did not finish" in r.getMessage()
+        and "the run of 2026-01-12T03:00:00+01:00 covers its times too" in r.getMessage()
+        for r in caplog.records
+    )
 
 
 async def test_a_live_lease_is_not_recovered(table: str) -> None:
