@@ -44,3 +44,22 @@ async def test_pipeline_benchmark_counts_match_and_reports() -> None:
     assert isinstance(report.expected, Counts)
     assert load("pipeline").run is not None
     assert "pipeline" in BENCHMARKS
+
+
+async def test_reconcile_benchmark_finds_the_planted_differences_and_reports() -> None:
+    from benchmarks.reconcile import bench
+
+    # Both sides run in child processes and must each find exactly the verdicts planted in
+    # the data (bench asserts it); the peak RSS is the eip child's.
+    summary, lines = await bench(3_000, rounds=1)
+    results = [RESULT_RE.match(line) for line in lines[:2]]
+    peak = VALUE_RE.match(lines[2])
+    assert [r["name"] for r in results if r] == [
+        "reconcile-decoded-vs-handwritten",
+        "reconcile-vs-handwritten",
+    ]
+    assert all(r and int(r["eip"]) > 0 and int(r["baseline"]) > 0 for r in results)
+    assert peak is not None
+    assert (peak["name"], peak["unit"]) == ("reconcile-peak-rss", "MB")
+    assert float(peak["value"]) == round(summary["peak_rss_mb"], 1) > 0
+    assert "reconcile" in BENCHMARKS

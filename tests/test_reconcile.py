@@ -264,6 +264,20 @@ async def test_the_spill_folder_is_removed_after_the_run(tmp_path: Path) -> None
     )
     assert not any(tmp_path.iterdir())  # noqa: ASYNC240 - a tiny folder
 
+    def failing() -> Any:
+        yield from synthetic(2_000)
+        raise ConnectionError("the database went away")
+
+    with pytest.raises(ReconcileError, match="source 'failing': the database went away"):
+        await reconcile(
+            lambda: synthetic(3_000),
+            callable_source(failing),
+            key="id",
+            memory_records=500,
+            spill_dir=tmp_path,
+        )
+    assert not any(tmp_path.iterdir())  # noqa: ASYNC240 - spilled, failed, cleaned up
+
 
 async def test_a_record_without_its_key_is_an_error_naming_side_source_and_record() -> None:
     right = [{"id": 1}, {"id": 2}, {"ident": 3}]
@@ -309,6 +323,54 @@ async def test_file_sources_read_json_lines_csv_and_json_arrays(tmp_path: Path) 
     assert nested.counts["only_right"] == 1
 
 
+async def test_json_files_are_keyed_without_decoding_whole_records(tmp_path: Path) -> None:
+    """JSON lines and arrays hand over each record's own text with its key: equal texts are
+    the same record without a decode, and texts that differ only in field order, spacing or
+    a trailing CR are still the same once decoded."""
+    left, right = tmp_path / "left.jsonl", tmp_path / "right.jsonl"
+    rows_left = [json.dumps({"id": f"K{n}", "v": n, "w": "x"}) for n in range(3_000)]
+    rows_right = list(rows_left)
+    rows_right[1] = json.dumps({"w": "x", "v": 1, "id": "K1"})  # another field order
+    rows_right[2] = rows_right[2].replace(", ", ",   ") + "\r"  # other spacing, CRLF
+    rows_right[3] = json.dumps({"id": "K3", "v": 33, "w": "x"})  # differs
+    rows_right[4] = json.dumps({"id": "K4", "v": 4, "w": "x"}, indent=None) + "   "
+    left.write_text("\n".join(rows_left) + "\n", encoding="utf-8")
+    right.write_text("\n\n".join(rows_right) + "\n", encoding="utf-8")  # blank lines too
+    array = tmp_path / "right.json"
+    array.write_text("[" + ",".join(rows_right) + "]", encoding="utf-8")
+    for other in (right, array):
+        for memory in (100_000, 500):
+            repairs: list[Repair] = []
+            report = await reconcile(
+                file_source(left),
+                file_source(other),
+                key="id",
+                memory_records=memory,
+                repair=repairs.append,
+            )
+            assert report.counts["same"] == 2_999, (other, memory)
+            assert report.field_differences == {"v": 1}
+            assert [(r.key, r.record) for r in repairs] == [("K3", {"id": "K3", "v": 3, "w": "x"})]
+    # Against a source of another kind (dicts packed by the engine) the texts are decoded.
+    mixed = await reconcile(file_source(left), lambda: [json.loads(r) for r in rows_left], key="id")
+    assert mixed.consistent
+
+
+async def test_a_json_record_without_a_usable_key_names_its_line(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.jsonl"
+    bad.write_bytes(b'{"id": 1}\n{"id": 2}\n\n{"name": "no id"}\n')
+    with pytest.raises(ReconcileError, match=r"line 4\): no usable key field 'id'.*missing"):
+        await reconcile(file_source(bad), rows([]), key="id")
+    listed = tmp_path / "listed.json"
+    listed.write_text('[{"id": 1}, {"id": [2]}]')
+    with pytest.raises(ReconcileError, match=r"listed.json, record 2\): no usable key field"):
+        await reconcile(file_source(listed), rows([]), key="id")
+    empty = tmp_path / "empty.jsonl"
+    empty.write_bytes(b'{"id": 1}\n{"id": null}\n')
+    with pytest.raises(ReconcileError, match=r"left source 'empty', record 2: the key is empty"):
+        await reconcile(file_source(empty), rows([]), key="id")
+
+
 async def test_file_source_errors_name_the_file_and_line(tmp_path: Path) -> None:
     bad = tmp_path / "bad.jsonl"
     bad.write_bytes(b'{"id": 1}\n{"id": 2}\n{"id": 3,\n{"id": 4}\n')
@@ -341,6 +403,14 @@ async def test_callable_sources_take_generators_async_generators_and_awaitables(
         assert report.counts["only_left"] == 5_000
     with pytest.raises(ReconcileError, match="returned a int, not an iterable"):
         await reconcile(lambda: 42, rows([]), key="id")
+
+    async def broken_stream() -> AsyncIterator[dict[str, int]]:
+        for n in range(10):
+            yield {"id": n}
+        raise ConnectionResetError("cursor lost")
+
+    with pytest.raises(ReconcileError, match=r"'broken_stream': cursor lost \(after 10 records\)"):
+        await reconcile(callable_source(broken_stream, batch_size=4), rows([]), key="id")
 
 
 def test_next_link_reads_rfc_8288_link_headers() -> None:
@@ -610,6 +680,15 @@ async def test_repairs_run_concurrently_when_asked() -> None:
     )
     assert report.repairs.sent == 40
     assert peak == 8
+    bounded = await reconcile(
+        lambda: synthetic(40),
+        rows([]),
+        key="id",
+        repair=slow,
+        repair_concurrency=8,
+        max_repairs=20,
+    )
+    assert (bounded.repairs.sent, bounded.repairs.skipped) == (20, 20)
 
 
 async def test_invalid_options_fail_the_route_at_start_naming_the_step() -> None:

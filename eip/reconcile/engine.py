@@ -21,7 +21,7 @@ import datetime as dt
 import inspect
 import shutil
 import time
-from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +36,7 @@ from eip.reconcile.base import (
     ReconcileError,
     Repair,
 )
-from eip.reconcile.judge import RecordComparer, Tally, judge
+from eip.reconcile.judge import RecordComparer, Tally, judge, unpack_json, unpack_msgpack
 from eip.reconcile.normalise import NormaliserSpec
 from eip.reconcile.report import ReconcileReport, RepairSummary, Sample, SideSummary
 from eip.reconcile.sources import Source, as_source
@@ -168,6 +168,8 @@ class _Side:
         self.label = label
         self.source = source
         self.spool = spool
+        #: How this side's blobs decode: msgpack (packed here) or JSON (a source's own text).
+        self.unpack: Callable[[bytes], Any] = unpack_msgpack
 
     def where(self, index: int | None = None) -> str:
         at = f", record {index}" if index is not None else ""
@@ -187,6 +189,7 @@ class _Run:
         self.tally = Tally(config.samples, config.repair if sink is not None else ())
         self.folder: Path | None = None
         self.sent = self.failed = self.skipped = 0
+        self.attempted = 0  # repairs let through (sent, failed or still in flight)
         self.errors: list[str] = []
         self.pending: set[asyncio.Task[None]] = set()
 
@@ -200,6 +203,8 @@ class _Run:
         finally:
             for task in self.pending:
                 task.cancel()
+            self.left.spool.discard()  # no-ops after a run that finished
+            self.right.spool.discard()
             if self.folder is not None:
                 await asyncio.to_thread(shutil.rmtree, self.folder, True)
         return self._report(started, time.perf_counter() - began)
@@ -219,6 +224,11 @@ class _Run:
         self.right.spool.finish()
 
     async def _read(self, side: _Side) -> None:
+        key = self.config.key
+        keyed = side.source.keyed_batches(key) if isinstance(key, str) else None
+        if keyed is not None:
+            await self._read_keyed(side, keyed)
+            return
         seen = 0
         async for batch in side.source.batches():
             keys, blobs = self._pack(side, batch, seen)
@@ -226,6 +236,21 @@ class _Run:
             side.spool.add(keys, blobs)
             self._budget()
             await asyncio.sleep(0)  # the other side, and the rest of the server, get a turn
+
+    async def _read_keyed(
+        self, side: _Side, keyed: AsyncIterator[tuple[list[Any], list[bytes]]]
+    ) -> None:
+        """A source's own JSON texts, already keyed: nothing to decode or pack here."""
+        side.unpack = unpack_json
+        seen = 0
+        async for keys, blobs in keyed:
+            if None in keys:
+                where = side.where(seen + keys.index(None) + 1)
+                raise ReconcileError(f"{where}: the key is empty (None)")
+            seen += len(keys)
+            side.spool.add(keys, blobs)
+            self._budget()
+            await asyncio.sleep(0)
 
     def _pack(self, side: _Side, batch: list[Any], seen: int) -> tuple[list[Any], list[bytes]]:
         try:
@@ -300,7 +325,13 @@ class _Run:
     ) -> None:
         try:
             repairs = judge(
-                left_keys, left_blobs, right_keys, right_blobs, self.config.comparer, self.tally
+                left_keys,
+                left_blobs,
+                right_keys,
+                right_blobs,
+                self.config.comparer,
+                self.tally,
+                (self.left.unpack, self.right.unpack),
             )
         except TypeError as exc:  # an unhashable key (a dict, a list from a key function)
             raise ReconcileError(f"reconcile '{self.config.name}': bad key: {exc}") from exc
@@ -311,9 +342,10 @@ class _Run:
     # -- repair ------------------------------------------------------------------------------
     async def _send(self, repair: Repair) -> None:
         limit = self.config.max_repairs
-        if limit is not None and self.sent + self.failed + len(self.pending) >= limit:
+        if limit is not None and self.attempted >= limit:
             self.skipped += 1
             return
+        self.attempted += 1
         if self.config.repair_concurrency == 1:
             await self._one(repair)
             return

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import csv
-from collections.abc import AsyncIterator, Iterator
+import functools
+from collections.abc import AsyncIterator, Callable, Iterator
 from itertools import islice
 from pathlib import Path
 from typing import Any, BinaryIO, Literal
@@ -61,6 +62,9 @@ class FileSource(Source):
         at = f", line {line}" if line is not None else ""
         return f"source '{self.name}' ({self.path}{at})"
 
+    def _record(self, index: int) -> str:
+        return f"source '{self.name}' ({self.path}, record {index})"
+
     async def batches(self) -> AsyncIterator[list[Any]]:
         if self.format == "jsonl":
             reader = self._jsonl()
@@ -79,7 +83,8 @@ class FileSource(Source):
         except OSError as exc:
             raise ReconcileError(f"{self._where()}: cannot open: {exc.strerror}") from exc
 
-    async def _jsonl(self) -> AsyncIterator[list[Any]]:
+    async def _chunks(self) -> AsyncIterator[tuple[bytes, int]]:
+        """Whole lines, about a megabyte at a time, with the number of the first one."""
         handle: BinaryIO = await asyncio.to_thread(self._open, "rb")
         try:
             rest = b""
@@ -88,7 +93,7 @@ class FileSource(Source):
                 chunk = await asyncio.to_thread(handle.read, _CHUNK)
                 if not chunk:
                     if rest.strip():
-                        yield self._lines(rest, line)
+                        yield rest, line
                     return
                 data = rest + chunk
                 cut = data.rfind(b"\n") + 1
@@ -96,10 +101,14 @@ class FileSource(Source):
                     rest = data
                     continue
                 whole, rest = data[:cut], data[cut:]
-                yield self._lines(whole, line)
+                yield whole, line
                 line += whole.count(b"\n")
         finally:
             handle.close()
+
+    async def _jsonl(self) -> AsyncIterator[list[Any]]:
+        async for data, first in self._chunks():
+            yield self._lines(data, first)
 
     def _lines(self, data: bytes, first: int) -> list[Any]:
         try:
@@ -146,6 +155,82 @@ class FileSource(Source):
         for start in range(0, len(raws), BATCH):
             part = raws[start : start + BATCH]
             yield [_decode(r) for r in part] if self.items is None else part
+
+    # -- keyed: the key decoded alone, the record kept as its JSON text -------------------
+    def keyed_batches(self, key: str) -> AsyncIterator[tuple[list[Any], list[bytes]]] | None:
+        """JSON lines and JSON arrays hand the engine each record's own bytes with its key
+        (decoded alone, the rest skipped): a record is decoded in full only when it differs
+        from the other side's. CSV has no such form (None)."""
+        if self.format == "jsonl":
+            return self._jsonl_keyed(_key_decoder(key), key)
+        if self.format == "json" and self.items is None:
+            return self._json_keyed(_key_decoder(key), key)
+        return None
+
+    async def _jsonl_keyed(
+        self, decoder: msgspec.json.Decoder[Any], key: str
+    ) -> AsyncIterator[tuple[list[Any], list[bytes]]]:
+        async for data, first in self._chunks():
+            lines = data.split(b"\n")
+            if not lines[-1]:
+                lines.pop()  # the chunk ends with a newline
+            try:
+                keys = [found.k for found in decoder.decode_lines(data)]
+            except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+                keys = []
+            if len(keys) != len(lines):  # blank lines (which decode_lines skips), or an error
+                lines = [text for text in lines if text and not text.isspace()]
+                if len(keys) != len(lines):
+                    keys = self._keys_line_by_line(data, first, decoder, key)
+            yield keys, lines
+
+    def _keys_line_by_line(
+        self, data: bytes, first: int, decoder: msgspec.json.Decoder[Any], key: str
+    ) -> list[Any]:
+        keys = []
+        for number, text in enumerate(data.split(b"\n"), first):
+            if text and not text.isspace():
+                keys.append(_key_of(decoder, text, key, functools.partial(self._where, number)))
+        return keys
+
+    async def _json_keyed(
+        self, decoder: msgspec.json.Decoder[Any], key: str
+    ) -> AsyncIterator[tuple[list[Any], list[bytes]]]:
+        def read() -> bytes:
+            with self._open("rb") as handle:
+                data: bytes = handle.read()
+                return data
+
+        data = await asyncio.to_thread(read)
+        try:
+            raws = _raw_items(data)
+        except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
+            raise ReconcileError(f"{self._where()}: not a JSON array of records: {exc}") from exc
+        for start in range(0, len(raws), BATCH):
+            part = raws[start : start + BATCH]
+            keys = [
+                _key_of(decoder, raw, key, functools.partial(self._record, start + i + 1))
+                for i, raw in enumerate(part)
+            ]
+            yield keys, [bytes(raw) for raw in part]
+
+
+@functools.lru_cache(maxsize=64)
+def _key_decoder(key: str) -> msgspec.json.Decoder[Any]:
+    """Decodes only ``key`` of a JSON object (a scalar), skipping the other fields."""
+    shape = msgspec.defstruct("Key", [("k", str | int | float | bool | None)], rename={"k": key})
+    return msgspec.json.Decoder(shape)
+
+
+def _key_of(
+    decoder: msgspec.json.Decoder[Any], text: Any, key: str, where: Callable[[], str]
+) -> Any:
+    try:
+        return decoder.decode(text).k
+    except msgspec.ValidationError as exc:
+        raise ReconcileError(f"{where()}: no usable key field {key!r}: {exc}") from exc
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
+        raise ReconcileError(f"{where()}: invalid JSON: {exc}") from exc
 
 
 def file_source(

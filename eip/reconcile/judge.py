@@ -1,7 +1,9 @@
 """Verdicts for one partition: both sides' pairs of it as dicts, compared key by key.
 
-Two records whose blobs are equal are ``same`` at the cost of a bytes comparison. Only when
-the blobs differ are both decoded and compared field by field (:class:`RecordComparer`):
+Two records whose blobs are equal are ``same`` at the cost of a bytes comparison, when both
+sides' blobs are in one encoding (both packed by the engine, or both a JSON source's own
+text; otherwise every shared key takes the slow path). Only when the blobs differ are both
+decoded and compared field by field (:class:`RecordComparer`):
 absent and None are the same, the ``ignore`` fields and those outside ``fields`` do not
 count, and a field whose values differ is compared again after its normaliser. Field order
 and encoding details therefore never make a difference.
@@ -10,7 +12,7 @@ and encoding details therefore never make a difference.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any, Final
 
 import msgspec
@@ -18,9 +20,12 @@ import msgspec
 from eip.reconcile.base import DIFFERS, DUPLICATE, ONLY_LEFT, ONLY_RIGHT, SAME, VERDICTS, Repair
 from eip.reconcile.normalise import Normaliser, NormaliserSpec, compile_normalisers
 
-__all__ = ["RecordComparer", "Tally", "judge"]
+__all__ = ["RecordComparer", "Tally", "judge", "unpack_json", "unpack_msgpack"]
 
-_unpack = msgspec.msgpack.Decoder().decode
+Unpack = Callable[[bytes], Any]
+#: How a side's blobs decode: packed by the engine, or a JSON source's own text.
+unpack_msgpack: Unpack = msgspec.msgpack.Decoder().decode
+unpack_json: Unpack = msgspec.json.Decoder().decode
 _MISSING: Final[Any] = object()
 
 
@@ -95,8 +100,12 @@ def judge(
     right_blobs: list[bytes],
     comparer: RecordComparer,
     tally: Tally,
+    unpack: tuple[Unpack, Unpack] = (unpack_msgpack, unpack_msgpack),
 ) -> list[Repair]:
-    """Give every key of one partition its verdict; returns the repairs to send."""
+    """Give every key of one partition its verdict; returns the repairs to send. ``unpack``
+    decodes the left and the right side's blobs."""
+    unpack_left, unpack_right = unpack
+    comparable = unpack_left is unpack_right  # equal bytes mean equal records in one encoding
     left = dict(zip(left_keys, left_blobs, strict=True))
     right = dict(zip(right_keys, right_blobs, strict=True))
     _judge_duplicates(left_keys, left, right_keys, right, tally)
@@ -110,21 +119,21 @@ def judge(
     for key, blob in left.items():
         other = pop(key, missing)
         if other is missing:
-            record = _unpack(blob)
+            record = unpack_left(blob)
             counts[ONLY_LEFT] += 1
             tally.sample(ONLY_LEFT, {"key": key, "record": record})
             if ONLY_LEFT in wanted:
                 repairs.append(Repair(ONLY_LEFT, key, record))
-        elif blob == other:
+        elif comparable and blob == other:
             same += 1
             if want_same:
                 tally.sample(SAME, {"key": key})
                 want_same = len(tally.samples[SAME]) < tally.limit
         else:
-            _compare(key, blob, other, comparer, tally, repairs)
+            _compare(key, unpack_left(blob), unpack_right(other), comparer, tally, repairs)
     counts[SAME] += same
     for key, blob in right.items():
-        record = _unpack(blob)
+        record = unpack_right(blob)
         counts[ONLY_RIGHT] += 1
         tally.sample(ONLY_RIGHT, {"key": key, "record": record})
         if ONLY_RIGHT in wanted:
@@ -134,13 +143,12 @@ def judge(
 
 def _compare(
     key: Any,
-    blob: bytes,
-    other: bytes,
+    a: Any,
+    b: Any,
     comparer: RecordComparer,
     tally: Tally,
     repairs: list[Repair],
 ) -> None:
-    a, b = _unpack(blob), _unpack(other)
     if not isinstance(a, dict) or not isinstance(b, dict):
         fields = [] if a == b else ["$"]  # a record that is no mapping is one value
     else:

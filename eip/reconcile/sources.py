@@ -54,6 +54,12 @@ class Source(ABC):
         """This source with its endpoints resolved to the route's producers (at compile)."""
         return self
 
+    def keyed_batches(self, key: str) -> AsyncIterator[tuple[list[Any], list[bytes]]] | None:
+        """Optionally, the records as ``(keys, JSON texts)`` batches, keyed by the field
+        ``key``: a source that reads JSON can skip decoding whole records (the engine
+        decodes only those that differ). None (the default): use :meth:`batches`."""
+        return None
+
     def describe(self) -> str:
         return self.name
 
@@ -151,15 +157,8 @@ class CallableSource(Source):
                 produced = await produced
         except Exception as exc:
             raise ReconcileError(f"source '{self.name}': {exc}") from exc
-        size = self.batch_size
         if isinstance(produced, AsyncIterable):
-            batch: list[Any] = []
-            async for record in produced:
-                batch.append(record)
-                if len(batch) >= size:
-                    yield batch
-                    batch = []
-            if batch:
+            async for batch in self._async_batches(produced):
                 yield batch
             return
         if not isinstance(produced, Iterable) or isinstance(produced, str | bytes | dict):
@@ -167,10 +166,39 @@ class CallableSource(Source):
                 f"source '{self.name}': the function returned a {type(produced).__name__}, "
                 "not an iterable of records"
             )
-        records = iter(produced)
-        while batch := list(islice(records, size)):
+        records, read = iter(produced), 0
+        while True:
+            try:
+                batch = list(islice(records, self.batch_size))
+            except Exception as exc:
+                raise self._failed(read, exc) from exc
+            if not batch:
+                return
+            read += len(batch)
             yield batch
             await asyncio.sleep(0)  # a generator's work must not hold the loop for the run
+
+    async def _async_batches(self, produced: AsyncIterable[Any]) -> AsyncIterator[list[Any]]:
+        records = aiter(produced)
+        batch: list[Any] = []
+        read = 0
+        while True:
+            try:
+                record = await anext(records)
+            except StopAsyncIteration:
+                break
+            except Exception as exc:
+                raise self._failed(read + len(batch), exc) from exc
+            batch.append(record)
+            if len(batch) >= self.batch_size:
+                read += len(batch)
+                yield batch
+                batch = []
+        if batch:
+            yield batch
+
+    def _failed(self, read: int, exc: Exception) -> ReconcileError:
+        return ReconcileError(f"source '{self.name}': {exc} (after {read} records)")
 
 
 def callable_source(

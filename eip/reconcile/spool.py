@@ -107,9 +107,11 @@ class PartitionWriter:
             handle.close()
         self._files = []
 
-    def remove(self) -> None:
-        for path in self.paths:
-            path.unlink(missing_ok=True)
+    def discard(self) -> None:
+        """Close the files without writing what is buffered (a run that failed)."""
+        for handle in self._files:
+            handle.close()
+        self._files = []
 
 
 def read_frames(path: Path) -> Iterator[tuple[Keys, Blobs]]:
@@ -195,6 +197,10 @@ class Spool:
     def finish(self) -> None:
         if self.writer is not None:
             self.writer.close()
+
+    def discard(self) -> None:
+        if self.writer is not None:
+            self.writer.discard()
 
 
 def make_folder(parent: str | os.PathLike[str] | None) -> Path:
