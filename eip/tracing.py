@@ -49,7 +49,7 @@ from eip.processors.base import STOP, Step, with_inline
 if TYPE_CHECKING:
     from eip.runtime.route import Route
 
-__all__ = ["Tracing", "extract", "inject", "inject_span"]
+__all__ = ["InlineTrace", "Tracing", "extract", "inject", "inject_span"]
 
 _ROOT = otel_context.Context()
 
@@ -320,6 +320,33 @@ def _spans_for(provider: trace.TracerProvider) -> _ApiSpans | _LeanSpans:
     return _ApiSpans(provider)
 
 
+class InlineTrace:
+    """A route span as source lines for the route's generated dispatch (see
+    :meth:`eip.runtime.route.Route.trace_inline`), doing what the dispatch wrapper of
+    :meth:`Tracing.traced_dispatch` does: start the span in the prologue, end it on a
+    synchronous return (``final``), fail it on an exception (``failed``), and hand a
+    suspended exchange's span to ``wrap(exchange, span, parent, pending)``."""
+
+    __slots__ = ("failed", "final", "prologue", "slow_args", "values", "wrap")
+
+    def __init__(
+        self,
+        *,
+        prologue: list[str],
+        final: list[str],
+        failed: list[str],
+        values: dict[str, Any],
+        slow_args: str,
+        wrap: Callable[[Exchange, Any, Any, Any], Any],
+    ) -> None:
+        self.prologue = prologue
+        self.final = final
+        self.failed = failed
+        self.values = values
+        self.slow_args = slow_args
+        self.wrap = wrap
+
+
 class Tracing:
     """The context's tracer, or nothing at all when no SDK is configured."""
 
@@ -333,12 +360,44 @@ class Tracing:
         self.spans: _ApiSpans | _LeanSpans | None = _spans_for(provider) if enabled else None
 
     def traced_dispatch(self, route: Route) -> Callable[[Exchange], Any]:
-        """Wrap a route's dispatch in a span that is a child of the exchange's current span."""
+        """Run a route's exchanges in a span that is a child of the exchange's current span:
+        inside the route's generated dispatch when it is still that (:class:`InlineTrace`),
+        else wrapping whatever its dispatch is."""
         assert self.spans is not None
-        inner = route.dispatch
         start, end, fail = self.spans.start, self.spans.end, self.spans.fail
         name = route_id = route.id
         source = route.source_uri
+
+        def wrap(exchange: Exchange, span: Any, parent: Any, pending: Any) -> Any:
+            return _finish(exchange, span, parent, pending, end, fail)
+
+        inline = InlineTrace(
+            prologue=[
+                "route_parent_ = ex.trace_context",
+                "route_span_ = span_start_(span_name_, route_parent_, span_consumer_"
+                " if route_parent_ is None else span_internal_, {"
+                "'eip.route.id': span_route_, 'eip.exchange.id': ex.id, "
+                "'eip.endpoint.uri': span_source_})",
+                "ex.trace_context = route_span_",
+            ],
+            final=["span_end_(route_span_)", "ex.trace_context = route_parent_"],
+            failed=["span_fail_(route_span_, raised_)", "ex.trace_context = route_parent_"],
+            values={
+                "span_start_": start,
+                "span_end_": end,
+                "span_fail_": fail,
+                "span_name_": name,
+                "span_route_": route_id,
+                "span_source_": source,
+                "span_consumer_": SpanKind.CONSUMER,
+                "span_internal_": SpanKind.INTERNAL,
+            },
+            slow_args=", route_span_, route_parent_",
+            wrap=wrap,
+        )
+        if route.trace_inline(inline):
+            return route.dispatch
+        inner = route.dispatch
 
         def dispatch(exchange: Exchange) -> Any:
             parent = exchange.trace_context

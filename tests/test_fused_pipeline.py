@@ -380,3 +380,69 @@ async def test_a_traced_send_inline_in_a_branch_spans_a_suspended_call() -> None
     assert sub.end_time is not None
     assert send.end_time >= sub.end_time  # ended after the call it waited for
     provider.shutdown()
+
+
+class Abort(BaseException):
+    """Not an Exception: no error handling catches it, it leaves dispatch at once."""
+
+
+async def test_tracing_and_timing_inline_in_the_dispatch_on_every_way_out() -> None:
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    from opentelemetry.trace import StatusCode
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    gate = asyncio.Event()
+
+    def check(exchange: Exchange) -> None:
+        if exchange.body == "abort":
+            raise Abort("stop everything")
+
+    async def wait(exchange: Exchange) -> None:
+        await gate.wait()
+
+    context = Context(tracer_provider=provider, metrics=True)
+    context.add_routes(
+        routes(
+            lambda r: (
+                r.process(check)
+                .filter(lambda ex: ex.body != "drop")
+                .choice(when(lambda ex: ex.body == "wait").process(wait))
+                .to("mock:out")
+            ),
+            retry=False,
+        )
+    )
+    async with context:
+        route = context.routes["r"]
+        source = route.dispatch.eip_source  # type: ignore[attr-defined]
+        assert "route_span_ = span_start_(" in source  # the route span, inline
+        assert "started_ = clock_()" in source  # and the timing
+        assert context.metrics is not None
+        timings = context.metrics.timings("r")
+        assert timings is not None
+        done, dropped, aborted = Exchange("ok"), Exchange("drop"), Exchange("abort")
+        assert route.dispatch(done) is None
+        assert route.dispatch(dropped) is None
+        with pytest.raises(Abort):
+            route.dispatch(aborted)
+        waiting = Exchange("wait")
+        task = asyncio.ensure_future(route.dispatch(waiting))
+        await asyncio.sleep(0)
+        assert timings.count == 3  # the suspended one is timed when it finishes
+        gate.set()
+        await task
+        assert timings.count == 4
+    assert [e.trace_context for e in (done, dropped, aborted, waiting)] == [None] * 4
+    route_spans = [s for s in exporter.get_finished_spans() if s.name == "r"]
+    assert len(route_spans) == 4
+    statuses = [s.status.status_code for s in route_spans]
+    assert statuses.count(StatusCode.ERROR) == 1  # the aborted one, failed and ended once
+    sends = [s for s in exporter.get_finished_spans() if s.name == "send mock:out"]
+    assert len(sends) == 2  # "ok" and "wait"; "drop" was filtered, "abort" never got there
+    route_ids = {s.context.span_id for s in route_spans}
+    assert all(s.parent is not None and s.parent.span_id in route_ids for s in sends)
+    provider.shutdown()

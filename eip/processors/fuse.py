@@ -55,12 +55,14 @@ _SENTINEL = "#@step "
 class Entry:
     """A route's entry into its top pipeline (see :class:`eip.runtime.route.Route`).
 
-    ``prologue`` runs first, outside the steps' error handling; ``final`` runs when the function
-    returns or raises without handing over to the slow path; ``slow_args`` is appended to the
-    slow path's arguments (``", t0"``); ``values`` are the names the lines use.
+    ``prologue`` runs first, outside the steps' error handling. When the function leaves
+    without handing over to the slow path, ``final`` runs: on a return, and on an exception
+    too unless there are ``failed`` lines, which then run instead (with the exception as
+    ``raised_``) before it propagates. ``slow_args`` is appended to the slow path's arguments
+    (``", started_"``); ``values`` are the names the lines use.
     """
 
-    __slots__ = ("final", "prologue", "slow_args", "values")
+    __slots__ = ("failed", "final", "prologue", "slow_args", "values")
 
     def __init__(
         self,
@@ -68,12 +70,19 @@ class Entry:
         values: Mapping[str, Any],
         *,
         final: Sequence[str] = (),
+        failed: Sequence[str] = (),
         slow_args: str = "",
     ) -> None:
         self.prologue = tuple(prologue)
         self.final = tuple(final)
+        self.failed = tuple(failed)
         self.values = dict(values)
         self.slow_args = slow_args
+
+    @property
+    def guarded(self) -> bool:
+        """Whether leaving runs lines of the entry's own (a ``try`` around the steps)."""
+        return bool(self.final or self.failed)
 
 
 def fuse(
@@ -113,23 +122,27 @@ class _Writer:
     def function(self, steps: Sequence[Step], entry: Entry | None) -> str:
         lines = ["def run(ex):"]
         body = "    "
-        timed = entry is not None and bool(entry.final)
+        guarded = entry is not None and entry.guarded
         if entry is not None:
             self.namespace.update(entry.values)
             lines += ["    " + line for line in entry.prologue]
-            if timed:
+            if guarded:
                 lines += ["    handed_ = False", "    try:"]
                 body = "        "
         code = self._steps(steps, "", 0, top=entry)
         lines += [body + "try:", *(body + "    " + line for line in (code or ["pass"]))]
         lines += [
             body + "except Exception as exc_:",
-            *([body + "    handed_ = True"] if timed else []),
+            *([body + "    handed_ = True"] if guarded else []),
             body + f"    return slow(ex, {_failed_at('')}, None, exc_"
             f"{entry.slow_args if entry else ''})",
             body + "return None",
         ]
-        if entry is not None and timed:
+        if entry is not None and entry.failed:
+            lines += ["    except BaseException as raised_:", "        handed_ = True"]
+            lines += ["        " + line for line in entry.failed]
+            lines += ["        raise"]
+        if entry is not None and entry.final:
             lines += ["    finally:", "        if not handed_:"]
             lines += ["            " + line for line in entry.final]
         return self._finish(lines)
@@ -178,7 +191,7 @@ class _Writer:
                 )
                 lines += [f"{pad}if r is not None:", f"{pad}    if r is STOP:"]
                 lines += [f"{pad}        {line}" for line in stop]
-                if top is not None and top.final:
+                if top is not None and top.guarded:
                     lines.append(f"{pad}    handed_ = True")
                 lines.append(f"{pad}    return {handover}")
                 continue

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from eip.processors.pipeline import Pipeline
     from eip.runtime.metrics import RouteTimings
     from eip.runtime.supervisor import StartWait
+    from eip.tracing import InlineTrace
 
 #: How a suspended exchange is timed: ``timed(pending, timings, started, clock)``.
 Timed = Callable[[Awaitable[Any], "RouteTimings", float, Callable[[], float]], Awaitable[Any]]
@@ -80,6 +81,9 @@ class Route:
         self.start_wait: StartWait | None = None
         self._idle: asyncio.Event | None = None
         self._needs_original = errors.needs_original_message
+        self._trace: InlineTrace | None = None
+        self._timing: tuple[RouteTimings, Timed] | None = None
+        self._generated: Step | None = None
         #: The route's own dispatch (untraced, untimed): see :meth:`_entry`.
         self.own_dispatch: Step = self._entry()
         self.dispatch: Step = self.own_dispatch
@@ -96,7 +100,7 @@ class Route:
         wait = self.start_wait
         return None if wait is None else wait.describe()
 
-    def _entry(self, timings: RouteTimings | None = None, timed: Timed | None = None) -> Step:
+    def _entry(self) -> Step:
         """Generate ``dispatch``: the route's bookkeeping fused with its top pipeline into one
         function (:class:`eip.processors.fuse.Entry`), so an exchange that completes
         synchronously costs no call of the route's own. It does what this would::
@@ -116,17 +120,26 @@ class Route:
                 self.inflight += 1  # only exchanges that suspend count as in flight
                 return self._finish(exchange, result)
 
-        With ``timings`` (a :class:`~eip.runtime.metrics.RouteTimings`) it also times each
-        exchange, inline when it completes synchronously and through ``timed(pending,
-        timings, started, clock)`` when it suspends (see :meth:`time_inline`).
+        With a trace (:meth:`trace_inline`) each exchange runs in its route span, and with
+        timings (:meth:`time_inline`) it is timed, the timing outermost: what the tracing and
+        metrics wrappers do, without their calls.
         """
         pipeline = self.pipeline
         run_slow = pipeline._slow
         finish = self._finish
+        trace, timing = self._trace, self._timing
+        clock = time.perf_counter
 
-        def suspend(exchange: Exchange, index: int, pending: Any, error: Any) -> Any:
+        def suspend(exchange: Exchange, index: int, pending: Any, error: Any, *held: Any) -> Any:
+            # ``held``: the timing's start, then the trace's span and parent (see slow_args)
             self.inflight += 1
-            return finish(exchange, run_slow(exchange, index, pending, error))
+            result: Any = finish(exchange, run_slow(exchange, index, pending, error))
+            if trace is not None:
+                result = trace.wrap(exchange, held[-2], held[-1], result)
+            if timing is not None:
+                timings, timed = timing
+                result = timed(result, timings, held[0], clock)
+            return result
 
         # Names end in "_" so that they cannot meet the names of the steps' own code.
         prologue = [
@@ -137,40 +150,58 @@ class Route:
         if self._needs_original:
             prologue += ["if ex.original is None:", "    ex.original = ex.snapshot()"]
         values: dict[str, Any] = {"route_": self, "route_id_": self.id}
-        name = f"{self.id}:dispatch"
-        if timings is None:
-            return fuse(pipeline.steps, suspend, name, entry=Entry(prologue, values))
+        final: list[str] = []
+        failed: list[str] = []
+        slow_args = ""
+        if trace is not None:
+            prologue = [*trace.prologue, *prologue]
+            final += trace.final
+            failed += trace.failed
+            values.update(trace.values)
+            slow_args = trace.slow_args
+        if timing is not None:
+            timings = timing[0]
+            prologue.insert(0, "started_ = clock_()")
+            observe = [
+                "elapsed_ = clock_() - started_",
+                "if elapsed_ <= first_:",  # most sync exchanges: a compare, not a bisect
+                "    counts_[0] += 1",
+                "else:",
+                "    counts_[bisect_(bounds_, elapsed_)] += 1",
+                "timings_.sum += elapsed_",
+            ]
+            final += observe
+            if failed:
+                failed += observe
+            values.update(clock_=clock, timings_=timings, counts_=timings.counts)
+            values.update(bounds_=timings.bounds, first_=timings.bounds[0], bisect_=bisect_left)
+            slow_args = ", started_" + slow_args
+        entry = Entry(prologue, values, final=final, failed=failed, slow_args=slow_args)
+        generated = fuse(pipeline.steps, suspend, f"{self.id}:dispatch", entry=entry)
+        self._generated = generated
+        return generated
 
-        assert timed is not None
-        clock = time.perf_counter
-
-        def suspend_timed(
-            exchange: Exchange, index: int, pending: Any, error: Any, started: float
-        ) -> Any:
-            return timed(suspend(exchange, index, pending, error), timings, started, clock)
-
-        values.update(clock_=clock, timings_=timings, counts_=timings.counts)
-        values.update(bounds_=timings.bounds, first_=timings.bounds[0], bisect_=bisect_left)
-        final = [
-            "elapsed_ = clock_() - started_",
-            "if elapsed_ <= first_:",  # most sync exchanges: one compare instead of a bisect
-            "    counts_[0] += 1",
-            "else:",
-            "    counts_[bisect_(bounds_, elapsed_)] += 1",
-            "timings_.sum += elapsed_",
-        ]
-        prologue.insert(0, "started_ = clock_()")
-        entry = Entry(prologue, values, final=final, slow_args=", started_")
-        return fuse(pipeline.steps, suspend_timed, name, entry=entry)
+    def trace_inline(self, trace: InlineTrace) -> bool:
+        """Run every exchange in its route span with the span's code inside the generated
+        dispatch (see :meth:`eip.tracing.Tracing.traced_dispatch`). Only while ``dispatch``
+        is the generated one; False (nothing done) when something wraps it already, for the
+        caller to wrap it instead."""
+        if self.dispatch is not self._generated:
+            return False
+        self._trace = trace
+        self.dispatch = self._entry()
+        return True
 
     def time_inline(self, timings: RouteTimings, timed: Timed) -> bool:
         """Time every exchange into ``timings`` with the timing inside the generated dispatch
         (no wrapper call: metrics cost two clock reads and three additions per exchange).
-        Only while ``dispatch`` is still the route's own; False (nothing done) when something
-        wraps it already (tracing), for the caller to wrap it instead."""
-        if self.dispatch is not self.own_dispatch:
+        Only while ``dispatch`` is the generated one; False (nothing done) when something
+        wraps it already (a traced route's dispatch when tracing is not inline, an audit), for
+        the caller to wrap it instead."""
+        if self.dispatch is not self._generated:
             return False
-        self.dispatch = self._entry(timings, timed)
+        self._timing = (timings, timed)
+        self.dispatch = self._entry()
         return True
 
     async def _finish(self, exchange: Exchange, pending: Any) -> None:
