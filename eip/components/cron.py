@@ -77,7 +77,7 @@ class CronSpec(EndpointSpec, frozen=True):
     schedule: str
     timezone: str = "UTC"
     store: str | None = None
-    misfire: Misfire = "run_once"
+    misfire: str = "run_once"  # checked in validate, to list the choices when wrong
     misfire_threshold: float = 60.0
     lease_ttl: float = 30.0
     table: str = "eip_schedules"
@@ -124,6 +124,8 @@ class CronComponent(Component):
     def validate(self, spec: Any) -> None:
         load_zone(spec.timezone)
         check_schedule(spec.schedule)
+        if spec.misfire not in ("run_once", "skip"):
+            raise ValueError(f"misfire must be 'run_once' or 'skip', got {spec.misfire!r}")
         if spec.misfire_threshold < 0:
             raise ValueError(
                 f"misfire_threshold must be >= 0 seconds, got {spec.misfire_threshold}"

@@ -277,7 +277,7 @@ async def test_an_sqlite_file_that_cannot_be_made_fails_the_start_naming_it(
     ("options", "fragment"),
     [
         ("store=redis://cache", "store: schedule store 'redis://cache': write sqlite"),
-        ("misfire=sometimes", "misfire"),
+        ("misfire=sometimes", "misfire must be 'run_once' or 'skip', got 'sometimes'"),
         ("lease_ttl=0", "lease_ttl must be > 0"),
         ("misfire_threshold=-1", "misfire_threshold must be >= 0"),
         ("table=bad-name&store=sqlite", "table"),
