@@ -30,8 +30,10 @@ store; the claim is atomic, so exactly one runs it and the others see it taken. 
 a **run lease** (``lease_ttl`` seconds, default 30, renewed every third of that while it
 goes on). An instance killed mid-run leaves its lease to expire: within ``lease_ttl`` another
 instance sees that and, with ``misfire=run_once``, runs once again what the dead run stood
-for (``eip.cron.fire`` = ``recovery``); with ``skip`` it clears the lease and waits for the
-next time. Killed between runs, it holds nothing: the next time runs on another instance.
+for (``eip.cron.fire`` = ``recovery``), unless a fire time comes first, whose run then
+covers the dead run's times too; with ``skip`` it clears the lease and waits for the next
+time. Killed between runs, it holds nothing: the next time runs on another instance. No
+advisory lock, no leader: nothing is held between transactions but a run's lease.
 
 Headers: ``eip.timer.name``, ``eip.timer.counter`` (this instance's count),
 ``eip.timer.fired_time`` (when it fired), ``eip.cron.fire`` (``schedule``, ``misfire``,
