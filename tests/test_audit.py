@@ -26,6 +26,7 @@ from eip import (
     body,
     dead_letter_channel,
     header,
+    pipeline,
 )
 from eip.audit import AuditQuery, AuditRecord, SqliteAuditStore, configure_audit, open_store
 from eip.audit.hook import TRAIL, Recorder
@@ -242,7 +243,9 @@ async def test_an_exchange_completes_only_after_its_record_is_committed(tmp_path
 
     def count_rows(exchange: Exchange) -> None:
         with sqlite3.connect(path) as other:  # another connection: sees committed rows only
-            seen_at_completion.append(other.execute("SELECT count(*) FROM eip_audit").fetchone()[0])
+            seen_at_completion.append(
+                other.execute("SELECT count(*) FROM eip_audit_records").fetchone()[0]
+            )
 
     class Routes(RouteBuilder):
         def configure(self) -> None:
@@ -460,7 +463,7 @@ async def test_a_redelivered_send_is_listed_once(tmp_path: Path) -> None:
                 .audit(store=store)
                 .to("mock:first")
                 .to("mock:flaky")
-                .to("mock:flaky")  # a second send of the route's own: also collapsed
+                .to("mock:flaky")  # a second send of the route's own: listed once too
             )
 
     context = Context()
@@ -471,6 +474,28 @@ async def test_a_redelivered_send_is_listed_once(tmp_path: Path) -> None:
         assert context.mock("flaky").count == 4  # 2 failed + 1 delivered, then the second step
     (record,) = await read(store)
     assert (record.outcome, record.endpoints) == ("completed", ["mock:first", "mock:flaky"])
+
+
+async def test_the_parts_of_a_split_leave_one_entry_per_endpoint(tmp_path: Path) -> None:
+    store = f"sqlite:{tmp_path / 'audit.db'}"
+
+    class Routes(RouteBuilder):
+        def configure(self) -> None:
+            (
+                self.from_("direct:batch")
+                .route_id("batch")
+                .audit(store=store)
+                .split(body(), pipeline().to("mock:part").to("mock:copy"))
+                .to("mock:done")
+            )
+
+    context = Context()
+    context.add_routes(Routes())
+    async with context:
+        await context.template().send("direct:batch", list(range(500)))
+        assert context.mock("part").count == 500
+    (record,) = await read(store)
+    assert record.endpoints == ["mock:part", "mock:copy", "mock:done"]  # once each, in order
 
 
 async def test_the_config_audits_the_routes_it_names(tmp_path: Path) -> None:

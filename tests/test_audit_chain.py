@@ -12,10 +12,11 @@ import re
 import sqlite3
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import asyncpg
+import msgspec
 import pytest
 from pytest_asyncio import fixture as async_fixture
 
@@ -27,7 +28,7 @@ from eip.audit import (
     SqliteAuditStore,
     open_store,
 )
-from eip.audit.record import GENESIS, Entry, content_of, format_time
+from eip.audit.record import GENESIS, Entry, content_of, format_time, line_of
 from eip.audit.record import entry as make_entry
 from eip.stores.base import StoreError
 from tests.stores.backends import PG_DSN
@@ -57,15 +58,25 @@ async def write(store: AuditStore, *batches: list[Entry]) -> None:
 
 # -- SQLite ---------------------------------------------------------------------------------
 async def sqlite_with_five(tmp_path: Path) -> tuple[SqliteAuditStore, Path]:
+    """Two batches, so two rows: records 1..2 and 3..5; record 3 has a key."""
     path = tmp_path / "audit.db"
     store = SqliteAuditStore(path)
     await store.start()
-    await write(store, [entry(1), entry(2)], [entry(3), entry(4), entry(5)])
+    await write(store, [entry(1), entry(2)], [entry(3, key="4711"), entry(4), entry(5)])
     return store, path
 
 
+def rewrite_batch(path: Path, last: int, change: Callable[[list[bytes]], list[bytes]]) -> None:
+    """Edit the records of one batch row as a tamperer with a text editor would."""
+    with sqlite3.connect(path) as db:
+        (text,) = db.execute("SELECT records FROM eip_audit WHERE last = ?", (last,)).fetchone()
+        records = [bytes(raw) for raw in msgspec.json.decode(text, type=list[msgspec.Raw])]
+        edited = b"[" + b",".join(change(records)) + b"]"
+        db.execute("UPDATE eip_audit SET records = ? WHERE last = ?", (edited.decode(), last))
+
+
 async def test_sqlite_chain_links_each_record_to_the_one_before(tmp_path: Path) -> None:
-    store, _ = await sqlite_with_five(tmp_path)
+    store, path = await sqlite_with_five(tmp_path)
     try:
         records = await store.query(AuditQuery())
         report = await store.verify()
@@ -78,7 +89,7 @@ async def test_sqlite_chain_links_each_record_to_the_one_before(tmp_path: Path) 
     for record in records:  # the hash is the SHA-256 of the canonical content
         assert hashlib.sha256(content_of(record)).hexdigest() == record.hash
         canonical = json.dumps(
-            dict(json.loads(content_of(record)).items()),
+            json.loads(content_of(record)),
             sort_keys=True,
             separators=(",", ":"),
             ensure_ascii=False,
@@ -87,55 +98,94 @@ async def test_sqlite_chain_links_each_record_to_the_one_before(tmp_path: Path) 
     assert report.ok
     assert report.records == 5
     assert report.heads == {"main": (5, records[-1].hash)}
+    with sqlite3.connect(path) as db:  # plain SQL: a row per batch, a view row per record
+        assert db.execute("SELECT first, last FROM eip_audit ORDER BY last").fetchall() == [
+            (1, 2),
+            (3, 5),
+        ]
+        view = "SELECT seq, key, outcome, exchange FROM eip_audit_records WHERE key = '4711'"
+        assert db.execute(view).fetchall() == [(3, "4711", "completed", "ex-3")]
+        assert db.execute("SELECT key, seq FROM eip_audit_keys").fetchall() == [("4711", 3)]
+
+
+def _swap_3_and_4(records: list[bytes]) -> list[bytes]:
+    return [records[1], records[0], *records[2:]]
+
+
+def _fail_3(records: list[bytes]) -> list[bytes]:
+    return [records[0].replace(b'"completed"', b'"failed"'), *records[1:]]
 
 
 @pytest.mark.parametrize(
     ("tamper", "expected"),
     [
         (
-            'UPDATE eip_audit SET record = replace(record, \'"outcome":"completed"\', '
-            '\'"outcome":"failed"\') WHERE seq = 3',
+            _fail_3,
             "chain main, record 3 \\(exchange ex-3, route crm, .*\\): its content does not "
             "match its hash \\(edited\\)",
         ),
         (
-            "DELETE FROM eip_audit WHERE seq = 2",
-            "record 2 of chain main is missing before record 3 \\(exchange ex-3.*\\) "
+            "DELETE FROM eip_audit WHERE last = 2",
+            "records 1..2 of chain main are missing before record 3 \\(exchange ex-3.*\\) "
             "\\(deleted or moved\\)",
         ),
         (
-            "DELETE FROM eip_audit WHERE seq >= 4",
-            "chain main: records 4..5 are missing at the end \\(deleted; the chain head says 5, "
-            "the last record is 3\\)",
+            "DELETE FROM eip_audit WHERE last = 5",
+            "chain main: records 3..5 are missing at the end \\(deleted; the chain head says 5, "
+            "the last record is 2\\)",
         ),
         (
-            "UPDATE eip_audit SET seq = -2 WHERE seq = 2; UPDATE eip_audit SET seq = 2 WHERE "
-            "seq = 4; UPDATE eip_audit SET seq = 4 WHERE seq = -2",
-            "chain main, record 4 \\(exchange ex-4, .*\\) is filed as record 2 \\(edited or "
-            "reordered\\)",
+            _swap_3_and_4,
+            "record 3 of chain main is missing before record 4 \\(exchange ex-4.*\\) "
+            "\\(deleted or moved\\)",
         ),
         (
-            "UPDATE eip_audit SET key = '4711' WHERE seq = 2",
-            "chain main, record 2 \\(exchange ex-2, .*\\): its key column says '4711' but "
-            "the sealed record says None \\(edited\\)",
+            "UPDATE eip_audit SET first = 4 WHERE last = 5",
+            "batch row 4..5 holds records 3..5 \\(its first or last was edited\\)",
+        ),
+        (
+            "UPDATE eip_audit SET time = '2020-01-01T00:00:00.000000Z' WHERE last = 5",
+            "chain main, record 3 \\(.*\\): its batch row's time column says "
+            "'2020-01-01T00:00:00.000000Z' but the sealed record says '.*' \\(edited\\)",
+        ),
+        (
+            "DELETE FROM eip_audit_keys WHERE seq = 3",
+            "chain main, record 3 \\(.*\\) has key '4711', but the key index does not list it "
+            "under that key \\(edited\\)",
+        ),
+        (
+            "INSERT INTO eip_audit_keys VALUES ('4711', 2)",
+            "the key index lists record 2 under key '4711', which that record does not have "
+            "\\(edited\\)",
         ),
     ],
-    ids=["edited", "deleted", "deleted-at-end", "reordered", "column-edited"],
+    ids=[
+        "edited",
+        "deleted",
+        "deleted-at-end",
+        "reordered",
+        "row-renumbered",
+        "time-edited",
+        "key-unlisted",
+        "key-listed-wrongly",
+    ],
 )
 async def test_sqlite_verify_names_the_first_broken_record(
-    tmp_path: Path, tamper: str, expected: str
+    tmp_path: Path, tamper: str | Callable[[list[bytes]], list[bytes]], expected: str
 ) -> None:
     store, path = await sqlite_with_five(tmp_path)
     await store.stop()
-    with sqlite3.connect(path) as other:
-        other.executescript(tamper)
+    if isinstance(tamper, str):
+        with sqlite3.connect(path) as other:
+            other.executescript(tamper)
+    else:
+        rewrite_batch(path, 5, tamper)
     reader = await started(SqliteAuditStore(path, create=False))
     try:
         report = await reader.verify()
     finally:
         await reader.stop()
     assert report.broken is not None
-    assert report.broken.chain == "main"
     assert re.fullmatch(expected, str(report.broken)), str(report.broken)
 
 
@@ -146,20 +196,17 @@ async def test_sqlite_a_replaced_record_with_a_new_hash_breaks_the_next_link(
     store, path = await sqlite_with_five(tmp_path)
     records = await store.query(AuditQuery())
     await store.stop()
-    edited = content_of(records[1]).replace(b'"alice"', b'"mallory"')
-    with sqlite3.connect(path) as other:
-        other.execute(
-            "UPDATE eip_audit SET record = ?, hash = ? WHERE seq = 2",
-            (edited.decode(), hashlib.sha256(edited).hexdigest()),
-        )
+    edited = content_of(records[2]).replace(b'"alice"', b'"mallory"')
+    replaced = line_of(edited, hashlib.sha256(edited).hexdigest())
+    rewrite_batch(path, 5, lambda batch: [replaced, *batch[1:]])
     reader = await started(SqliteAuditStore(path, create=False))
     try:
         report = await reader.verify()
     finally:
         await reader.stop()
     assert report.broken is not None
-    assert report.broken.seq == 3
-    assert "does not link to record 2" in str(report.broken)
+    assert report.broken.seq == 4
+    assert "does not link to record 3" in str(report.broken)
 
 
 async def test_sqlite_appends_after_a_restart_and_from_two_processes_stay_one_chain(

@@ -46,7 +46,7 @@ async def test_verify_says_ok_with_the_head_hash_and_names_an_edited_row(tmp_pat
     with sqlite3.connect(path) as db:
         head = db.execute("SELECT hash FROM eip_audit_head").fetchone()[0]
         assert f"chain main: last record 3, sha256 {head}" in ok.stdout
-        db.execute("UPDATE eip_audit SET record = replace(record, '42', '43') WHERE seq = 2")
+        db.execute("UPDATE eip_audit SET records = replace(records, '42', '43') WHERE last = 2")
     broken = run_cli("audit", "verify", "--store", f"sqlite:{path}")
     assert broken.returncode == 1
     assert broken.stderr.startswith(f"eip: error: audit store sqlite:{path} is broken: chain main,")
@@ -63,7 +63,7 @@ async def test_verify_names_a_deleted_row(tmp_path: Path) -> None:
     path = tmp_path / "audit.db"
     await audited_exchanges(f"sqlite:{path}")
     with sqlite3.connect(path) as db:
-        db.execute("DELETE FROM eip_audit WHERE seq = 1")
+        db.execute("DELETE FROM eip_audit WHERE last = 1")  # each send was a batch: one row
     broken = run_cli("audit", "verify", "--store", f"sqlite:{path}")
     assert broken.returncode == 1
     assert "record 1 of chain main is missing before record 2 (exchange " in broken.stderr

@@ -9,15 +9,16 @@ config's ``[audit]`` table (:func:`configure_audit`)::
                 store="sqlite:data/audit.db")
          ...)
 
-**What a record holds**: ``time`` (UTC, when the exchange finished the route), ``route``,
+**What a record holds**: ``time`` (UTC, when the record was sealed, within milliseconds of
+the exchange finishing the route), ``route``,
 ``exchange`` (its id), ``message_id``, ``key`` (the business key expression's value, as
 text), ``principal`` (the caller that HTTP or SOAP authentication named, header
 ``eip.http.principal``; else the route's source endpoint: its queue, folder or path),
 ``outcome`` (``completed``, ``failed``, ``dead-lettered``, ``filtered`` or ``handled``),
-``endpoints`` (the ``to`` endpoints it was sent to, in order, redacted; the dead letter
-channel's too), ``error`` (the failure's type, never its message, which may quote data),
-``fields`` (only the body fields chosen; none by default), and the chain: ``chain``, ``seq``,
-``prev`` and ``hash`` (:mod:`eip.audit.record`).
+``endpoints`` (each endpoint a ``to`` step sent it to, once, in the order of the first send,
+redacted; the dead letter channel's too), ``error`` (the failure's type, never its message,
+which may quote data), ``fields`` (only the body fields chosen; none by default), and the
+chain: ``chain``, ``seq``, ``prev`` and ``hash`` (:mod:`eip.audit.record`).
 
 **Durable before completion**: records are written in batches off the hot path (group
 commit: :mod:`eip.audit.writer`), but an exchange completes (is acked, answered, moved) only
@@ -28,8 +29,14 @@ record of a completed exchange, and may leave a record of one that is then redel
 canonical content, so ``eip audit verify`` names the first record that was edited, deleted or
 reordered (:mod:`eip.audit.verify`); ``eip audit show --route R --key K --since T`` reads them.
 
-**Stores** (:mod:`eip.audit.store`): SQLite (the default), PostgreSQL (several instances share
-one table; each chain's appends are serialized on its head row), JSON Lines (for a SIEM).
+**Stores** (:mod:`eip.audit.store`): SQLite (the default; a row per batch, a view with a row
+per record), PostgreSQL (a row per record; several instances share one table, each chain's
+appends serialized on its head row), JSON Lines (a line per record, for a SIEM).
+
+**Cost**: routes that do not audit are compiled as before and pay nothing. An audited route
+pays for its record on the event loop (the trail, the record's fields; ~1-2 µs) and, in the
+writer's thread, for sealing and writing it, shared by the batch; an exchange that would have
+completed synchronously now waits for its batch's commit (see ``benchmarks/README.md``).
 """
 
 from __future__ import annotations

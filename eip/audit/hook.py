@@ -8,9 +8,10 @@
   durable first. A route that completes
   synchronously therefore returns an awaitable when audited; one that fails is awaited too,
   and then raises its error.
-- **Endpoints.** Each ``to`` step of an audited route appends its endpoint (redacted) to the
-  trail before it sends, inline in the fused pipeline; consecutive sends to the same endpoint
-  (redeliveries) are listed once. The dead letter channel adds its endpoint, and marks the
+- **Endpoints.** Each ``to`` step of an audited route adds its endpoint (redacted) to the
+  trail before it sends, inline in the fused pipeline, once: the record lists each endpoint
+  the exchange was sent to in the order of its first send (redeliveries, repeated sends and
+  the parts of a split add nothing more). The dead letter channel adds its endpoint, and marks the
   exchange dead-lettered.
 - **Filtered.** A ``filter`` at the route's top level marks the trail when it stops the
   exchange (a filter inside a branch only ends that branch: the exchange goes on).
@@ -144,13 +145,21 @@ def install_audit(cc: CompileContext, route: Route) -> None:
 
 
 def recorded_send(send: Step, uri: str) -> Step:
-    """``send``, appending ``uri`` to the exchange's trail first (inline when fused)."""
+    """``send``, adding ``uri`` to the exchange's trail first (inline when fused) unless it
+    is there already: a redelivery, a repeated send, or the parts of a split (which share the
+    trail) leave one entry, so a trail is never longer than the route has endpoints."""
 
     def recorded(exchange: Exchange) -> Any:
-        _add(exchange, uri)
+        trail = exchange.properties.get(TRAIL)
+        if trail is not None and uri not in trail:
+            trail.append(uri)
         return send(exchange)
 
-    code = ["_at = ex.properties.get({0})", "if _at is not None:", "    _at.append({1})"]
+    code = [
+        "_at = ex.properties.get({0})",
+        "if _at is not None and {1} not in _at:",
+        "    _at.append({1})",
+    ]
     inner: Inline | None = getattr(send, "eip_inline", None)
     if inner is None:
         return with_inline(recorded, [*code, "r = {2}(ex)"], TRAIL, uri, send, result=True)
@@ -271,8 +280,7 @@ class Recorder:
         """The record of ``exchange`` as it ends this route."""
         headers = exchange.headers
         failure: str | None = None
-        # A copy: a wire tap's copy of the exchange may still add to the trail.
-        endpoints: list[str] = trail[:]  # type: ignore[assignment]  # strings, unless marked
+        endpoints: list[str] = trail  # type: ignore[assignment]  # strings, unless marked
         if error is not None:
             outcome = FAILED
             failure = _type_name(PartFailedError.unwrap(error))
@@ -344,10 +352,10 @@ async def _raise_after(written: Awaitable[None], error: BaseException) -> None:
 
 
 def _endpoints(trail: Trail) -> list[str]:
-    """The endpoints in a trail, marks left out, consecutive repeats (redeliveries) once."""
+    """The endpoints in a trail, marks left out, each once (two steps may name one)."""
     out: list[str] = []
     for item in trail:
-        if isinstance(item, str) and (not out or item != out[-1]):
+        if isinstance(item, str) and item not in out:
             out.append(item)
     return out
 

@@ -84,10 +84,11 @@ class AuditRecord(msgspec.Struct, kw_only=True, omit_defaults=True):
     time: str
 
 
-class Content(msgspec.Struct):
+class Content(msgspec.Struct, gc=False):
     """A record's canonical content (fields declared in sorted order, so the JSON is
     canonical once dict keys are sorted too). The hot path makes one per exchange, with
-    ``chain``, ``prev``, ``seq`` and ``time`` left empty: :func:`seal` fills them in."""
+    ``chain``, ``prev``, ``seq`` and ``time`` left empty: :func:`seal` fills them in. It holds
+    plain data only, never a cycle, so the garbage collector need not track it."""
 
     chain: str
     endpoints: list[str]

@@ -1,22 +1,26 @@
-"""The SQLite audit store: one local file, one chain per table.
+"""The SQLite audit store: one local file, one chain per table, a row per batch.
 
-Each record is a row: ``seq`` (its number in the chain, the primary key), ``key`` (the
-business key, indexed where it is set), ``record`` (the sealed canonical JSON, the authority)
-and ``hash``; ``verify`` checks that ``key`` still says what the record says. Every bound
-column costs on each insert, so the other fields are read from ``record`` when searched
-(``json_extract``; a search by key uses the index first). Plain SQL reads it::
+A row per record costs a B-tree insert per record, which measured as the largest part of
+the audit's cost; so each batch the writer commits is one row of ``<table>``: ``last`` (the
+number of its last record, the primary key), ``first``, ``time`` (when it was sealed: every
+record of the batch has that time) and ``records``, a JSON array of the sealed records, each
+its canonical JSON with ``hash`` appended last (as a JSON Lines line). Around it:
 
-    SELECT json_extract(record, '$.time'), json_extract(record, '$.outcome')
-    FROM eip_audit WHERE key = '4711'
+- ``<table>_keys`` (``key``, ``seq``): the records that have a business key, so that
+  ``eip audit show --key K`` goes straight to them (only keyed records cost a row here);
+- ``<table>_head``: the chain's last number and hash, so records deleted at the end are
+  caught too;
+- the view ``<table>_records``: one row per record (``seq``, ``time``, ``route``, ``key``,
+  ``outcome``, ``exchange``, ``principal``, ``record``) for plain SQL::
 
-``<table>_head`` keeps the chain's last number and hash, so records deleted at the end are
-caught too.
+      SELECT time, outcome, record FROM eip_audit_records WHERE key = '4711'
 
 A batch is one ``BEGIN IMMEDIATE`` transaction that reads the head, seals the batch after it
 and writes it: several processes on one host can share the file, their appends take turns on
 SQLite's write lock and the chain stays one line. Durability as for the other SQLite stores:
 WAL with ``synchronous=NORMAL`` survives a crash of the process (even SIGKILL); ``FULL``
 survives a power loss too, at an fsync per batch. The connection lives in one worker thread.
+``verify`` walks the rows in order (:mod:`eip.audit.sqlite_verify`).
 """
 
 from __future__ import annotations
@@ -29,9 +33,11 @@ from os import PathLike
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from eip.audit.record import GENESIS, AuditRecord, Entry, decode_record, seal
+import msgspec
+
+from eip.audit.record import GENESIS, AuditRecord, Entry, line_of, seal
 from eip.audit.store import DEFAULT_CHAIN, DEFAULT_TABLE, AuditQuery, AuditStore
-from eip.audit.verify import ChainWalk, StoredRow, VerifyReport
+from eip.audit.verify import VerifyReport
 from eip.stores._common import validate_identifier
 from eip.stores.base import StoreError
 
@@ -39,12 +45,12 @@ __all__ = ["SqliteAuditStore"]
 
 _T = TypeVar("_T")
 _BUSY_TIMEOUT_MS = 5000
-#: The columns kept beside the sealed record.
-_COLUMNS = ("key",)
+_VIEW_COLUMNS = ("seq", "time", "route", "key", "outcome", "exchange", "principal")
+_batch = msgspec.json.Decoder(list[AuditRecord])
 
 
 class SqliteAuditStore(AuditStore):
-    """Audit records in a SQLite table; ``create=False`` opens an existing one only (the
+    """Audit records in a SQLite file; ``create=False`` opens an existing one only (the
     command line reads stores, it does not make them)."""
 
     def __init__(
@@ -67,7 +73,8 @@ class SqliteAuditStore(AuditStore):
         self._conn: sqlite3.Connection | None = None  # used in the worker thread only
         t = self.table
         self._sql_head = f"SELECT chain, seq, hash FROM {t}_head"
-        self._sql_insert = f"INSERT INTO {t} (seq, key, record, hash) VALUES (?, ?, ?, ?)"
+        self._sql_insert = f"INSERT INTO {t} (last, first, time, records) VALUES (?, ?, ?, ?)"
+        self._sql_key = f"INSERT INTO {t}_keys (key, seq) VALUES (?, ?)"
         self._sql_set_head = (
             f"INSERT INTO {t}_head (chain, seq, hash) VALUES (?, ?, ?) "
             "ON CONFLICT (chain) DO UPDATE SET seq = excluded.seq, hash = excluded.hash"
@@ -105,7 +112,9 @@ class SqliteAuditStore(AuditStore):
         return await self._run(self._query, query)
 
     async def verify(self) -> VerifyReport:
-        return await self._run(self._verify)
+        from eip.audit.sqlite_verify import verify_tables
+
+        return await self._run(verify_tables, self._db, self.table)
 
     # -- in the worker thread --------------------------------------------------------------
     async def _run(self, fn: Callable[..., _T], *args: Any) -> _T:
@@ -124,6 +133,7 @@ class SqliteAuditStore(AuditStore):
         conn = sqlite3.connect(self.path, timeout=_BUSY_TIMEOUT_MS / 1000, isolation_level=None)
         try:
             conn.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
+            conn.execute("PRAGMA page_size=16384")  # a new file only: batches are big rows
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute(f"PRAGMA synchronous={self.synchronous}")
             if self.create:
@@ -138,23 +148,30 @@ class SqliteAuditStore(AuditStore):
 
     def _create(self, conn: sqlite3.Connection) -> None:
         t = self.table
+        fields = ", ".join(f"json_extract(r.value, '$.{name}') AS {name}" for name in _VIEW_COLUMNS)
         with _immediate(conn):
             conn.execute(
-                f"CREATE TABLE IF NOT EXISTS {t} (seq INTEGER PRIMARY KEY, key TEXT, "
-                "record TEXT NOT NULL, hash TEXT NOT NULL)"
+                f"CREATE TABLE IF NOT EXISTS {t} (last INTEGER PRIMARY KEY, "
+                "first INTEGER NOT NULL, time TEXT NOT NULL, records TEXT NOT NULL)"
             )
             conn.execute(
-                f"CREATE INDEX IF NOT EXISTS {t}_by_key ON {t} (key) WHERE key IS NOT NULL"
+                f"CREATE TABLE IF NOT EXISTS {t}_keys (key TEXT NOT NULL, seq INTEGER NOT NULL, "
+                "PRIMARY KEY (key, seq)) WITHOUT ROWID"
             )
             conn.execute(
                 f"CREATE TABLE IF NOT EXISTS {t}_head (chain TEXT PRIMARY KEY, "
                 "seq INTEGER NOT NULL, hash TEXT NOT NULL)"
             )
+            conn.execute(
+                f"CREATE VIEW IF NOT EXISTS {t}_records AS SELECT {fields}, r.value AS record "
+                f"FROM {t} AS b, json_each(b.records) AS r"
+            )
 
     def _check_exists(self, conn: sqlite3.Connection) -> None:
-        sql = "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN (?, ?)"
-        (found,) = conn.execute(sql, (self.table, f"{self.table}_head")).fetchone()
-        if found != 2:
+        names = (self.table, f"{self.table}_keys", f"{self.table}_head")
+        sql = "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN (?, ?, ?)"
+        (found,) = conn.execute(sql, names).fetchone()
+        if found != len(names):
             raise StoreError(f"audit store {self.name}: no audit table {self.table!r} in it")
 
     def _check_chain(self, conn: sqlite3.Connection) -> None:
@@ -183,59 +200,52 @@ class SqliteAuditStore(AuditStore):
             head = db.execute(self._sql_head).fetchone()
             seq, prev = (head[1], head[2]) if head is not None else (0, GENESIS)
             sealed = seal(entries, self.chain, seq, prev)
+            first, last = sealed[0][0], sealed[-1][0]
+            records = b"[%s]" % b",".join(line_of(data, digest) for _, data, digest in sealed)
             try:
-                db.executemany(
-                    self._sql_insert,
-                    [(c.seq, c.key, data.decode(), digest) for c, data, digest in sealed],
-                )
+                db.execute(self._sql_insert, (last.seq, first.seq, first.time, records.decode()))
             except sqlite3.IntegrityError as exc:
                 raise StoreError(
-                    f"audit store {self.name}: record {seq + 1} exists beyond the chain head "
+                    f"audit store {self.name}: record {last.seq} exists beyond the chain head "
                     f"({exc}); the head was edited: run 'eip audit verify'"
                 ) from exc
-            last, _, digest = sealed[-1]
-            db.execute(self._sql_set_head, (self.chain, last.seq, digest))
+            keyed = [(c.key, c.seq) for c, _, _ in sealed if c.key is not None]
+            if keyed:
+                db.executemany(self._sql_key, keyed)
+            db.execute(self._sql_set_head, (self.chain, last.seq, sealed[-1][2]))
 
     def _query(self, query: AuditQuery) -> list[AuditRecord]:
-        where, params = _where(query)
-        sql = f"SELECT record, hash FROM {self.table}{where} ORDER BY seq"
-        if query.limit is not None:
-            sql += f" LIMIT {int(query.limit)}"
-        found = []
-        for content, digest in self._db.execute(sql, params).fetchall():
-            record = decode_record(content)
-            record.hash = digest
-            found.append(record)
+        found: list[AuditRecord] = []
+        for records in self._batches(query):
+            for record in _batch.decode(records):
+                if query.matches(record):
+                    found.append(record)
+                    if query.limit is not None and len(found) >= query.limit:
+                        return found
         return found
 
-    def _verify(self) -> VerifyReport:
-        walk = ChainWalk()
-        sql = f"SELECT seq, {', '.join(_COLUMNS)}, record, hash FROM {self.table} ORDER BY seq"
-        walk.add_all(_rows(self._db.execute(sql)))
-        heads = {chain: (seq, digest) for chain, seq, digest in self._db.execute(self._sql_head)}
-        return walk.finish(heads)
-
-
-def _rows(cursor: sqlite3.Cursor) -> Iterator[StoredRow]:
-    for seq, *columns, content, digest in cursor:
-        data = content.encode() if isinstance(content, str) else bytes(content)
-        yield StoredRow(f"row {seq}", data, digest, seq, dict(zip(_COLUMNS, columns, strict=True)))
-
-
-def _where(query: AuditQuery) -> tuple[str, list[Any]]:
-    terms: list[str] = []
-    params: list[Any] = []
-    for column, value, op in (
-        ("key", query.key, "="),
-        ("json_extract(record, '$.route')", query.route, "="),
-        ("json_extract(record, '$.outcome')", query.outcome, "="),
-        ("json_extract(record, '$.time')", query.since, ">="),
-        ("json_extract(record, '$.time')", query.until, "<"),
-    ):
-        if value is not None:
-            terms.append(f"{column} {op} ?")
-            params.append(value)
-    return (" WHERE " + " AND ".join(terms) if terms else ""), params
+    def _batches(self, query: AuditQuery) -> Iterator[str]:
+        """The batches that may hold matching records, in order: by the key index when the
+        query names a key, else every batch in the time range."""
+        t, db = self.table, self._db
+        since, until = query.since or "", query.until or "\uffff"
+        if query.key is None:
+            sql = f"SELECT records FROM {t} WHERE time >= ? AND time < ? ORDER BY last"
+            for (records,) in db.execute(sql, (since, until)):
+                yield records
+            return
+        sql = f"SELECT seq FROM {t}_keys WHERE key = ? ORDER BY seq"
+        batch = f"SELECT last, records FROM {t} WHERE last >= ? AND time >= ? AND time < ? "
+        batch += "ORDER BY last LIMIT 1"
+        covered = 0
+        for (seq,) in db.execute(sql, (query.key,)).fetchall():
+            if seq <= covered:
+                continue  # in the batch just read
+            row = db.execute(batch, (seq, since, until)).fetchone()
+            if row is None:
+                return
+            covered = row[0]
+            yield row[1]
 
 
 class _immediate:

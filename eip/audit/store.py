@@ -1,10 +1,9 @@
 """What an audit store is, and how a store is named in text (config, DSL, command line).
 
-Errors are :class:`~eip.stores.base.StoreError` (as for the other stores), naming the store.
-
 An :class:`AuditStore` appends a batch of entries as one durable unit (sealing them onto its
 chain inside the same transaction), reads records back by route, key and time, and walks its
-chains for :mod:`eip.audit.verify`. Three stores ship:
+chains for :mod:`eip.audit.verify`. Its errors are :class:`~eip.stores.base.StoreError`, as
+for the other stores, naming the store. Three stores ship:
 
 =====================================  ==========================  ===========================
 Store, and how it is named             Survives                    Shared between
