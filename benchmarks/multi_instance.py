@@ -13,14 +13,18 @@ costs that decide how throughput scales with instances.
    deployment with the transactional idempotent repository against the plain
    (lease-based) one, whose claim, effect and confirmation commit separately: what a SIGKILL
    costs each (events lost or doubled, groups left incomplete).
-3. **PostgreSQL per claim**: N claims one after another and from 6 concurrent workers
-   (the six queues' consumers), interleaved, medians: the plain claim (``add`` + ``confirm``,
-   two commits), the plain claim with a separate effect (three commits), and the
-   transactional claim with its effect (one commit). Milliseconds per claim and claims/s.
+3. **PostgreSQL per claim**: N calls one after another and from 6 concurrent workers (the
+   six queues' consumers), interleaved (each round starts with another variant), medians: a
+   bare round trip and a bare commit (the two costs everything else is made of), the plain
+   claim (``add`` + ``confirm``: two commits), the plain claim with a separate effect (three
+   commits), and the transactional claim with its effect (one commit). Milliseconds per call
+   and calls/s.
 4. **broker per message**: N persistent, confirmed messages published and consumed (raw
-   client, prefetch 500, multiple acks) through one classic queue, one quorum queue, and the
-   partitioned layout (topic -> exchange binding -> consistent hash -> 6 quorum queues with
-   single active consumer); the broker's CPU per message, medians over the rounds.
+   client) through one classic queue, one quorum queue, and the partitioned layout (topic ->
+   exchange binding -> consistent hash -> 6 quorum queues with single active consumer),
+   consumed fast (prefetch 500, multiple acks), acked one by one, and paced at 200 msgs/s
+   (each queue one message at a time, as the deployment consumes); the broker's CPU per
+   message less its background rate sampled just before, medians over the rounds.
 
 The broker and PostgreSQL are shared with whatever else runs on the machine, so their CPU
 figures are upper bounds; compare them within one run.
@@ -50,6 +54,7 @@ QUICK = Plan(customers=500, updates=8, timeout=300.0)
 STORES_PLAN = Plan(customers=500, updates=4, timeout=180.0)
 WORKERS = 6
 PACE = 200  # msgs/s of the paced broker layout: about what the deployment consumes here
+IDLE = 1.0  # seconds of the broker's background CPU sampled before each broker round
 
 
 def run(quick: bool) -> None:
@@ -72,15 +77,18 @@ async def main(quick: bool) -> None:
     print("\n== claim stores under a SIGKILL ==")
     rows = []
     for store in ("transactional", "lease"):
+        lost = incomplete = 0
         for n in range(rounds):
             with tempfile.TemporaryDirectory() as workdir:
                 plan = dataclasses.replace(STORES_PLAN, store=store, seed=1000 + n)
                 outcome = await run_deployment(plan, Path(workdir))
             rows.append(store_row(store, outcome))
-            if n == 0:
-                results.append(
-                    value_line(f"multi-instance-{store}-lost", len(outcome.lost), "events")
-                )
+            lost += len(outcome.lost) + len(outcome.doubled)
+            incomplete += plan.groups - outcome.groups_completed
+        results.append(value_line(f"multi-instance-{store}-lost-or-doubled", lost, "events"))
+        results.append(
+            value_line(f"multi-instance-{store}-groups-incomplete", incomplete, "groups")
+        )
     print(
         table(
             ["store", "lost", "doubled", "out of order", "groups done", "group inputs lost"],
@@ -91,7 +99,9 @@ async def main(quick: bool) -> None:
     print("\n== PostgreSQL per claim ==")
     claims = 500 if quick else 2_000
     claim_rows, claim_lines = await claim_costs(claims, rounds)
-    print(table(["variant", "1 worker ms/claim", f"{WORKERS} workers claims/s"], claim_rows))
+    print(
+        table(["variant", "1 worker ms/claim (rounds)", f"{WORKERS} workers claims/s"], claim_rows)
+    )
     results += claim_lines
 
     print("\n== broker CPU per message ==")
@@ -167,7 +177,15 @@ async def claim_costs(claims: int, rounds: int) -> tuple[list[list[str]], list[s
             await transactional.connection(key).execute(insert, key)
             await transactional.confirm(key)
 
+    async def round_trip(key: str) -> None:
+        await plain.pool.fetchval("SELECT $1::text", key)
+
+    async def one_commit(key: str) -> None:
+        await plain.pool.execute(insert, key)
+
     variants: dict[str, ClaimOnce] = {
+        "a round trip (SELECT, no commit)": round_trip,
+        "one commit (INSERT, autocommit)": one_commit,
         "plain claim (add + confirm: 2 commits)": plain_claim,
         "plain claim + effect (3 commits)": plain_with_effect,
         "transactional claim + effect (1 commit)": transactional_with_effect,
@@ -176,7 +194,10 @@ async def claim_costs(claims: int, rounds: int) -> tuple[list[list[str]], list[s
     concurrent: dict[str, list[float]] = {name: [] for name in variants}
     try:
         for round_no in range(rounds + 1):  # round 0 warms up
-            for name, once in variants.items():
+            names = list(variants)
+            names = names[round_no % len(names) :] + names[: round_no % len(names)]
+            for name in names:  # each round starts with another variant
+                once = variants[name]
                 keys = [f"{round_no}-{name[:5]}-{n}" for n in range(claims)]
                 took = await timed(once, keys, 1)
                 if round_no:
@@ -193,8 +214,9 @@ async def claim_costs(claims: int, rounds: int) -> tuple[list[list[str]], list[s
     rows, lines = [], []
     for name in variants:
         ms, rate = statistics.median(sequential[name]), statistics.median(concurrent[name])
-        rows.append([name, f"{ms:.2f}", f"{rate:,.0f}"])
-        slug = name.split(" (")[0].replace(" + ", "-").replace(" ", "-")
+        spread = ", ".join(f"{v:.2f}" for v in sequential[name])
+        rows.append([name, f"{ms:.2f} ({spread})", f"{rate:,.0f}"])
+        slug = name.split(" (")[0].replace(" + ", "-").replace(" ", "-").replace("a-", "")
         lines.append(value_line(f"pg-{slug}-ms", ms, "ms/claim"))
         lines.append(value_line(f"pg-{slug}-{WORKERS}-workers", rate, "claims/s"))
     return rows, lines
@@ -296,6 +318,10 @@ async def broker_round(layout: str, messages: int) -> float:
 
         meter = CpuMeter("beam.smp")
         meter.start()
+        await asyncio.sleep(IDLE)
+        idle_rate = meter.stop() / IDLE  # other jobs on the broker: taken off below
+        meter.start()
+        began = time.monotonic()
         pacers = []
         for queue in queues:
             consumer_tag = await consumer.basic_consume(queue, on_deliveries)
@@ -315,7 +341,8 @@ async def broker_round(layout: str, messages: int) -> float:
             pacer.cancel()
         await consumer.drain()
         await asyncio.sleep(0.3)  # the broker settles the last acks
-        return meter.stop() / messages * 1e6
+        used = meter.stop() - idle_rate * (time.monotonic() - began)
+        return max(0.0, used) / messages * 1e6
     finally:
         cleanup = await connection.channel()
         for queue in queues:
