@@ -20,6 +20,7 @@ import msgspec
 import pytest
 from pytest_asyncio import fixture as async_fixture
 
+from eip import Context, RouteBuilder, header
 from eip.audit import (
     AuditQuery,
     AuditStore,
@@ -413,3 +414,34 @@ async def test_postgres_chains_per_instance_and_verify_catches_edits(pg_table: s
     finally:
         await one.stop()
         await two.stop()
+
+
+async def test_postgres_behind_an_audited_route(pg_table: str) -> None:
+    class Routes(RouteBuilder):
+        def configure(self) -> None:
+            (
+                self.from_("direct:pg")
+                .route_id("pg-audited")
+                .audit(key=header("customer"), store=PG_DSN, table=pg_table, chain="instance-a")
+                .to("mock:erp")
+            )
+
+    context = Context()
+    context.add_routes(Routes())
+    async with context:
+        template = context.template()
+        sent = await asyncio.gather(
+            *(template.send("direct:pg", n, headers={"customer": f"c-{n % 3}"}) for n in range(30))
+        )
+        assert all(exchange.exception is None for exchange in sent)
+    store = await started(PostgresAuditStore(PG_DSN, table=pg_table, chain="instance-a"))
+    try:
+        report = await store.verify()
+        assert report.ok, report.broken
+        assert report.heads["instance-a"][0] == 30
+        found = await store.query(AuditQuery(key="c-1", route="pg-audited"))
+        assert len(found) == 10
+        assert {r.endpoints[0] for r in found} == {"mock:erp"}
+        assert {r.exchange for r in found} <= {e.id for e in sent}
+    finally:
+        await store.stop()
