@@ -96,7 +96,7 @@ class Context(EndpointRegistry):
         self._producers: dict[str, Producer] = {}
         self._producer_users: dict[str, dict[tuple[str, str | None], None]] = {}
         self._started_producers: list[Producer] = []
-        self._ready_producers: dict[EndpointRef, Producer] = {}
+        self._ready_producers: dict[object, Producer] = {}
         self._started_services: list[Service] = []
         self._started_components: set[str] = set()
         self._models: list[RouteModel] = []

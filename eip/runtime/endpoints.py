@@ -52,7 +52,8 @@ class EndpointRegistry:
     #: For each producer (by canonical URI), the routes and steps that send to it.
     _producer_users: dict[str, dict[tuple[str, str | None], None]]
     _started_producers: list[Producer]
-    _ready_producers: dict[EndpointRef, Producer]
+    #: Started producers of the producer template, by endpoint (see ``_key``).
+    _ready_producers: dict[object, Producer]
     _started_components: set[str]
 
     def add_component(self, component: type[Component], scheme: str | None = None) -> None:
@@ -237,7 +238,8 @@ class EndpointRegistry:
 
     async def producer(self, ref: EndpointRef) -> Producer:
         """A started producer, for code outside routes (the producer template)."""
-        producer = self._ready_producers.get(ref)
+        ready = self._ready_producers
+        producer = ready.get(_key(ref))  # a spec with a dict option is not hashable
         if producer is not None:
             return producer
         producer = self.producer_for(ref)
@@ -248,7 +250,7 @@ class EndpointRegistry:
                 await self._start_component_of(ref)
                 await self.start_producer(producer)
                 self._started_producers.append(producer)
-        self._ready_producers[ref] = producer
+        ready[_key(ref)] = producer
         return producer
 
     def mock(self, name: str) -> MockEndpoint:
