@@ -24,7 +24,7 @@ from eip.clock import Clock, SystemClock
 from eip.components.base import Component, Producer
 from eip.dsl.builder import RouteBuilder
 from eip.dsl.compiler import compile_route
-from eip.dsl.model import EndpointRef, RouteModel
+from eip.dsl.model import RouteModel
 from eip.errors import LifecycleError, RouteDefinitionError, redact_uri
 from eip.failures import FailureHistory
 from eip.runtime.drain import drain_status, quiesce
