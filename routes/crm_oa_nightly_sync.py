@@ -288,7 +288,16 @@ class CrmOaNightlySync(RouteBuilder):
             .to(oa)
         )
         (
-            self.from_(cron("crm-oa-nightly", SCHEDULE, timezone=TIMEZONE))
+            # The store keeps the last fire time: a 03:00 missed while the server was down
+            # runs once at start (misfire run_once), and only one instance sharing it fires.
+            self.from_(
+                cron(
+                    "crm-oa-nightly",
+                    SCHEDULE,
+                    timezone=TIMEZONE,
+                    store=f"sqlite:{state('schedules.db', self.data)}",
+                )
+            )
             .route_id("crm-oa-nightly-sync")
             .description("03:00 Asia/Shanghai: sync the CRM customers changed since the last run")
             .to(RUN)

@@ -43,7 +43,10 @@ def reports(data: Path) -> list[SyncReport]:
     folder = reports_dir(data)
     if not folder.exists():
         return []
-    return [msgspec.json.decode(p.read_bytes(), type=SyncReport) for p in sorted(folder.iterdir())]
+    # Not the file producer's ".<name>.<random>.tmp" of a report being written: counted, it
+    # made "two reports" out of the first one and a half-written second.
+    written = [p for p in sorted(folder.iterdir()) if not p.name.startswith(".")]
+    return [msgspec.json.decode(p.read_bytes(), type=SyncReport) for p in written]
 
 
 async def wait_for_reports(data: Path, count: int, clock: ManualClock | None = None) -> None:
