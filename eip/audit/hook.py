@@ -1,18 +1,19 @@
 """How an audited route records its exchanges (installed by the compiler, for those routes only).
 
-- **Dispatch.** The route's ``dispatch`` is wrapped: it gives the exchange a *trail* (a plain
-  list in the ``eip.audit.trail`` property), runs the route, then makes the record from what
-  the exchange ended as and from its trail, and hands the record to the
-  :class:`~eip.audit.writer.AuditWriter`, returning the writer's future: whoever dispatched
-  the exchange awaits it before completing the exchange's unit of work, so the record is
-  durable first. A route that completes
-  synchronously therefore returns an awaitable when audited; one that fails is awaited too,
-  and then raises its error.
-- **Endpoints.** Each ``to`` step of an audited route adds its endpoint (redacted) to the
-  trail before it sends, inline in the fused pipeline, once: the record lists each endpoint
-  the exchange was sent to in the order of its first send (redeliveries, repeated sends and
-  the parts of a split add nothing more). The dead letter channel adds its endpoint, and marks the
-  exchange dead-lettered.
+- **Dispatch.** The route's ``dispatch`` is wrapped: it gives the exchange a *trail* (a
+  ``bytearray`` in the ``eip.audit.trail`` property: a flag per ``to`` step of the route and
+  two for the outcome; cheap to make, and not tracked by the garbage collector, which matters
+  while exchanges wait for their commit), runs the route, makes the record from what the
+  exchange ended as and from its trail, and hands the record to the
+  :class:`~eip.audit.writer.AuditWriter`, returning the batch's commit: whoever dispatched the
+  exchange awaits it before completing the exchange's unit of work, so the record is durable
+  first. A route that completes synchronously therefore returns an awaitable when audited;
+  one that fails is awaited too, and then raises its error.
+- **Endpoints.** Each ``to`` step of an audited route sets its flag in the trail before it
+  sends, inline in the fused pipeline: the record lists each endpoint (redacted) the exchange
+  was sent to, once, in the order of the route's steps (its ``on_exception`` clauses' last;
+  redeliveries, repeated sends and the parts of a split, which share the trail, add nothing).
+  The dead letter channel sets a flag too, and its endpoint comes last.
 - **Filtered.** A ``filter`` at the route's top level marks the trail when it stops the
   exchange (a filter inside a branch only ends that branch: the exchange goes on).
 - **Outcome.** Raised: ``failed``; dead letter channel: ``dead-lettered``; top-level filter:
@@ -52,6 +53,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "TRAIL",
+    "Endpoints",
     "FieldPicker",
     "Recorder",
     "Trail",
@@ -71,31 +73,36 @@ _MESSAGE_ID = H.MESSAGE_ID
 _PRINCIPAL = H.HTTP_PRINCIPAL
 
 
-#: A trail is a plain list (the cheapest thing to make per exchange): the endpoints sent to,
-#: and these marks.
-Trail = list[object]
+#: A trail: ``[filtered, dead-lettered, sent by step 0, sent by step 1, ...]``, 0 or 1 each.
+Trail = bytearray
+_FILTERED = 0
+_DEAD_LETTERED = 1
+_STEPS = 2  # the index of the first step's flag
 
 
-class _Mark:
-    __slots__ = ("name",)
+class _Plan:
+    """A route's audited sends, numbered as they are compiled."""
 
-    def __init__(self, name: str) -> None:
-        self.name = name
+    __slots__ = ("clause", "uris")
 
-    def __repr__(self) -> str:
-        return f"<{self.name}>"
+    def __init__(self) -> None:
+        self.uris: list[str] = []
+        self.clause: list[bool] = []  # the send is in an on_exception clause's steps
+
+    def add(self, uri: str, in_clause: bool) -> int:
+        self.uris.append(uri)
+        self.clause.append(in_clause)
+        return _STEPS + len(self.uris) - 1
 
 
-#: In a trail: a top-level filter stopped the exchange.
-FILTERED_MARK = _Mark("filtered")
-#: In a trail: the route's dead letter channel took the exchange (its endpoint follows).
-DEAD_LETTER_MARK = _Mark("dead-lettered")
+_PLANS: weakref.WeakKeyDictionary[Any, _Plan] = weakref.WeakKeyDictionary()
 
 
-def _add(exchange: Exchange, item: object) -> None:
-    trail = exchange.properties.get(TRAIL)
-    if trail is not None:  # an exchange made inside the route (an aggregate) has none
-        trail.append(item)
+def _plan(cc: CompileContext) -> _Plan:
+    plan = _PLANS.get(cc)
+    if plan is None:
+        plan = _PLANS[cc] = _Plan()
+    return plan
 
 
 # -- compile time -------------------------------------------------------------------------------
@@ -136,35 +143,38 @@ def install_audit(cc: CompileContext, route: Route) -> None:
     if not any(service is writer for service in route.services):
         route.services.insert(0, writer)  # started first, stopped last of the route's services
     source = redact_uri(route.source_uri).partition("?")[0]  # the queue, path or folder
-    recorder = Recorder(route.id, route.dispatch, spec.key, fields, writer, source, route)
-    route.dispatch = recorder.dispatch
     errors = route.errors
+    dead_letter = None
     if errors.dead_letter is not None:
-        uri = errors.dead_letter_uri or "dead letter channel"
-        errors.dead_letter = _dead_letter_marker(errors.dead_letter, uri)
+        dead_letter = errors.dead_letter_uri or "dead letter channel"
+        errors.dead_letter = _dead_letter_marker(errors.dead_letter)
+    plan = _PLANS.pop(cc, None) or _Plan()
+    endpoints = Endpoints(plan, dead_letter)
+    recorder = Recorder(route, spec.key, fields, writer, source, endpoints)
+    route.dispatch = recorder.dispatch
 
 
-def recorded_send(send: Step, uri: str) -> Step:
-    """``send``, adding ``uri`` to the exchange's trail first (inline when fused) unless it
-    is there already: a redelivery, a repeated send, or the parts of a split (which share the
-    trail) leave one entry, so a trail is never longer than the route has endpoints."""
+def recorded_send(send: Step, uri: str, cc: CompileContext) -> Step:
+    """``send``, setting its flag in the exchange's trail first (inline when fused)."""
+    in_clause = bool(cc.path) and cc.path[0].startswith("on_exception")
+    flag = _plan(cc).add(uri, in_clause)
 
     def recorded(exchange: Exchange) -> Any:
         trail = exchange.properties.get(TRAIL)
-        if trail is not None and uri not in trail:
-            trail.append(uri)
+        if trail is not None and len(trail) > flag:  # a trail of this route
+            trail[flag] = 1
         return send(exchange)
 
     code = [
         "_at = ex.properties.get({0})",
-        "if _at is not None and {1} not in _at:",
-        "    _at.append({1})",
+        "if _at is not None and len(_at) > {1}:",
+        "    _at[{1}] = 1",
     ]
     inner: Inline | None = getattr(send, "eip_inline", None)
     if inner is None:
-        return with_inline(recorded, [*code, "r = {2}(ex)"], TRAIL, uri, send, result=True)
+        return with_inline(recorded, [*code, "r = {2}(ex)"], TRAIL, flag, send, result=True)
     shifted = [_shift(line, 2) for line in inner.code]  # the send's own inline code, after ours
-    return with_inline(recorded, [*code, *shifted], TRAIL, uri, *inner.values, result=inner.result)
+    return with_inline(recorded, [*code, *shifted], TRAIL, flag, *inner.values, result=inner.result)
 
 
 _PLACEHOLDER = re.compile(r"\{(\d+)\}")
@@ -200,50 +210,91 @@ def marking_filter(predicate: Callable[[Exchange], Any]) -> Step:
 
 
 def _mark_filtered(exchange: Exchange) -> None:
-    _add(exchange, FILTERED_MARK)
+    trail = exchange.properties.get(TRAIL)
+    if trail is not None:  # an exchange made inside the route (an aggregate) has none
+        trail[_FILTERED] = 1
 
 
-def _dead_letter_marker(send: Step, uri: str) -> Step:
+def _dead_letter_marker(send: Step) -> Step:
     def dead_letter(letter: Exchange) -> Any:
         trail = letter.properties.get(TRAIL)  # the letter is a copy: it shares the trail
         if trail is not None:
-            trail.append(DEAD_LETTER_MARK)
-            trail.append(uri)
+            trail[_DEAD_LETTERED] = 1
         return send(letter)
 
     return dead_letter
+
+
+class Endpoints:
+    """Turns a trail into the record's endpoint list; a list per pattern of flags, made once
+    (a route has few patterns), so a record shares it instead of making one."""
+
+    __slots__ = ("_dead_letter", "_order", "_patterns", "_uris", "size")
+
+    def __init__(self, plan: _Plan, dead_letter: str | None) -> None:
+        self._uris = plan.uris
+        self._order = sorted(range(len(plan.uris)), key=lambda n: (plan.clause[n], n))
+        self._dead_letter = dead_letter
+        self._patterns: dict[bytes, list[str]] = {}
+        self.size = _STEPS + len(plan.uris)
+
+    def of(self, trail: Trail) -> list[str]:
+        pattern = bytes(trail)
+        found = self._patterns.get(pattern)
+        if found is None:
+            found = []
+            for n in self._order:
+                uri = self._uris[n]
+                if pattern[_STEPS + n] and uri not in found:
+                    found.append(uri)
+            if pattern[_DEAD_LETTERED] and self._dead_letter is not None:
+                found.append(self._dead_letter)
+            if len(self._patterns) < 1024:
+                self._patterns[pattern] = found
+        return found
 
 
 # -- per exchange -------------------------------------------------------------------------------
 class Recorder:
     """Wraps one audited route's dispatch and makes its records."""
 
-    __slots__ = ("_append", "_fields", "_inner", "_key", "_key_failed", "_route", "_source", "id")
+    __slots__ = (
+        "_append",
+        "_endpoints",
+        "_fields",
+        "_inner",
+        "_key",
+        "_key_failed",
+        "_route",
+        "_size",
+        "_source",
+        "id",
+    )
 
     def __init__(
         self,
-        route_id: str,
-        inner: Callable[[Exchange], Any],
+        route: Route,
         key: Callable[[Exchange], Any] | None,
         fields: Sequence[str],
         writer: AuditWriter,
         source: str,
-        route: Route,
+        endpoints: Endpoints,
     ) -> None:
-        self.id = route_id
-        self._inner = inner
+        self.id = route.id
+        self._inner = route.dispatch
         self._key = unwrap(key) if key is not None else None
         self._key_failed = False
         self._fields = FieldPicker(fields) if fields else None
         self._append = writer.append
         self._source = source
         self._route = route
+        self._endpoints = endpoints.of
+        self._size = endpoints.size
 
     def dispatch(self, exchange: Exchange) -> Awaitable[None]:
         properties = exchange.properties
         outer = properties.get(TRAIL)
-        trail: Trail = []
-        properties[TRAIL] = trail
+        trail = properties[TRAIL] = bytearray(self._size)
         try:
             result = self._inner(exchange)
         except Exception as exc:
@@ -251,7 +302,7 @@ class Recorder:
             return _raise_after(self._append(self.entry(exchange, properties, trail, exc)), exc)
         if result is None:
             if outer is None:
-                properties.pop(TRAIL, None)
+                del properties[TRAIL]
             else:
                 properties[TRAIL] = outer
             return self._append(self.entry(exchange, properties, trail, None))
@@ -280,29 +331,23 @@ class Recorder:
         """The record of ``exchange`` as it ends this route."""
         headers = exchange.headers
         failure: str | None = None
-        endpoints: list[str] = trail  # type: ignore[assignment]  # strings, unless marked
         if error is not None:
             outcome = FAILED
             failure = _type_name(PartFailedError.unwrap(error))
-            endpoints = _endpoints(trail)
-        elif DEAD_LETTER_MARK in trail:
+        elif trail[_DEAD_LETTERED]:
             outcome = DEAD_LETTERED
             failure = headers.get(_EXCEPTION_TYPE)
-            endpoints = _endpoints(trail)
-        elif FILTERED_MARK in trail:
+        elif trail[_FILTERED]:
             outcome = FILTERED
-            endpoints = _endpoints(trail)
+        elif _EXCEPTION in properties and self._handled_here(exchange):
+            outcome = HANDLED
+            failure = headers.get(_EXCEPTION_TYPE)
         else:
             outcome = COMPLETED
-            if len(trail) > 1:
-                endpoints = _endpoints(trail)
-            if _EXCEPTION in properties and self._handled_here(exchange):
-                outcome = HANDLED
-                failure = headers.get(_EXCEPTION_TYPE)
         message_id = headers.get(_MESSAGE_ID)
         return Content(  # in sorted field order; chain, prev, seq and time come when sealed
             "",
-            endpoints,
+            self._endpoints(trail),
             failure,
             exchange.id,
             None if self._fields is None else self._fields(exchange.body),
@@ -349,15 +394,6 @@ async def _raise_after(written: Awaitable[None], error: BaseException) -> None:
     with contextlib.suppress(Exception):
         await written
     raise error
-
-
-def _endpoints(trail: Trail) -> list[str]:
-    """The endpoints in a trail, marks left out, each once (two steps may name one)."""
-    out: list[str] = []
-    for item in trail:
-        if isinstance(item, str) and item not in out:
-            out.append(item)
-    return out
 
 
 def _type_name(error: BaseException) -> str:

@@ -239,7 +239,7 @@ def _compile_to(step: ToDef, cc: CompileContext) -> Step:
     if cc.audit is not None:  # the trail of endpoints an audited exchange was sent to
         from eip.audit.hook import recorded_send
 
-        send = recorded_send(send, endpoint_text(step.endpoint))
+        send = recorded_send(send, endpoint_text(step.endpoint), cc)
     return send
 
 
