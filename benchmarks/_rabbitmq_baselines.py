@@ -32,7 +32,7 @@ import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import aio_pika
 import aiormq
@@ -55,6 +55,8 @@ __all__ = [
     "queue_state",
     "unique_queue_names",
 ]
+
+T = TypeVar("T")
 
 DEFAULT_URL = "amqp://guest:guest@127.0.0.1:5672/"
 POLL_INTERVAL = 0.05  # seconds between two looks at B's depth
@@ -180,6 +182,22 @@ async def _poll(channel: AbstractChannel, queue: str, n: int, timeout: float) ->
             if (await _state(channel, queue)).messages >= n:
                 return
             await asyncio.sleep(POLL_INTERVAL)
+
+
+async def _unless_dead(worker: asyncio.Task[None], waiting: Awaitable[T]) -> T:
+    """``await waiting``, but raise ``worker``'s error as soon as it dies: a relay task whose
+    channel the broker closed would otherwise leave the run waiting for its whole timeout."""
+    wait = asyncio.ensure_future(waiting)
+    try:
+        await asyncio.wait({wait, worker}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        if not wait.done():
+            wait.cancel()
+            await asyncio.gather(wait, return_exceptions=True)
+    if wait.cancelled():  # the worker ended first
+        worker.result()  # raises the relay's error
+        raise RuntimeError("the relay task ended before the run did")
+    return wait.result()
 
 
 class _Tally:
@@ -353,8 +371,8 @@ async def aio_pika_best(
         tag = await queue.consume(on_message)
         relaying = asyncio.create_task(relay())
         try:
-            elapsed = await watch.until(b, n, began, timeout)
-            await acked.wait(timeout)
+            elapsed = await _unless_dead(relaying, watch.until(b, n, began, timeout))
+            await _unless_dead(relaying, acked.wait(timeout))
         finally:
             relaying.cancel()
             await asyncio.gather(relaying, return_exceptions=True)

@@ -6,6 +6,10 @@
 - :func:`result_line` and :func:`value_line` print the machine-readable lines exactly as
   ``/work/shared/BENCHMARKS.md`` defines them; :data:`RESULT_RE` and :data:`VALUE_RE` parse them.
 - :func:`table` formats a plain-text table for humans.
+
+A round that can fail for reasons outside the benchmark (a shared broker dropping its
+connections) is retried once through ``interleave(..., retry=...)``: see
+:mod:`benchmarks._robust`.
 """
 
 from __future__ import annotations
@@ -20,7 +24,9 @@ from dataclasses import dataclass, field
 __all__ = [
     "RESULT_RE",
     "VALUE_RE",
+    "BenchmarkFailed",
     "Measurement",
+    "Retry",
     "Variant",
     "interleave",
     "result_line",
@@ -35,6 +41,11 @@ RESULT_RE = re.compile(
 VALUE_RE = re.compile(
     r"^RESULT (?P<name>[a-z0-9-]+) value=(?P<value>-?\d+(?:\.\d+)?) unit=(?P<unit>\S+)$"
 )
+
+
+class BenchmarkFailed(Exception):
+    """The benchmark cannot go on; ``str()`` is the one line ``python -m benchmarks`` shows for
+    it, without a traceback (raised, for one, by :class:`benchmarks._robust.BrokerRetry`)."""
 
 
 def result_line(comparison: str, eip: float, baseline: float) -> str:
@@ -103,6 +114,11 @@ class Measurement:
         return 1e6 / self.median
 
 
+Retry = Callable[[Callable[[], Awaitable[float]], str], Awaitable[float]]
+"""Runs one attempt of a round (``await retry(attempt, "round 3, eip")``) and decides whether
+a failed attempt is run again: :class:`benchmarks._robust.BrokerRetry`."""
+
+
 async def _once(variant: Variant) -> float:
     outcome = variant.run()
     if inspect.isawaitable(outcome):
@@ -110,22 +126,33 @@ async def _once(variant: Variant) -> float:
     return outcome
 
 
+async def _round(variant: Variant, where: str, retry: Retry | None, *, collect: bool) -> float:
+    async def attempt() -> float:
+        if collect:
+            gc.collect()
+        return await _once(variant)
+
+    if retry is None:
+        return await attempt()
+    return await retry(attempt, f"{where}, {variant.name}")
+
+
 async def interleave(
-    variants: Sequence[Variant], rounds: int, *, warmup: bool = True
+    variants: Sequence[Variant], rounds: int, *, warmup: bool = True, retry: Retry | None = None
 ) -> dict[str, Measurement]:
     """Run every variant once per round, in the order given, for ``rounds`` rounds.
 
     A warm-up round (not recorded) runs first when ``warmup`` is true. The garbage collector is
     run before each measured run so that one variant's garbage is not collected on another's
     time; it stays enabled during the run, as collecting your own garbage is part of the cost.
+    With ``retry``, every run of a variant goes through it (rounds are numbered from 1).
     """
     results = {v.name: Measurement(v.name) for v in variants}
     if warmup:
         for variant in variants:
-            await _once(variant)
-    for _ in range(rounds):
+            await _round(variant, "warm-up round", retry, collect=False)
+    for number in range(1, rounds + 1):
         for variant in variants:
-            gc.collect()
-            seconds = await _once(variant)
+            seconds = await _round(variant, f"round {number}", retry, collect=True)
             results[variant.name].rates.append(variant.units / seconds)
     return results
