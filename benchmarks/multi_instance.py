@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import statistics
 import tempfile
 import time
@@ -42,6 +43,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from benchmarks._report import table, value_line
+from benchmarks._robust import BrokerRetry
 from eip.components.rabbitmq._amqp import Delivery, Properties, connect
 from eip.stores import PostgresIdempotentRepository, PostgresTransactionalIdempotentRepository
 from tests.multi_instance_support import AMQP_URL, PG_DSN, CpuMeter, Plan, Report, run_deployment
@@ -242,11 +244,16 @@ async def broker_costs(messages: int, rounds: int) -> tuple[list[list[str]], lis
         "the same, paced at 200 msgs/s",
     )
     figures: dict[str, list[float]] = {name: [] for name in layouts}
-    for _ in range(rounds):
+    retry = BrokerRetry(AMQP_URL)  # a round whose connection the broker closed: once more
+    for number in range(1, rounds + 1):
         for layout in layouts:
             paced = layout.endswith("msgs/s")  # 10 s a round: fewer messages
             count = min(messages, PACE * 10) if paced else messages
-            figures[layout].append(await broker_round(layout, count))
+            figures[layout].append(
+                await retry(
+                    functools.partial(broker_round, layout, count), f"round {number}, {layout}"
+                )
+            )
     rows, lines = [], []
     for layout, per_round in figures.items():
         median = statistics.median(per_round)
