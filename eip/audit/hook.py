@@ -45,6 +45,7 @@ from eip.expressions import path_getter
 from eip.message import Exchange
 from eip.processors.base import STOP, Inline, Step, unwrap, with_inline
 from eip.processors.error_handler import failure_handled
+from eip.processors.filter import filter_step
 from eip.redaction import redact_uri
 
 if TYPE_CHECKING:
@@ -185,28 +186,36 @@ def _shift(line: str, by: int) -> str:
 
 
 def marking_filter(predicate: Callable[[Exchange], Any]) -> Step:
-    """A top-level filter of an audited route: as :func:`eip.processors.filter.filter_step`,
-    marking the trail when it stops the exchange."""
-    if is_async_callable(predicate):
+    """A top-level filter of an audited route: the plain filter step
+    (:func:`eip.processors.filter.filter_step`, inline code and all), marking the trail when it
+    stops the exchange."""
+    plain = filter_step(predicate)
+    if is_async_callable(plain):
 
         async def async_filter(exchange: Exchange) -> Any:
-            if await predicate(exchange):
-                return None
-            _mark_filtered(exchange)
-            return STOP
+            result = await plain(exchange)
+            if result is STOP:
+                _mark_filtered(exchange)
+            return result
 
         return async_filter
 
-    test = unwrap(predicate)
-
     def sync_filter(exchange: Exchange) -> Any:
-        if test(exchange):
-            return None
-        _mark_filtered(exchange)
-        return STOP
+        result = plain(exchange)
+        if result is STOP:
+            _mark_filtered(exchange)
+        return result
 
-    code = ["if not {0}(ex):", "    {1}(ex)", "    return None"]
-    return with_inline(sync_filter, code, test, _mark_filtered)
+    inline: Inline | None = getattr(plain, "eip_inline", None)
+    if inline is None or inline.result:
+        return sync_filter
+    mark = "{" + str(len(inline.values)) + "}(ex)"
+    code: list[str] = []
+    for line in inline.code:  # the filter stops the pipeline with "return None": mark first
+        if line.strip() == "return None":
+            code.append(line[: len(line) - len(line.lstrip())] + mark)
+        code.append(line)
+    return with_inline(sync_filter, code, *inline.values, _mark_filtered)
 
 
 def _mark_filtered(exchange: Exchange) -> None:
