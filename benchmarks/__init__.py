@@ -66,6 +66,10 @@ BENCHMARKS: dict[str, Benchmark] = {
         "benchmarks.soap",
         "SOAP producer calls/s at 10 concurrent vs zeep's AsyncClient over plain httpx",
     ),
+    "seda": Benchmark(
+        "benchmarks.seda",
+        "durable seda (SQLite) vs memory seda: msgs/s through the hop, one sender and 50",
+    ),
     "reconcile": Benchmark(
         "benchmarks.reconcile",
         "consistency check of 1M vs 1M records (reconcile) vs two dicts compared by hand; "

@@ -95,6 +95,10 @@ class RabbitMQComponent(Component):
         self.producers.append(producer)
         return producer
 
+    def acknowledges_source(self, spec: Any) -> bool:
+        """A delivery is acked when its exchange completes."""
+        return True
+
     def create_consumer(self, spec: Any, route: Route) -> Consumer:
         from eip.components.rabbitmq.consumer import RabbitMQConsumer
 
