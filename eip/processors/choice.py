@@ -13,6 +13,7 @@ from typing import Any
 from eip._callables import is_async_callable
 from eip.message import Exchange
 from eip.processors.base import STOP, Step, unwrap, with_inline
+from eip.processors.inline_lambda import inline_expression
 
 __all__ = ["choice_step"]
 
@@ -36,9 +37,14 @@ def choice_step(
     values: list[Any] = []
     for number, (predicate, branch) in enumerate(table):
         keyword = "if" if number == 0 else "elif"
-        # ``@run``: the fused pipeline expands the branch in place when it can (eip.processors.fuse)
-        code += [f"{keyword} {{{len(values)}}}(ex):", f"    @run {{{len(values) + 1}}}"]
-        values += [predicate, branch]
+        # A simple lambda runs inline (eip.processors.inline_lambda), else it is called; and
+        # ``@run``: the fused pipeline expands the branch in place when it can (fuse.py).
+        test = inline_expression(predicate)
+        if test is None:
+            test = f"{{{len(values)}}}(ex)"
+            values.append(predicate)
+        code += [f"{keyword} {test}:", f"    @run {{{len(values)}}}"]
+        values.append(branch)
     code += ["else:", f"    @run {{{len(values)}}}" if otherwise is not None else "    r = None"]
     if otherwise is not None:
         values.append(otherwise)

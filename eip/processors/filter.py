@@ -8,6 +8,7 @@ from typing import Any
 from eip._callables import is_async_callable
 from eip.message import Exchange
 from eip.processors.base import STOP, Step, unwrap, with_inline
+from eip.processors.inline_lambda import inline_expression
 
 __all__ = ["filter_step"]
 
@@ -26,4 +27,7 @@ def filter_step(predicate: Callable[[Exchange], Any]) -> Step:
     def sync_filter(exchange: Exchange) -> Any:
         return None if test(exchange) else STOP
 
+    expression = inline_expression(test)  # a simple lambda runs inline, not as a call
+    if expression is not None:
+        return with_inline(sync_filter, [f"if not {expression}:", "    return None"])
     return with_inline(sync_filter, ["if not {0}(ex):", "    return None"], test)

@@ -15,6 +15,7 @@ from eip._callables import is_async_callable
 from eip.dataformats import DataFormat
 from eip.message import Exchange
 from eip.processors.base import STOP, Step, processor_function, unwrap, with_inline
+from eip.processors.inline_lambda import inline_expression
 
 __all__ = [
     "header_remover",
@@ -49,7 +50,8 @@ def transform_step(expression: Any) -> Step:
     def transform(exchange: Exchange) -> None:
         exchange.body = fn(exchange)
 
-    return with_inline(transform, ["ex.body = {0}(ex)"], fn)
+    code, values = _inline_call("ex.body = {}", fn)
+    return with_inline(transform, code, *values)
 
 
 def header_setter(name: str, expression: Any) -> Step:
@@ -64,7 +66,8 @@ def header_setter(name: str, expression: Any) -> Step:
     def set_header(exchange: Exchange) -> None:
         exchange.headers[name] = fn(exchange)
 
-    return with_inline(set_header, ["ex.headers[{0}] = {1}(ex)"], name, fn)
+    code, values = _inline_call("ex.headers[{{0}}] = {}", fn, start=1)
+    return with_inline(set_header, code, name, *values)
 
 
 def property_setter(name: str, expression: Any) -> Step:
@@ -79,7 +82,18 @@ def property_setter(name: str, expression: Any) -> Step:
     def set_property(exchange: Exchange) -> None:
         exchange.properties[name] = fn(exchange)
 
-    return with_inline(set_property, ["ex.properties[{0}] = {1}(ex)"], name, fn)
+    code, values = _inline_call("ex.properties[{{0}}] = {}", fn, start=1)
+    return with_inline(set_property, code, name, *values)
+
+
+def _inline_call(template: str, fn: Any, start: int = 0) -> tuple[list[str], list[Any]]:
+    """The inline code (and its values) that puts ``fn(ex)`` into ``template``: the lambda's
+    own expression when it is a simple one (:mod:`eip.processors.inline_lambda`), else a call
+    of value ``{start}``."""
+    expression = inline_expression(fn)
+    if expression is not None:
+        return [template.format(expression)], []
+    return [template.format(f"{{{start}}}(ex)")], [fn]
 
 
 def header_remover(patterns: Sequence[str]) -> Step:
