@@ -5,7 +5,9 @@ consumes them from the durable queue ``crm.customer.changed``, reads each as a t
 ``CustomerChanged`` (a malformed event fails with its JSON path), keeps only the customers the
 ERP owns (``active`` and of the ``b2b`` segment), maps the fields to the ERP's record, and
 publishes it to the ``erp.customers`` exchange with routing key ``erp.customer.upsert``, with
-publisher confirms. The event is acked only after that publish is confirmed.
+publisher confirms. The event is acked only after that publish is confirmed. The upsert's
+personal fields (``name``, ``email``) are encrypted on the queue (``encrypt_fields``, the key
+ring in ``$CRM_FIELD_KEYS``; the demo has a published demo key), and the ERP side decrypts them.
 
 Failures: a step that fails is retried three times with backoff (the engine's retry rules
 decide which errors a retry can help); then a dead letter channel publishes the event as it
@@ -38,6 +40,7 @@ Needs RabbitMQ: ``$EIP_RABBITMQ_URL`` (default ``amqp://guest:guest@127.0.0.1:56
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 
 import msgspec
@@ -66,6 +69,21 @@ from routes._support import (
 )
 
 SAMPLE_DIR = SAMPLES / "customer_events"
+#: The upsert's personal fields, encrypted on the queue (AES-256-GCM tokens, eip.security).
+PERSONAL_FIELDS = ["name", "email"]
+#: The key ring (``id:key,...``, newest first) shared by this route and the ERP side.
+FIELD_KEYS = "{{env:CRM_FIELD_KEYS}}"
+#: The demo's key ring (a published key: never use it for real data).
+DEMO_FIELD_KEYS = "demo1:ZGVtby1vbmx5LWtleS1mb3ItZWlwLWV4YW1wbGVzISE="
+
+
+def _demo_keys() -> None:
+    """The demo's key ring, as the variable the steps read (a variable that is set is kept);
+    without the demo an unset ``$CRM_FIELD_KEYS`` fails the start, naming it."""
+    if demo_enabled():
+        os.environ.setdefault("CRM_FIELD_KEYS", DEMO_FIELD_KEYS)
+
+
 MESSAGE_ID = "rabbitmq.message_id"
 DEAD_LETTER_FILE = "crm.dead_letter_file"  # exchange property: the dead letter's file name
 
@@ -181,6 +199,7 @@ class CrmCustomerEvents(RouteBuilder):
         self.data = data
 
     def configure(self) -> None:
+        _demo_keys()
         ep = self.endpoints
         self.error_handler(
             dead_letter_channel(
@@ -198,14 +217,18 @@ class CrmCustomerEvents(RouteBuilder):
             .unmarshal(json(CustomerChanged))
             .filter(lambda ex: ex.body.active and ex.body.segment == "b2b")
             .map_fields(to_erp)
+            .encrypt_fields(PERSONAL_FIELDS, key=FIELD_KEYS)  # no plaintext on the queue
             .marshal(json())
             .set_header("rabbitmq.content_type", "application/json")
             .to(ep["upserts"])
         )
-        if self.demo_erp:  # the ERP side of the demo: logs and files what lands in its queue
+        if self.demo_erp:  # the ERP side of the demo: decrypts, logs and files what it gets
             (
                 self.from_(ep["erp_queue"])
                 .route_id("erp-customer-upserts")
+                .unmarshal(json(ErpCustomerUpsert))
+                .decrypt_fields(PERSONAL_FIELDS, key=FIELD_KEYS)
+                .marshal(json())
                 .log("ERP received upsert {body}")
                 .set_header(H.FILE_NAME, upsert_file_name)
                 .to(f"file:{demo_output('erp-upserts', self.data)}")

@@ -12,8 +12,11 @@ import msgspec
 from eip import Context
 from eip import headers as H
 from eip.components.rabbitmq._amqp import Properties, connect
+from eip.security import FieldCipher
 from routes._support import FAILURE_HEADERS
 from routes.crm_customer_events import (
+    DEMO_FIELD_KEYS,
+    PERSONAL_FIELDS,
     SAMPLE_DIR,
     CrmCustomerEventDeadLetters,
     CrmCustomerEvents,
@@ -62,7 +65,12 @@ async def test_events_become_confirmed_upserts_and_bad_ones_are_dead_lettered(
             dead = tmp_path / "dead-letter" / "customer-events" / "crm-evt-20261123-0003.json"
             await wait_for_file(dead, timeout=15)
         (upsert,) = received  # the b2c customer was filtered out
-        record = msgspec.json.decode(upsert.body, type=ErpCustomerUpsert)
+        on_the_queue = msgspec.json.decode(upsert.body)
+        assert on_the_queue["name"].startswith("eip1.demo1.")  # encrypted on the queue
+        assert on_the_queue["email"].startswith("eip1.demo1.")
+        assert b"ada@example.com" not in upsert.body
+        sealed = msgspec.json.decode(upsert.body, type=ErpCustomerUpsert)
+        record = FieldCipher(PERSONAL_FIELDS, DEMO_FIELD_KEYS).decrypt(sealed)
         assert record == ErpCustomerUpsert(
             customer_number="C-001001",
             name="Ada Lovelace",
