@@ -29,8 +29,9 @@ from eip import (
     pipeline,
 )
 from eip.audit import AuditQuery, AuditRecord, SqliteAuditStore, configure_audit, open_store
-from eip.audit.hook import TRAIL, Recorder
+from eip.audit.hook import Recorder
 from eip.audit.record import entry
+from eip.audit.trail import TRAIL
 from eip.audit.writer import AuditWriter
 from eip.config import Config, ConfigError
 from eip.errors import LifecycleError

@@ -237,7 +237,7 @@ def _compile_to(step: ToDef, cc: CompileContext) -> Step:
 
         send = counted_send(send, step_counters(cc.context).counter(cc.model, cc.where))
     if cc.audit is not None:  # the trail of endpoints an audited exchange was sent to
-        from eip.audit.hook import recorded_send
+        from eip.audit.trail import recorded_send
 
         send = recorded_send(send, endpoint_text(step.endpoint), cc)
     return send
@@ -247,7 +247,7 @@ def _compile_to(step: ToDef, cc: CompileContext) -> Step:
 def _compile_filter(step: FilterDef, cc: CompileContext) -> Step:
     predicate = cc.callable_(step.predicate, "filter predicate")
     if cc.audit is not None and len(cc.path) == 1:  # stops the route: the outcome is filtered
-        from eip.audit.hook import marking_filter
+        from eip.audit.trail import marking_filter
 
         return marking_filter(predicate)
     return filter_step(predicate)
