@@ -86,13 +86,13 @@ def unique_queue_names(count: int = 2, prefix: str = "eip-bench") -> list[str]:
     return [f"{prefix}-{run}-{chr(ord('a') + i)}" for i in range(count)]
 
 
-async def declare_queues(url: str, *names: str) -> None:
-    """Declare each queue as a durable classic queue (idempotent)."""
+async def declare_queues(url: str, *names: str, queue_type: str = "classic") -> None:
+    """Declare each queue as a durable queue of ``queue_type`` (``classic`` or ``quorum``)."""
     connection = await aio_pika.connect(url)
     try:
         channel = await connection.channel()
         for name in names:
-            await channel.declare_queue(name, durable=True, arguments={"x-queue-type": "classic"})
+            await channel.declare_queue(name, durable=True, arguments={"x-queue-type": queue_type})
     finally:
         await connection.close()
 

@@ -8,6 +8,11 @@ when B holds N messages. Fresh queues each round.
 
 - **eip**: ``from_("rabbitmq:?queue=A&prefetch=1000&concurrency=500").unmarshal(json(Customer))
   .transform(to_erp).marshal(json()).to("rabbitmq:?routing_key=B")``;
+- **own client**: the limit in the same run, a hand-written relay on eip's own AMQP client with
+  no engine (batched consume, pipelined confirms, multiple acks; see
+  ``benchmarks/_rabbitmq_own_client.py``): ``rabbitmq-vs-own-client``;
+- **quorum**: eip and the own-client relay again on quorum queues (``x-queue-type=quorum``;
+  eip's consumer declares A with ``queue_type=quorum``): ``rabbitmq-quorum-vs-own-client``;
 - **aio-pika (a)**: the best hand-written aio-pika relay (batches of 500, pipelined confirms,
   one multiple-ack per batch; see ``benchmarks/_rabbitmq_baselines.py``);
 - **FastStream (b)**: FastStream 0.7 with its best settings (prefetch 100, msgspec decoder,
@@ -28,6 +33,7 @@ import msgspec
 
 from benchmarks import _rabbitmq_baselines as B
 from benchmarks._crm import Customer, make_messages, to_erp
+from benchmarks._rabbitmq_own_client import own_client_relay
 from benchmarks._report import Variant, interleave, result_line, table
 from benchmarks._robust import BrokerRetry
 from eip import Context, RouteBuilder
@@ -39,16 +45,27 @@ URL = "amqp://guest:guest@127.0.0.1:5672/"
 
 
 class Relay(RouteBuilder):
-    def __init__(self, source: str, target: str, client: str = "lean", url: str = URL) -> None:
+    def __init__(
+        self,
+        source: str,
+        target: str,
+        client: str = "lean",
+        url: str = URL,
+        queue_type: str = "classic",
+    ) -> None:
         super().__init__()
         self.source, self.target = source, target
         self.option = "" if client == "lean" else f"&client={client}"
         if url != URL:  # another vhost (a test's own)
             self.option += f"&url={url}"
+        self.source_option = "" if queue_type == "classic" else f"&queue_type={queue_type}"
 
     def configure(self) -> None:
         (
-            self.from_(f"rabbitmq:?queue={self.source}&prefetch=1000&concurrency=500{self.option}")
+            self.from_(
+                f"rabbitmq:?queue={self.source}&prefetch=1000&concurrency=500"
+                f"{self.option}{self.source_option}"
+            )
             .route_id("relay")
             .unmarshal(json(Customer))
             .transform(lambda ex: to_erp(ex.body))
@@ -57,9 +74,11 @@ class Relay(RouteBuilder):
         )
 
 
-async def eip_relay(url: str, a: str, b: str, n: int, client: str = "lean") -> float:
+async def eip_relay(
+    url: str, a: str, b: str, n: int, client: str = "lean", queue_type: str = "classic"
+) -> float:
     context = Context(shutdown_timeout=30)
-    context.add_routes(Relay(a, b, client, url))
+    context.add_routes(Relay(a, b, client, url, queue_type))
     began = time.perf_counter()
     await context.start()
     await _wait(url, b, n)
@@ -78,13 +97,18 @@ async def _wait(url: str, queue: str, n: int) -> None:
 
 
 def _variant(
-    name: str, relay: Any, messages: list[bytes], url: str = URL, **options: Any
+    name: str,
+    relay: Any,
+    messages: list[bytes],
+    url: str = URL,
+    declare_as: str = "classic",
+    **options: Any,
 ) -> Variant:
     n = len(messages)
 
     async def one_round() -> float:
         a, b = B.unique_queue_names(2)
-        await B.declare_queues(url, a, b)
+        await B.declare_queues(url, a, b, queue_type=declare_as)
         try:
             await B.fill_queue(url, a, messages)
             seconds: float = await relay(url, a, b, n, **options)
@@ -104,10 +128,15 @@ async def measure(quick: bool) -> dict[str, Any]:
     assert all(isinstance(msgspec.json.decode(m, type=Customer), Customer) for m in messages[:10])
     variants = [
         _variant("eip", eip_relay, messages),
+        _variant("own client", own_client_relay, messages, persistent=True),
         _variant("aio-pika best (a)", B.aio_pika_best, messages, persistent=True),
         _variant("FastStream best (b)", B.faststream_best, messages, persistent=True),
         _variant("aio-pika naive", B.aio_pika_naive, messages, persistent=True),
         _variant("eip on aio-pika", eip_relay, messages, client="aio-pika"),
+        _variant("eip, quorum", eip_relay, messages, declare_as="quorum", queue_type="quorum"),
+        _variant(
+            "own client, quorum", own_client_relay, messages, declare_as="quorum", persistent=True
+        ),
     ]
     # a round whose connection the (shared) broker closed is run once more, and said so
     return await interleave(
@@ -125,6 +154,7 @@ def run(quick: bool) -> None:
     print("rabbitmq: consume A -> decode/map/encode -> publish B (persistent, confirmed) -> ack A")
     print(table(["variant", "msgs/s", "range", "eip / this"], rows))
     print()
+    print(result_line("rabbitmq-vs-own-client", eip, results["own client"].median))
     print(result_line("rabbitmq-vs-aio-pika", eip, results["aio-pika best (a)"].median))
     print(result_line("rabbitmq-vs-faststream", eip, results["FastStream best (b)"].median))
     # informational: eip's route on client=aio-pika vs the best hand-written aio-pika relay
@@ -133,5 +163,12 @@ def run(quick: bool) -> None:
             "rabbitmq-aio-pika-client-vs-aio-pika",
             results["eip on aio-pika"].median,
             results["aio-pika best (a)"].median,
+        )
+    )
+    print(
+        result_line(
+            "rabbitmq-quorum-vs-own-client",
+            results["eip, quorum"].median,
+            results["own client, quorum"].median,
         )
     )

@@ -20,6 +20,7 @@ from aiormq.exceptions import ChannelNotFoundEntity
 
 from benchmarks import _rabbitmq_baselines as rb
 from benchmarks._crm import Customer, ErpCustomer, make_messages, to_erp
+from benchmarks._rabbitmq_own_client import own_client_relay
 
 URL = os.environ.get("EIP_AMQP_URL", rb.DEFAULT_URL)
 N = 500
@@ -56,8 +57,8 @@ async def _drain(queue: str) -> list[bytes]:
 
 @pytest.mark.parametrize(
     "baseline",
-    [rb.aio_pika_naive, rb.aio_pika_best, rb.faststream_best],
-    ids=["aio_pika_naive", "aio_pika_best", "faststream_best"],
+    [rb.aio_pika_naive, rb.aio_pika_best, rb.faststream_best, own_client_relay],
+    ids=["aio_pika_naive", "aio_pika_best", "faststream_best", "own_client_relay"],
 )
 async def test_baseline_relays_every_message_and_acks_all(
     baseline: Baseline, queues: tuple[str, str]
