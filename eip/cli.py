@@ -81,6 +81,9 @@ def _context_for(
     context = Context(shutdown_timeout=shutdown_timeout, metrics=metrics, supervise=supervise)
     if config is not None:
         context.use_config(config)
+        from eip.audit.config import configure_audit
+
+        configure_audit(context, config)  # [audit] in the config: which routes, which store
     builders = load_builders(paths, problems)
     if not builders and not problems:
         raise LoadError(f"no RouteBuilder found in {', '.join(paths)}")

@@ -17,6 +17,11 @@ An ``event_id`` that is not a plain file name (a ``/``, a NUL, ``..``) is writte
 ``event-<hash>.json`` instead (the id is inside). If the dead letter cannot be written, the CRM
 gets 500 and retries: the engine does not dead-letter a failure of the dead-letter route again.
 
+Every webhook leaves an audit record (``<data>/state/audit.db``): the calling API key's
+principal, the customer id, the outcome, the endpoints it went to and the answer's
+``status``; ``eip audit show
+--route crm-customer-webhook`` lists them and ``eip audit verify`` checks the hash chain.
+
 This is a ``handled`` ``on_exception`` clause rather than a dead letter channel because it
 shapes the CRM's answer: a dead letter channel is sent one way (a copy, in-only), so what the
 dead-letter route does never becomes the caller's reply.
@@ -51,6 +56,7 @@ from routes._support import (
     demo_output,
     safe_file_name,
     setting,
+    state,
 )
 
 WEBHOOK_PATH = "/webhooks/crm/customer-changed"
@@ -76,6 +82,12 @@ class WebhookCustomer(msgspec.Struct, frozen=True):
     segment: Literal["b2b", "b2c"]
     active: bool
     address: WebhookAddress
+
+
+def audit_key(exchange: Any) -> Any:
+    """The audit record's business key: the CRM customer id of the webhook as received."""
+    webhook = exchange.properties.get(WEBHOOK_PROPERTY)
+    return webhook.customer.id if webhook is not None else None
 
 
 class CustomerChangedWebhook(msgspec.Struct, frozen=True):
@@ -176,6 +188,9 @@ class CrmCustomerWebhook(RouteBuilder):
             self.from_(webhook)
             .route_id("crm-customer-webhook")
             .description("CRM customer-changed webhook -> ERP REST upsert")
+            # One tamper-evident record per webhook: who called, which customer, what became
+            # of it (eip audit show --route crm-customer-webhook --key 1001).
+            .audit(key=audit_key, fields=["status"], store=f"sqlite:{state('audit.db')}")
             .set_property(WEBHOOK_PROPERTY, body())
             .choice(
                 when(lambda ex: not ex.body.customer.active)

@@ -187,3 +187,25 @@ async def test_the_demo_syncs_one_sample_and_dead_letters_the_other(
     assert msgspec.json.decode(synced.read_bytes())["customer_number"] == "C-001001"
     assert not (tmp_path / "demo" / "erp-api" / "C-001013.json").exists()
     assert b"demo-crm-webhook-key" not in dead.read_bytes()
+
+
+async def test_every_webhook_leaves_an_audit_record_that_verifies(webhook: Setup) -> None:
+    from eip.audit import AuditQuery, open_store
+
+    assert (await webhook.post(SAMPLE_WEBHOOK)).status_code == 200
+    webhook.erp.reply("/api/customers/*", Reply(503, json={"error": "maintenance"}))
+    assert (await webhook.post(SAMPLE_WEBHOOK)).status_code == 202
+    store = open_store(f"sqlite:{webhook.data / 'state' / 'audit.db'}")
+    await store.start()
+    try:
+        records = await store.query(AuditQuery(route="crm-customer-webhook"))
+        report = await store.verify()
+    finally:
+        await store.stop()
+    assert [r.outcome for r in records] == ["completed", "handled"]
+    assert {r.key for r in records} == {str(SAMPLE_WEBHOOK["customer"]["id"])}
+    assert [r.fields for r in records] == [{"status": "synced"}, {"status": "dead-lettered"}]
+    assert all(r.principal for r in records)  # who called: the API key's principal or source
+    assert "ada@example.com" not in str(records)  # no body beyond the chosen field
+    assert report.ok
+    assert report.records == 2
