@@ -20,7 +20,8 @@ is shuffled (an export's order is no help), with a fixed seed.
 
 Each variant runs in a **fresh child process** per round (interleaved: baseline, eip, eip
 decoded, baseline...), which times only the comparison (not interpreter start-up) and reports
-its peak RSS (``ru_maxrss``): so the baseline's dicts never count against eip, and every
+its peak RSS (``VmHWM``: of this process image, where ``ru_maxrss`` would
+also count the forking parent's size, which Linux carries over an exec): so the baseline's dicts never count against eip, and every
 round starts from the same state. Rate = records read (both sides) per second; figures are
 medians. ``reconcile-peak-rss`` is the highest eip child's peak over the rounds.
 """
@@ -147,7 +148,7 @@ from benchmarks.reconcile import handwritten
 began = time.perf_counter()
 counts = handwritten(Path(sys.argv[1]), Path(sys.argv[2]))
 elapsed = time.perf_counter() - began
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+peak = int(next(l for l in open('/proc/self/status') if l.startswith('VmHWM')).split()[1]) / 1024
 print(json.dumps({"counts": counts, "seconds": elapsed, "peak_rss_mb": peak}))
 """
 
@@ -180,7 +181,7 @@ async def main():
     assert exchange.exception is None, exchange.exception
     found = exchange.body
     await context.stop()
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = int(next(l for l in open('/proc/self/status') if l.startswith('VmHWM')).split()[1]) / 1024
     counts = {"left": found.left.records, "right": found.right.records, **found.counts}
     print(json.dumps({"counts": counts, "seconds": elapsed, "peak_rss_mb": peak,
                       "spilled": found.spilled}))

@@ -198,7 +198,7 @@ def test_every_argument_has_help() -> None:
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
             parsers += list(action.choices.values())
-    assert len(parsers) == 8  # eip and run, routes, check, graph, get, route, reload
+    assert len(parsers) == 9  # eip and run, routes, check, graph, get, route, reload, audit
     missing = [
         f"{p.prog} {a.dest}" for p in parsers for a in p._actions if not a.help and a.dest != "help"
     ]

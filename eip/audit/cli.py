@@ -43,7 +43,9 @@ def add_audit_parser(sub: Any, config_option: Callable[[argparse.ArgumentParser]
         help="verify or show the audit trail",
         description="Check an audit store's hash chains (verify) or read its records (show).",
     )
-    actions = audit.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
+    actions = audit.add_subparsers(
+        dest="audit_command", required=True, metavar="ACTION", help="verify or show"
+    )
     verify = actions.add_parser(
         "verify",
         help="walk every chain and name the first broken record (exit 1)",
