@@ -33,6 +33,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, Spa
 
 from benchmarks._audit_bench import AuditBench
 from benchmarks._crm import REGIONS, Customer, make_messages, to_erp
+from benchmarks._encrypt_bench import EncryptBench
 from benchmarks._report import Measurement, Variant, interleave, result_line, table
 from eip import Context, Exchange, RouteBuilder, otherwise, when
 from eip.dataformats import json
@@ -266,6 +267,7 @@ async def bench(count: int, rounds: int) -> PipelineReport:
     traced = await start_context(provider)
     operated = await start_context(ops=True)
     audited = await AuditBench.start(CustomerRoute, ROUTE_ID)  # audit-sqlite-vs-off
+    encrypted = await EncryptBench.start()  # encrypt-2-fields-vs-plain
     try:
         route = plain.routes[ROUTE_ID]
         operated_route = operated.routes[ROUTE_ID]
@@ -354,6 +356,7 @@ async def bench(count: int, rounds: int) -> PipelineReport:
             Variant(TEMPLATE, via_template, count),
             Variant(TRACED, via_traced, count),
             *audited.variants(messages, mock_counts, _minus, expected),
+            encrypted.variant(messages, mock_counts, _minus, expected, drive_dispatch, clocks),
         ]
         results = await interleave(variants, rounds)
         assert exporter.other_spans == 0, f"{exporter.other_spans} unexpected spans"
@@ -364,6 +367,7 @@ async def bench(count: int, rounds: int) -> PipelineReport:
         await traced.stop()
         await operated.stop()
         await audited.stop()  # and verifies the chain the rounds wrote
+        await encrypted.stop()
         provider.force_flush()
         provider.shutdown()
 
@@ -374,8 +378,10 @@ async def bench(count: int, rounds: int) -> PipelineReport:
         result_line("pipeline-ops-on-vs-handwritten", ops, base),
         result_line("tracing-on-vs-off", on, eip),
         audited.result_line(results),
+        encrypted.result_line(results, DISPATCH),
     ]
     report.notes.append(audited.summary(results))
+    report.notes.append(encrypted.summary(results, DISPATCH))
     base, eip = clocks.median_rate(BASELINE, count), clocks.median_rate(DISPATCH, count)
     on, ops = clocks.median_rate(TRACED, count), clocks.median_rate(OPS, count)
     report.notes.append(

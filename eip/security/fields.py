@@ -38,7 +38,7 @@ def _split(path: str) -> Path:
 class FieldCipher:
     """Encrypts or decrypts the given fields of a body."""
 
-    __slots__ = ("_cipher", "_paths")
+    __slots__ = ("_cipher", "_opens", "_paths", "_seals")
 
     def __init__(self, fields: Sequence[str], key: str | bytes | KeyRing) -> None:
         if isinstance(fields, str):
@@ -46,16 +46,19 @@ class FieldCipher:
         if not fields:
             raise RouteDefinitionError("name at least one field to encrypt or decrypt")
         self._paths = [(name, _split(name)) for name in fields]
-        self._cipher = TokenCipher(KeyRing.of(key, "the key ring"))
+        self._cipher = cipher = TokenCipher(KeyRing.of(key, "the key ring"))
+        # One bound change per field, made once: nothing is built per message.
+        self._seals = [(path, functools.partial(_seal, cipher, name)) for name, path in self._paths]
+        self._opens = [(path, functools.partial(_open, cipher, name)) for name, path in self._paths]
 
     def encrypt(self, body: Any) -> Any:
-        for name, path in self._paths:
-            body = _apply(body, path, functools.partial(_seal, self._cipher, name))
+        for path, change in self._seals:
+            body = _apply(body, path, change)
         return body
 
     def decrypt(self, body: Any) -> Any:
-        for name, path in self._paths:
-            body = _apply(body, path, functools.partial(_open, self._cipher, name))
+        for path, change in self._opens:
+            body = _apply(body, path, change)
         return body
 
 

@@ -5,7 +5,8 @@ header: ``eip1.<key id>.<base64url(nonce ‖ ciphertext ‖ tag)>``.
 
 - ``eip1`` names the format, so a later one can be told apart.
 - The key id says which key of the ring decrypts it (rotation).
-- AES-256-GCM with a random 96-bit nonce per value: the tag authenticates the ciphertext,
+- AES-256-GCM with a unique 96-bit nonce per value (a random 64-bit field per cipher and a
+  counter, NIST SP 800-38D's deterministic construction): the tag authenticates the ciphertext,
   and the *associated data* is the format, the key id and the field's path (``email``), so a
   token copied into another field, or given another key id, fails to decrypt instead of
   passing as that field's value.
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import itertools
 import os
 from typing import Any
 
@@ -34,6 +36,7 @@ __all__ = ["PREFIX", "DecryptionError", "TokenCipher", "is_token"]
 PREFIX = "eip1."
 _NONCE = 12
 _TAG = 16
+_COUNTER_LIMIT = 2**32
 _encode = msgspec.json.encode
 _decode = msgspec.json.decode
 
@@ -57,12 +60,28 @@ def is_token(value: object) -> bool:
 class TokenCipher:
     """Encrypts values to tokens with the ring's current key; decrypts with any of its keys."""
 
-    __slots__ = ("_ciphers", "_current", "_current_id")
+    __slots__ = ("_ciphers", "_counter", "_current", "_current_id", "_header", "_prefix")
 
     def __init__(self, ring: KeyRing) -> None:
         self._ciphers = {key_id: AESGCM(key) for key_id, key in ring.keys.items()}
         self._current_id = ring.current
         self._current = self._ciphers[ring.current]
+        self._header = f"{PREFIX}{ring.current}."
+        self._new_prefix()
+
+    def _new_prefix(self) -> None:
+        # Nonces by NIST SP 800-38D 8.2.1: a random 64-bit field for this cipher object and a
+        # 32-bit counter, so no nonce repeats under a key (two objects colliding on 64 random
+        # bits is negligible) without a system call per value; renewed before the counter wraps.
+        self._prefix = os.urandom(8)
+        self._counter = itertools.count()
+
+    def _nonce(self) -> bytes:
+        number = next(self._counter)
+        if number >= _COUNTER_LIMIT:
+            self._new_prefix()
+            number = next(self._counter)
+        return self._prefix + number.to_bytes(4, "big")
 
     def encrypt(self, value: Any, field: str) -> str:
         """The token of ``value`` (as JSON) for ``field``."""
@@ -74,8 +93,8 @@ class TokenCipher:
 
     def seal(self, plain: bytes, field: str) -> str:
         """The token of raw bytes (the ``crypto`` data format's whole bodies)."""
-        nonce = os.urandom(_NONCE)
-        header = f"{PREFIX}{self._current_id}."
+        nonce = self._nonce()
+        header = self._header
         sealed = self._current.encrypt(nonce, plain, (header + field).encode())
         return header + base64.urlsafe_b64encode(nonce + sealed).rstrip(b"=").decode("ascii")
 
