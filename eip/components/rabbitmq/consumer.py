@@ -113,7 +113,8 @@ class RabbitMQConsumer(Consumer):
         self._consumer_tag = ""
         self._buffer: collections.deque[tuple[AckWindow, Delivery]] = collections.deque()
         self._wake = asyncio.Event()
-        self._slots = asyncio.Semaphore(max(1, spec.concurrency))
+        self._free = max(1, spec.concurrency)  # task slots for suspending exchanges
+        self._slot_freed = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         self._worker: asyncio.Task[None] | None = None
         self._stopping = False
@@ -257,77 +258,79 @@ class RabbitMQConsumer(Consumer):
                     window.reject(delivery.delivery_tag, requeue=False)
 
     def _handle(self, window: AckWindow, delivery: Delivery) -> Any:
-        """Dispatch one delivery; None when it settled synchronously, else an awaitable."""
+        """Dispatch one delivery; None when it settled synchronously or runs as a task, else
+        an awaitable (``concurrency=1``, or every slot taken)."""
         if self._poisoned(window, delivery):
             return None
         exchange = exchange_from_delivery(delivery, self.component.context.tracing.enabled)
         if delivery.properties.reply_to:
             exchange.pattern = ExchangePattern.IN_OUT
         self.consumed += 1
-        pending = self._dispatch(exchange)
+        try:
+            pending = self.route.dispatch(exchange)
+        except Exception as exc:
+            exchange.exception = exc
+            pending = None
+        done = None
         if pending is None:
-            self._settle(window, delivery, exchange)
-            return None
+            done = exchange.done()
+            if done is None:
+                self._settle(window, delivery, exchange)
+                return None
+        self.route.inflight += 1
         if self.spec.concurrency <= 1:
-            return self._await_and_settle(pending, window, delivery, exchange)
-        return self._launch(pending, window, delivery, exchange)
+            return self._run(pending, done, window, delivery, exchange, False)
+        if self._free > 0:
+            self._start(pending, done, window, delivery, exchange)
+            return None
+        return self._launch(pending, done, window, delivery, exchange)
 
-    async def _await_and_settle(
-        self, pending: Any, window: AckWindow, delivery: Delivery, exchange: Exchange
+    def _start(
+        self, pending: Any, done: Any, window: AckWindow, delivery: Delivery, exchange: Exchange
     ) -> None:
-        await pending
-        self._settle(window, delivery, exchange)
-
-    async def _launch(
-        self, pending: Any, window: AckWindow, delivery: Delivery, exchange: Exchange
-    ) -> None:
-        await self._slots.acquire()
-        task = asyncio.create_task(self._run(pending, window, delivery, exchange))
+        """Run a suspending exchange as a task in a free slot (no coroutine to get the slot)."""
+        self._free -= 1
+        task = asyncio.create_task(self._run(pending, done, window, delivery, exchange, True))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def _dispatch(self, exchange: Exchange) -> Any:
-        """Route the exchange; None when it completed synchronously, else an awaitable."""
-        try:
-            result = self.route.dispatch(exchange)
-        except Exception as exc:
-            exchange.exception = exc
-            result = None
-        if result is not None:
-            self.route.inflight += 1
-            return self._finish(exchange, result)
-        done = exchange.done()
-        if done is not None:
-            self.route.inflight += 1
-            return self._complete(exchange, done)
-        return None
-
-    async def _finish(self, exchange: Exchange, pending: Any) -> None:
-        try:
-            try:
-                await pending
-            except Exception as exc:
-                exchange.exception = exc
-            done = exchange.done()
-            if done is not None:
-                await done
-        finally:
-            self.route.leave()
-
-    async def _complete(self, exchange: Exchange, done: Any) -> None:
-        try:
-            await done
-        finally:
-            self.route.leave()
+    async def _launch(
+        self, pending: Any, done: Any, window: AckWindow, delivery: Delivery, exchange: Exchange
+    ) -> None:
+        """Every slot is taken: wait for one (only the worker calls this, one at a time)."""
+        while self._free <= 0:
+            self._slot_freed.clear()
+            await self._slot_freed.wait()
+        self._start(pending, done, window, delivery, exchange)
 
     async def _run(
-        self, pending: Any, window: AckWindow, delivery: Delivery, exchange: Exchange
+        self,
+        pending: Any,
+        done: Any,
+        window: AckWindow,
+        delivery: Delivery,
+        exchange: Exchange,
+        slot: bool,
     ) -> None:
+        """Finish a suspending exchange (the route's awaitable, then its on-completion work,
+        or only the latter), then settle it: one coroutine per suspending message."""
         try:
-            await pending
+            try:
+                if pending is not None:
+                    try:
+                        await pending
+                    except Exception as exc:
+                        exchange.exception = exc
+                    done = exchange.done()
+                if done is not None:
+                    await done
+            finally:
+                self.route.leave()
             self._settle(window, delivery, exchange)
         finally:
-            self._slots.release()
+            if slot:
+                self._free += 1
+                self._slot_freed.set()
 
     # -- settling --------------------------------------------------------------------------
     def _settle(self, window: AckWindow, delivery: Delivery, exchange: Exchange) -> None:

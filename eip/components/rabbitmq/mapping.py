@@ -52,6 +52,7 @@ _FORWARDED = (
 )
 _FORWARDED_HEADERS = {f"{PREFIX}{name}": name for name in _FORWARDED}
 _ALL_PROPERTIES = (*_FORWARDED, "reply_to", "user_id", "delivery_mode", "cluster_id")
+_PROPERTY_HEADERS = tuple((name, PREFIX + name) for name in _ALL_PROPERTIES)  # built once
 _TRACE = ("traceparent", "tracestate")
 _FAILURE_HEADERS = frozenset(
     (H.EXCEPTION_TYPE, H.EXCEPTION_MESSAGE, H.FAILURE_ENDPOINT, H.FAILURE_ROUTE, H.REDELIVERY_COUNT)
@@ -63,10 +64,10 @@ def exchange_from_delivery(delivery: Delivery, tracing: bool) -> Exchange:
     properties = delivery.properties
     amqp_headers = properties.headers
     headers: dict[str, Any] = dict(amqp_headers) if amqp_headers else {}
-    for name in _ALL_PROPERTIES:
+    for name, header in _PROPERTY_HEADERS:
         value = getattr(properties, name)
         if value is not None:
-            headers[PREFIX + name] = value
+            headers[header] = value
     headers[EXCHANGE] = delivery.exchange
     headers[ROUTING_KEY] = delivery.routing_key
     headers[REDELIVERED] = delivery.redelivered
