@@ -38,6 +38,7 @@ async def test_pipeline_benchmark_counts_match_and_reports() -> None:
         "pipeline-ops-on-vs-handwritten",
         "tracing-on-vs-off",
         "audit-sqlite-vs-off",
+        "encrypt-2-fields-vs-plain",
     ]
     assert all(m and int(m["eip"]) > 0 and int(m["baseline"]) > 0 for m in matches)
     assert "hand-written" in report.table()
