@@ -32,12 +32,13 @@ import msgspec
 
 from eip.errors import MappingError, RouteDefinitionError
 from eip.lookups import CsvTable, lookup  # code lists: see eip/lookups.py
+from eip.security.masking import hash_with_salt, mask, redact  # for exports and logs
 
 # fmt: off
 __all__ = [
     "Converter", "CsvTable", "Drop", "Field", "FieldMapper", "Rule", "chain", "convert", "drop",
-    "field", "lookup", "lower", "rename", "scale", "strip", "to_bool", "to_date", "to_float",
-    "to_int", "to_str", "upper",
+    "field", "hash_with_salt", "lookup", "lower", "mask", "redact", "rename", "scale", "strip",
+    "to_bool", "to_date", "to_float", "to_int", "to_str", "upper",
 ]
 # fmt: on
 
