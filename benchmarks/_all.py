@@ -280,12 +280,9 @@ def run_all(
         print(f"[{number}/{len(names)}] {name} ...", end="", file=sys.stderr, flush=True)
         outcome = run_child(name, command(name, quick), timeout)
         found = sum(line.startswith("RESULT ") for line in outcome.lines())
-        state = "FAILED" if outcome.failed else "ok"
-        print(
-            f" {state}, {found} RESULT lines, {outcome.seconds:.0f} s",
-            file=sys.stderr,
-            flush=True,
-        )
+        told = f"{found} RESULT lines, {outcome.seconds:.0f} s"
+        told = f"FAILED, {told}: {outcome.error()}" if outcome.failed else f"ok, {told}"
+        print(f" {told}", file=sys.stderr, flush=True)
         if log_dir is not None:
             log_dir.mkdir(parents=True, exist_ok=True)
             (log_dir / f"{name}.log").write_text(outcome.stdout + outcome.stderr)
