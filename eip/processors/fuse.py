@@ -31,8 +31,11 @@ calling it would have returned. A sub-pipeline with a step that returns early (a
 ``stop()``) is called instead, and so is one nested deeper than :data:`MAX_NESTING`.
 
 **A route's entry** (:class:`Entry`): the fused function can also be a route's ``dispatch``,
-with the route's bookkeeping as a prologue, a STOP ending routing there, and ``final`` lines
-(processing-time metrics) that run when it leaves without handing over to the slow path.
+with the route's bookkeeping (and its span, and the timing) as a prologue, a STOP ending
+routing there, and ``final``/``failed`` lines (end the span, observe the time) that run when it
+leaves without handing over to the slow path.
+
+Simple user lambdas come inline too, as expressions (:mod:`eip.processors.inline_lambda`).
 """
 
 from __future__ import annotations
