@@ -14,7 +14,9 @@ route by region to one of three outputs and encode to JSON there.
   against the tracing-off route.
 
 All variants run interleaved, round by round; every round checks the per-output counts (and,
-traced, the spans exported), so a broken route cannot be mistaken for a fast one.
+traced, the spans exported), so a broken route cannot be mistaken for a fast one. Beside each
+round's wall time, the process's CPU time is kept (:class:`Clocks`) and the same comparisons
+are printed from it: on a machine other jobs share, that is the steadier figure.
 """
 
 from __future__ import annotations
