@@ -84,7 +84,10 @@ class UnitOfWork:
         Plain callbacks run right here; only when one returns an awaitable does the rest run
         in a coroutine, so an exchange with sync callbacks completes without an await. A failing
         callback is logged and does not stop the others: one broken callback must not leave an
-        ack or a key release undone.
+        ack or a key release undone. A success callback that fails (a transactional store's
+        commit, say) makes the exchange's outcome unknown: it gets an
+        :class:`~eip.errors.OutcomeUnknownError`, so a consumer that settles after completion
+        puts its message back instead of acknowledging an effect that was never committed.
         """
         if self.completed:
             return None
@@ -93,27 +96,52 @@ class UnitOfWork:
         for index, callback in enumerate(callbacks):
             try:
                 result = callback(exchange)
-            except Exception:
-                log.exception("on-completion callback %r failed for %s", callback, exchange.id)
+            except Exception as exc:
+                _callback_failed(exchange, callback, exc, failed)
                 continue
             if inspect.isawaitable(result):
-                return self._finish(exchange, result, callbacks[index + 1 :])
+                return self._finish(exchange, result, callbacks[index + 1 :], failed, callback)
         return None
 
     async def _finish(
-        self, exchange: Exchange, pending: Awaitable[None], rest: list[Callback]
+        self,
+        exchange: Exchange,
+        pending: Awaitable[None],
+        rest: list[Callback],
+        failed: bool,
+        callback: Callback,
     ) -> None:
         try:
             await pending
-        except Exception:
-            log.exception("an on-completion callback failed for %s", exchange.id)
+        except Exception as exc:
+            _callback_failed(exchange, callback, exc, failed)
         for callback in rest:
             try:
                 result = callback(exchange)
                 if inspect.isawaitable(result):
                     await result
-            except Exception:
-                log.exception("on-completion callback %r failed for %s", callback, exchange.id)
+            except Exception as exc:
+                _callback_failed(exchange, callback, exc, failed)
+
+
+def _callback_failed(exchange: Exchange, callback: Callback, exc: Exception, failed: bool) -> None:
+    log.error(
+        "on-completion callback %r failed for %s: %s: %s",
+        callback,
+        exchange.id,
+        type(exc).__name__,
+        exc,
+        exc_info=exc,
+    )
+    if not failed and exchange.exception is None:
+        from eip.errors import OutcomeUnknownError
+
+        unknown = OutcomeUnknownError(
+            f"completing exchange {exchange.id} failed ({type(exc).__name__}: {exc}); "
+            "its outcome is unknown"
+        )
+        unknown.__cause__ = exc
+        exchange.exception = unknown
 
 
 class Exchange(Message):
