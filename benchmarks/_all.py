@@ -220,23 +220,21 @@ HEADERS = ("benchmark", "result", "eip", "baseline", "ratio / value", "target", 
 _RIGHT = {2, 3, 4}  # numbers
 
 
-def _cells(row: Row) -> list[str]:
-    return [
-        row.benchmark,
-        row.result,
-        row.eip,
-        row.baseline,
-        row.figure,
-        row.target,
-        row.verdict,
-        row.note,
+def _table(summary: Summary) -> list[list[str]]:
+    """Header and rows as cells; the note column only when some row has a note."""
+    table = [
+        [r.benchmark, r.result, r.eip, r.baseline, r.figure, r.target, r.verdict, r.note]
+        for r in summary.rows
     ]
+    if any(row[-1] for row in table):
+        return [list(HEADERS), *table]
+    return [list(HEADERS[:-1]), *(row[:-1] for row in table)]
 
 
 def text(summary: Summary) -> str:
     """The summary as a plain-text table (numbers right-aligned), then the retry notes."""
-    table = [list(HEADERS), *(_cells(r) for r in summary.rows)]
-    widths = [max(len(row[i]) for row in table) for i in range(len(HEADERS))]
+    table = _table(summary)
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
 
     def line(cells: Sequence[str]) -> str:
         return "  ".join(
@@ -250,12 +248,13 @@ def text(summary: Summary) -> str:
 
 def markdown(summary: Summary) -> str:
     """The summary as a markdown table, then the retry notes."""
-    rule = ["---:" if i in _RIGHT else "---" for i in range(len(HEADERS))]
+    header, *table = _table(summary)
+    rule = ["---:" if i in _RIGHT else "---" for i in range(len(header))]
 
     def line(cells: Sequence[str]) -> str:
         return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
 
-    out = [line(HEADERS), line(rule), *(line(_cells(r)) for r in summary.rows)]
+    out = [line(header), line(rule), *(line(row) for row in table)]
     return "\n".join(out + _notes(summary))
 
 

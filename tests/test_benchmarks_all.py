@@ -63,8 +63,7 @@ def test_all_quick_runs_the_chosen_benchmarks_and_prints_one_table(tmp_path: Pat
         "value",
         "target",
         "verdict",
-        "note",
-    ]
+    ]  # no note column: no row has a note
     printed_by = {
         "pipeline-vs-handwritten": "pipeline",
         "tracing-on-vs-off": "pipeline",
