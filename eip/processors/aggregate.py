@@ -42,6 +42,7 @@ from eip import headers as H
 from eip.clock import Clock
 from eip.errors import ClosedCorrelationKeyError, InvalidCorrelationKeyError
 from eip.message import Exchange
+from eip.processors.aggregate_nowait import NOWAIT_METHODS, nowait_step
 from eip.processors.aggregate_service import AggregatorService
 from eip.processors.base import STOP, Step, run_to_completion, unwrap
 from eip.stores.base import (
@@ -118,74 +119,8 @@ class Aggregator(AggregatorService):
     def step(self) -> Step:
         """The compiled step: a plain function for an in-memory repository (no await unless a
         group completes), the async path otherwise."""
-        fast = all(
-            hasattr(self.repository, name)
-            for name in (
-                "get_nowait",
-                "put_nowait",
-                "complete_nowait",
-                "is_closed_nowait",
-                "completed_input_nowait",
-            )
-        )
-        return self._call_sync if fast and not self.complete_on_new_group else self.__call__
-
-    def _call_sync(self, exchange: Exchange) -> Any:
-        repository: Any = self.repository
-        key = self._key(exchange)
-        if key is None:
-            return STOP
-        if self.close_on_completion and repository.is_closed_nowait(key):
-            input_id = self.input_id(exchange) if self.input_id is not None else None
-            if input_id is not None and repository.completed_input_nowait(str(input_id)):
-                return STOP  # redelivered: it is in the group that closed the key
-            raise ClosedCorrelationKeyError(
-                f"{self.name}: correlation key {key!r} is closed (its group already completed)"
-            )
-        lock = self._locks.get(key)
-        if lock is not None and lock.locked():
-            return self.__call__(exchange)  # a timeout or stop is completing this key now
-        group = repository.get_nowait(key)
-        input_id = self.input_id(exchange) if self.input_id is not None else None
-        if input_id is not None:
-            input_id = str(input_id)
-            if (
-                group is not None and input_id in group.input_ids
-            ) or repository.completed_input_nowait(input_id):
-                return STOP  # redelivered: it is already aggregated
-        eager = (
-            self.eager_check
-            and self.completion_predicate is not None
-            and bool(self.completion_predicate(exchange))
-        )
-        now = self.clock.time()
-        if group is None:
-            aggregated = self.strategy(None, exchange)
-            group = OpenGroup(
-                key=key,
-                state=(aggregated.body, aggregated.headers),
-                size=1,
-                input_ids=[input_id] if input_id is not None else [],
-                created=now,
-                updated=now,
-            )
-        else:
-            aggregated = self.strategy(_restore(group.state), exchange)
-            group.state = (aggregated.body, aggregated.headers)
-            group.size += 1
-            group.updated = now
-            if input_id is not None:
-                group.input_ids.append(input_id)
-        trigger = "predicate" if eager else self._trigger(group, exchange, aggregated)
-        if trigger is None:
-            repository.put_nowait(group)
-            if self.completion_timeout is not None:
-                self._timeouts.append((now + self.completion_timeout, key))
-                self._timeout_added.set()
-            return STOP
-        completed = _completed(group, trigger, now)
-        repository.complete_nowait(group, completed)
-        return self._completed_by_input(key, completed)
+        fast = all(hasattr(self.repository, name) for name in NOWAIT_METHODS)
+        return nowait_step(self) if fast and not self.complete_on_new_group else self.__call__
 
     async def _completed_by_input(self, key: str, completed: CompletedGroup) -> Any:
         """Emit the group this input completed. The input's own work is done (the group is
@@ -207,8 +142,8 @@ class Aggregator(AggregatorService):
             )
         return STOP
 
-    def _key(self, exchange: Exchange) -> str | None:
-        raw_key = self.correlation(exchange)
+    def _key(self, raw_key: Any, exchange: Exchange) -> str | None:
+        """The key for what the correlation expression gave (None: ignore the input)."""
         if raw_key is None or raw_key == "":
             if self.ignore_invalid_keys:
                 log.warning(
@@ -278,7 +213,7 @@ class Aggregator(AggregatorService):
                 updated=now,
                 version=group.version if group is not None else 0,
             )
-            trigger = "predicate" if eager else self._trigger(updated, exchange, aggregated)
+            trigger = "predicate" if eager else self._trigger(updated.size, exchange, aggregated)
             try:
                 if trigger is None:
                     await self.repository.put(updated)
@@ -292,11 +227,12 @@ class Aggregator(AggregatorService):
             except ConcurrentUpdateError:
                 continue  # another writer changed the group: re-read and aggregate again
 
-    def _trigger(self, group: OpenGroup, incoming: Exchange, aggregated: Exchange) -> str | None:
-        size = self.completion_size
-        if size is not None:
-            limit = size(incoming) if callable(size) else size
-            if limit is not None and group.size >= int(limit):
+    def _trigger(self, size: int, incoming: Exchange, aggregated: Exchange) -> str | None:
+        """What completes a group of ``size`` inputs now, if anything."""
+        completion_size = self.completion_size
+        if completion_size is not None:
+            limit = completion_size(incoming) if callable(completion_size) else completion_size
+            if limit is not None and size >= int(limit):
                 return "size"
         if self.completion_predicate is not None and self.completion_predicate(aggregated):
             return "predicate"

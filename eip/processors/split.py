@@ -36,10 +36,12 @@ from eip._callables import is_async_callable
 from eip.errors import PartFailedError
 from eip.failures import RECORD_PROPERTY, locate
 from eip.message import Exchange
-from eip.processors.base import Step, run_to_completion
+from eip.processors.base import STOP, Step, run_to_completion
 from eip.processors.multicast import part_failed
 
 __all__ = ["Splitter"]
+
+_END = object()  # the end of a split source (next's default)
 
 Strategy = Callable[[Exchange | None, Exchange], Exchange]
 
@@ -68,18 +70,20 @@ class Splitter:
         if self.expression_is_async:
             source = await source
         size = len(source) if hasattr(source, "__len__") else None
-        if hasattr(source, "__aiter__"):
-            items: Iterator[tuple[Any, bool]] | AsyncIterator[tuple[Any, bool]] = _alookahead(
-                source
-            )
-        else:
-            items = _lookahead(source)
         state = _SplitState(exchange, size, self.aggregate)
         try:
-            if self.parallel:
-                await self._run_parallel(items, state)
+            if hasattr(source, "__aiter__"):
+                parts: AsyncIterator[tuple[Any, bool]] = _alookahead(source)
+                if self.parallel:
+                    await self._run_parallel(parts, state)
+                else:
+                    async for item, last in parts:
+                        if not await self._one(state.part(item, last), state):
+                            break
+            elif self.parallel:
+                await self._run_parallel(_lookahead(source), state)
             else:
-                await self._run_sequential(items, state)
+                await self._run_iterator(iter(source), state)
         finally:
             await _close(source)
         if state.failed is not None:
@@ -88,15 +92,56 @@ class Splitter:
             exchange.message = state.result
         return None
 
-    async def _run_sequential(self, items: Any, state: _SplitState) -> None:
-        if isinstance(items, Iterator):
-            for item, last in items:
-                if not await self._one(state.part(item, last), state):
-                    return
-        else:
-            async for item, last in items:
-                if not await self._one(state.part(item, last), state):
-                    return
+    async def _run_iterator(self, iterator: Iterator[Any], state: _SplitState) -> None:
+        """The sequential split of a sync source: what ``_lookahead``, ``state.part`` and
+        ``_one`` do, inline, so that a part whose steps finish synchronously (sync steps, an
+        in-memory aggregator) costs no coroutine and no generator of its own."""
+        parts, stop_on_exception, aggregate = self.parts, self.stop_on_exception, self.aggregate
+        original, settle = state.original, state.settle
+        headers, pattern = original.headers, original.pattern
+        route_id, trace_context = original.route_id, original.trace_context
+        # Nothing routes the original while its parts run, so its properties stay as they are.
+        inherited = original.properties
+        known_size = state.size
+        split_index, split_size, split_complete = H.SPLIT_INDEX, H.SPLIT_SIZE, H.SPLIT_COMPLETE
+        following = next(iterator, _END)
+        index = 0
+        while following is not _END:
+            body = following
+            following = next(iterator, _END)
+            last = following is _END
+            part = Exchange(body, dict(headers) if headers else {}, pattern)
+            if known_size is not None:
+                size: int | None = known_size
+            else:
+                size = index + 1 if last else None
+            if size is None:
+                part.properties = {**inherited, split_index: index, split_complete: last}
+            else:
+                part.properties = {
+                    **inherited,
+                    split_index: index,
+                    split_size: size,
+                    split_complete: last,
+                }
+            part.route_id = route_id
+            part.trace_context = trace_context
+            index += 1
+            try:
+                result = parts(part)
+                if result is not None and result is not STOP:
+                    await result
+            except Exception as exc:
+                part.exception = exc
+            done = part.done()
+            if done is not None:
+                await done
+            if (
+                part.exception is not None
+                or aggregate is not None
+                or RECORD_PROPERTY in part.properties
+            ) and not settle(part, index - 1, stop_on_exception):
+                return
 
     async def _one(self, part: Exchange, state: _SplitState) -> bool:
         """Process one part; False when the split must stop."""

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
-from typing import NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import msgspec
 
@@ -138,6 +139,10 @@ class MemoryAggregationRepository:
     ) -> None:
         self._clock = default_clock(clock)
         self._open: dict[str, OpenGroup] = {}
+        #: ``peek_nowait(key)``: the stored group itself, not a copy, or None. For the
+        #: aggregator's per-input path, which only reads it and then changes it through
+        #: :meth:`grow_nowait`. It is the dict's own ``get``: no Python call per input.
+        self.peek_nowait: Callable[[str], OpenGroup | None] = self._open.get
         self._completed: dict[str, CompletedGroup] = {}
         self._closed: dict[str, float] = {}
         self._inputs: dict[str, float] = {}
@@ -152,6 +157,21 @@ class MemoryAggregationRepository:
     def get_nowait(self, key: str) -> OpenGroup | None:
         group = self._open.get(key)
         return None if group is None else copy_group(group)
+
+    def grow_nowait(
+        self, group: OpenGroup, state: Any, size: int, updated: float, input_id: str | None
+    ) -> None:
+        """Add one input to the stored ``group`` (from ``peek_nowait``) in place, with the
+        next version: what ``put_nowait`` of a changed copy does, without copying the group
+        (and its ``input_ids``) twice per input."""
+        if self._open.get(group.key) is not group:
+            raise conflict(group)
+        group.state = state
+        group.size = size
+        group.updated = updated
+        if input_id is not None:
+            group.input_ids.append(input_id)
+        group.version += 1
 
     def put_nowait(self, group: OpenGroup) -> None:
         """Store a copy of ``group`` with the next version (the async ``put`` returns it)."""

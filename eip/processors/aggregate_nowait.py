@@ -1,0 +1,148 @@
+"""The aggregator's per-input path on a repository without I/O (the in-memory one).
+
+:func:`nowait_step` builds it once per aggregator, at compile time: a plain function over the
+aggregator's settings and the repository's ``*_nowait`` methods, bound as locals, so that an
+input that does not complete its group costs no await, no coroutine and no attribute lookup
+on the aggregator. An input that completes a group returns the aggregator's coroutine that
+emits it (once per group). It does exactly what the async path
+(:meth:`Aggregator.__call__ <eip.processors.aggregate.Aggregator.__call__>`) does with an
+async repository, in the same order:
+
+1. the correlation key (no key: an error, or ignored with ``ignore_invalid_keys``);
+2. a closed key (``close_on_completion``): a redelivered input is skipped, another fails;
+3. a key that a timeout or stop is completing right now (its lock is held): the async path;
+4. the input id (``input_id``): an input already in the group, or in a completed one, is
+   skipped;
+5. the eager predicate on the input, the strategy, then the completion test on the
+   aggregated exchange;
+6. only then, with every user callable done, the store is changed: the group grows in place
+   (:meth:`~eip.stores.memory.MemoryAggregationRepository.grow_nowait`: no copy of the group
+   per input), or completes.
+
+A user callable that raises leaves the stored group as it was, so the input fails cleanly and
+its redelivery is aggregated once.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from eip.clock import SystemClock
+from eip.errors import ClosedCorrelationKeyError
+from eip.message import Exchange
+from eip.processors.base import STOP, Step
+from eip.stores._common import copy_group
+from eip.stores.base import OpenGroup
+
+if TYPE_CHECKING:
+    from eip.processors.aggregate import Aggregator
+
+__all__ = ["NOWAIT_METHODS", "nowait_step"]
+
+#: What a repository needs for this path (the in-memory one has them all).
+NOWAIT_METHODS = (
+    "peek_nowait",
+    "grow_nowait",
+    "put_nowait",
+    "complete_nowait",
+    "is_closed_nowait",
+    "completed_input_nowait",
+)
+
+
+def nowait_step(aggregator: Aggregator) -> Step:
+    """The aggregate step of ``aggregator``, whose repository has :data:`NOWAIT_METHODS`."""
+    from eip.processors.aggregate import _completed
+
+    repository: Any = aggregator.repository
+    peek, grow, put = repository.peek_nowait, repository.grow_nowait, repository.put_nowait
+    complete, is_closed = repository.complete_nowait, repository.is_closed_nowait
+    completed_input = repository.completed_input_nowait
+    name, correlation, strategy = aggregator.name, aggregator.correlation, aggregator.strategy
+    input_id_of = aggregator.input_id
+    close_on_completion = aggregator.close_on_completion
+    eager_predicate = aggregator.completion_predicate if aggregator.eager_check else None
+    completion_size = aggregator.completion_size
+    # The common completion test, inline: a fixed size and no predicate.
+    fixed_size = (
+        completion_size
+        if isinstance(completion_size, int) and aggregator.completion_predicate is None
+        else None
+    )
+    trigger_of = aggregator._trigger
+    key_of, clock = aggregator._key, aggregator.clock
+    now_of = time.time if type(clock) is SystemClock else clock.time  # one call less
+    locks, timeouts = aggregator._locks, aggregator._timeouts
+    timeout_added, completion_timeout = aggregator._timeout_added, aggregator.completion_timeout
+    emit, slow = aggregator._completed_by_input, aggregator.__call__
+
+    def aggregate(exchange: Exchange) -> Any:
+        key = correlation(exchange)
+        if key.__class__ is not str or not key:
+            key = key_of(key, exchange)
+            if key is None:
+                return STOP
+        if close_on_completion and is_closed(key):
+            input_id = input_id_of(exchange) if input_id_of is not None else None
+            if input_id is not None and completed_input(str(input_id)):
+                return STOP  # redelivered: it is in the group that closed the key
+            raise ClosedCorrelationKeyError(
+                f"{name}: correlation key {key!r} is closed (its group already completed)"
+            )
+        if locks:
+            lock = locks.get(key)
+            if lock is not None and lock.locked():
+                return slow(exchange)  # a timeout or stop is completing this key now
+        group = peek(key)  # the stored group itself: read only, until the end
+        if input_id_of is not None:
+            input_id = input_id_of(exchange)
+            if input_id is not None:
+                input_id = str(input_id)
+                if (group is not None and input_id in group.input_ids) or completed_input(input_id):
+                    return STOP  # redelivered: it is already aggregated
+        else:
+            input_id = None
+        eager = eager_predicate is not None and bool(eager_predicate(exchange))
+        now = now_of()
+        if group is None:
+            aggregated = strategy(None, exchange)
+            size = 1
+        else:
+            body, headers = group.state
+            aggregated = strategy(Exchange(body, headers), exchange)
+            size = group.size + 1
+        if eager:
+            trigger: str | None = "predicate"
+        elif fixed_size is not None:
+            trigger = "size" if size >= fixed_size else None
+        else:
+            trigger = trigger_of(size, exchange, aggregated)
+        state = (aggregated.body, aggregated.headers)
+        if group is None:
+            group = OpenGroup(
+                key=key,
+                state=state,
+                size=1,
+                input_ids=[input_id] if input_id is not None else [],
+                created=now,
+                updated=now,
+            )
+            if trigger is None:
+                put(group)
+        elif trigger is None:
+            grow(group, state, size, now, input_id)
+        else:
+            group = copy_group(group, state=state, size=size, updated=now)
+            if input_id is not None:
+                group.input_ids.append(input_id)
+        if trigger is None:
+            if completion_timeout is not None:
+                timeouts.append((now + completion_timeout, key))
+                timeout_added.set()
+            return STOP
+        completed = _completed(group, trigger, now)
+        complete(group, completed)
+        return emit(key, completed)
+
+    return aggregate
