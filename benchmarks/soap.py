@@ -15,11 +15,17 @@ SOAP endpoint under uvicorn (httptools, uvloop) in its own process
   bound to the same address (an ``AsyncServiceProxy`` on the binding); each call
   ``await service.CheckCredit(customerId=..., amount=...)``, checking ``approved``.
 
-**Consumer** (``soap-consumer-vs-lxml``, reported, no target): wrk (50 connections) POSTs a
-``CheckCredit`` envelope to ``soap:/services/customer`` served by eip (``benchmarks/
+**Consumer** (``soap-consumer-vs-lxml-validating``, target >= 0.8): wrk (50 connections)
+POSTs a ``CheckCredit`` envelope to ``soap:/services/customer`` served by eip (``benchmarks/
 _soap_eip_server.py``: request and reply validated against the WSDL's XSD, read and written
-through its types) and to a hand-written lxml service doing the same decision without either
-(``benchmarks._soap_apps:credit_service_app``), each under uvicorn in its own process.
+through its types) and to two hand-written lxml services making the same decision, each under
+uvicorn in its own process:
+
+- ``benchmarks._soap_apps:credit_validating_app`` (the comparison): hardened parse, the
+  request validated against the same XSD with lxml, two fields read, the reply written with
+  lxml;
+- ``benchmarks._soap_apps:credit_service_app`` (``soap-consumer-vs-lxml``, the earlier
+  comparison, still printed): the same without the validation.
 
 Rounds alternate the variants (after an unrecorded warm-up); figures are medians of the rounds.
 :func:`producer` returns the measurements, so other comparisons (the SOAP consumer) can share
@@ -153,6 +159,7 @@ async def producer(rounds: int, seconds: float) -> dict[str, Measurement]:
 
 CONSUMER_EIP = "eip soap consumer"
 CONSUMER_LXML = "hand-written lxml service"
+CONSUMER_VALIDATING = "hand-written lxml service, validating"
 CHECK_CREDIT = (
     b'<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" '
     b'xmlns:c="http://erp.example.com/schemas/customer"><soapenv:Body><c:CheckCredit>'
@@ -163,16 +170,20 @@ SOAP11 = "text/xml; charset=utf-8"
 
 
 async def consumer(rounds: int, seconds: float) -> dict[str, Measurement]:
-    """eip's SOAP consumer against a hand-written lxml service, each in its own uvicorn
-    process, driven by wrk (50 connections) in interleaved rounds."""
-    results = {name: Measurement(name) for name in (CONSUMER_LXML, CONSUMER_EIP)}
+    """eip's SOAP consumer against the two hand-written lxml services (validating and not),
+    each in its own uvicorn process, driven by wrk (50 connections) in interleaved rounds."""
+    results = {
+        name: Measurement(name) for name in (CONSUMER_VALIDATING, CONSUMER_LXML, CONSUMER_EIP)
+    }
     with (
+        start_server_process("benchmarks._soap_apps:credit_validating_app") as validating,
         start_server_process("benchmarks._soap_apps:credit_service_app") as raw,
         start_module_process(
             "benchmarks._soap_eip_server", "/services/customer", CHECK_CREDIT, SOAP11
         ) as eip,
     ):
         urls = {
+            CONSUMER_VALIDATING: f"{validating.url}/services/customer",
             CONSUMER_LXML: f"{raw.url}/services/customer",
             CONSUMER_EIP: f"{eip.url}/services/customer",
         }
@@ -213,14 +224,16 @@ async def main(quick: bool) -> None:
     served = await consumer(rounds, seconds)
     print(f"SOAP consumer: CheckCredit, {driver.tool} -c50, {rounds} rounds")
     headers = ["variant", "req/s (median)", "range", "µs/request", "vs baseline"]
-    print(table(headers, _rows(served, CONSUMER_LXML)))
+    print(table(headers, _rows(served, CONSUMER_VALIDATING)))
     print()
     print(result_line("soap-producer-vs-zeep", called[EIP].median, called[ZEEP].median))
+    eip_served = served[CONSUMER_EIP].median
     print(
         result_line(
-            "soap-consumer-vs-lxml", served[CONSUMER_EIP].median, served[CONSUMER_LXML].median
+            "soap-consumer-vs-lxml-validating", eip_served, served[CONSUMER_VALIDATING].median
         )
     )
+    print(result_line("soap-consumer-vs-lxml", eip_served, served[CONSUMER_LXML].median))
 
 
 def run(quick: bool) -> None:

@@ -65,10 +65,63 @@ def _zeep() -> SimpleNamespace:
     )
 
 
-class _Converter:
-    """One simple type: zeep's ``pythonvalue``/``xmlvalue``, bound, skipped where identity."""
+def _collapsed(
+    convert: Callable[[str], Any], original: Callable[[str], Any]
+) -> Callable[[str], Any]:
+    """zeep's ``treat_whitespace("collapse")`` reading, without its ``re.sub`` where that
+    changes nothing: ``convert(value.strip())`` when no tab, CR or LF is in the value (the
+    sub then only replaces spaces with spaces), else zeep's own function."""
 
-    __slots__ = ("read", "write", "write_str")
+    def read(value: str) -> Any:
+        if "\n" in value or "\r" in value or "\t" in value:
+            return original(value)
+        return convert(value.strip())
+
+    return read
+
+
+def _bool_text(value: bool) -> str:
+    return "true" if value else "false"
+
+
+def _decimal_text(value: decimal.Decimal) -> str:
+    return format(value, "f")
+
+
+def _str_text(value: str) -> str:
+    return value
+
+
+@functools.cache
+def _fast_paths() -> tuple[dict[Any, Callable[[Any], Callable[[str], Any]]], dict[Any, Any]]:
+    """zeep's built-in converters (the functions, as classes inherit them) with an exact
+    faster equivalent: readers by ``pythonvalue`` (given zeep's bound one to fall back to),
+    and writers by ``xmlvalue``, per Python type of the value (exact types only: a bool is
+    not written as an int)."""
+    b: Any = importlib.import_module("zeep.xsd.types.builtins")
+    readers: dict[Any, Callable[[Any], Callable[[str], Any]]] = {
+        b.Decimal.pythonvalue: lambda zeep: _collapsed(decimal.Decimal, zeep),
+        b.Boolean.pythonvalue: lambda zeep: _collapsed(lambda v: v in ("true", "1"), zeep),
+        b.Float.pythonvalue: lambda zeep: _collapsed(float, zeep),
+        b.Double.pythonvalue: lambda zeep: _collapsed(float, zeep),
+        b.Integer.pythonvalue: lambda zeep: int,  # int(value), as zeep does
+        b.Long.pythonvalue: lambda zeep: int,
+    }
+    writers: dict[Any, Any] = {
+        b.String.xmlvalue: {str: _str_text},
+        b.Boolean.xmlvalue: {bool: _bool_text},
+        b.Decimal.xmlvalue: {decimal.Decimal: _decimal_text, int: str, float: str, str: str},
+        b.Integer.xmlvalue: {int: str, str: str},
+    }
+    return readers, writers
+
+
+class _Converter:
+    """One simple type: zeep's ``pythonvalue``/``xmlvalue``, bound, skipped where identity,
+    and replaced by an exact faster equivalent for zeep's common built-ins (``exact``: the
+    writers by the value's type)."""
+
+    __slots__ = ("exact", "read", "write", "write_str")
 
     def __init__(self, xsd_type: Any) -> None:
         z, cls = _zeep(), type(xsd_type)
@@ -82,9 +135,14 @@ class _Converter:
         if overrides:
             raise _Unsupported(f"simple type {cls.__name__}")
         identity = cls.pythonvalue is z.String.pythonvalue
-        self.read: Callable[[str], Any] | None = None if identity else xsd_type.pythonvalue
+        readers, writers = _fast_paths()
+        self.read: Callable[[str], Any] | None = None
+        if not identity:
+            fast = readers.get(cls.pythonvalue)
+            self.read = xsd_type.pythonvalue if fast is None else fast(xsd_type.pythonvalue)
         self.write: Callable[[Any], str] = xsd_type.xmlvalue
         self.write_str = cls.xmlvalue is z.String.xmlvalue  # a str is written as it is
+        self.exact: dict[type, Callable[[Any], str]] = writers.get(cls.xmlvalue, {})
 
     def parse(self, text: str) -> Any:
         """zeep's reading: a value it cannot convert (TypeError, ValueError) becomes None."""
@@ -99,6 +157,9 @@ class _Converter:
             raise _Invalid(f"cannot read {text!r}: {type(exc).__name__}") from exc
 
     def text(self, value: Any) -> str:
+        exact = self.exact.get(type(value))
+        if exact is not None:
+            return exact(value)
         if self.write_str and type(value) is str:
             return value
         if type(value) not in _SCALARS:

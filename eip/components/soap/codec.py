@@ -48,7 +48,7 @@ class _Field:
 
     __slots__ = (
         *("complex", "convert", "default", "element", "key", "local", "many"),
-        *("max", "min", "ns", "optional", "schema", "tag"),
+        *("max", "min", "ns", "optional", "read", "schema", "tag", "write"),
     )
 
     def __init__(self, compiler: _Compiler, key: str, element: Any) -> None:
@@ -67,18 +67,60 @@ class _Field:
         is_complex = isinstance(element.type, z.ComplexType)
         self.complex = compiler.complex(element.type) if is_complex else None
         self.convert = None if is_complex else _Converter(element.type)
+        #: ``read(child)`` and ``write(parent, value)``: functions made for this field's kind
+        #: (complex, text, converted value), so each child costs one call.
+        self.read: Callable[[etree._Element], Any] = self._reader()
+        self.write: Callable[[etree._Element, Any], None] = (
+            self._write_general if self.many or self.complex is not None else self._simple_writer()
+        )
 
-    def read(self, child: etree._Element) -> Any:
-        if child.get(_XSI_TYPE) is not None:  # zeep reads it as the type named there
-            return zeep_element_to_data(self.schema, self.element, child, allow_none=True)
-        try:
-            if self.complex is not None:
-                return self.complex.read(child, allow_none=True)
+    def _reader(self) -> Callable[[etree._Element], Any]:
+        """A child's value: zeep's for an ``xsi:type`` (it reads it as the type named there),
+        the complex type's reading, the text, or the text converted as zeep does (a value it
+        cannot convert, TypeError or ValueError, becomes None)."""
+        schema, element, local, complex_ = self.schema, self.element, self.local, self.complex
+
+        def zeep_read(child: etree._Element) -> Any:
+            return zeep_element_to_data(schema, element, child, allow_none=True)
+
+        if complex_ is not None:
+            read_complex = complex_.read
+
+            def read_nested(child: etree._Element) -> Any:
+                if child.get(_XSI_TYPE) is not None:
+                    return zeep_read(child)
+                try:
+                    return read_complex(child, True)
+                except _Invalid as exc:
+                    exc.path.append(local)
+                    raise
+
+            return read_nested
+        assert self.convert is not None
+        convert = self.convert.read
+        if convert is None:
+
+            def read_text(child: etree._Element) -> Any:
+                if child.get(_XSI_TYPE) is not None:
+                    return zeep_read(child)
+                return child.text
+
+            return read_text
+
+        def read_value(child: etree._Element) -> Any:
+            if child.get(_XSI_TYPE) is not None:
+                return zeep_read(child)
             text = child.text
-            return None if text is None or self.convert is None else self.convert.parse(text)
-        except _Invalid as exc:
-            exc.path.append(self.local)
-            raise
+            if text is None:
+                return None
+            try:
+                return convert(text)
+            except (TypeError, ValueError):
+                return None
+            except Exception as exc:  # decimal.InvalidOperation escapes zeep itself
+                raise _Invalid(f"cannot read {text!r}: {type(exc).__name__}", local) from exc
+
+        return read_value
 
     def matches(self, tag: Any, may_skip: bool) -> bool:
         """zeep's Element.parse_xmlelements test for a child whose tag is not this one's:
@@ -94,7 +136,26 @@ class _Field:
             return False
         raise _Invalid(f"unexpected element {tag!r}, expected {self.tag!r}")
 
-    def write(self, parent: etree._Element, value: Any) -> None:
+    def _simple_writer(self) -> Callable[[etree._Element, Any], None]:
+        """:meth:`_write_general` for a single element of simple type, as one function."""
+        tag, local, convert = self.tag, self.local, self.convert
+        assert convert is not None
+        exact, text = convert.exact, convert.text
+
+        def write_simple(parent: etree._Element, value: Any) -> None:
+            if value is None:
+                raise _Invalid("missing, and the element is required", local)
+            node = _SubElement(parent, tag)
+            fast = exact.get(type(value))
+            try:
+                node.text = fast(value) if fast is not None else text(value)
+            except _Invalid as exc:
+                exc.path.append(local)
+                raise
+
+        return write_simple
+
+    def _write_general(self, parent: etree._Element, value: Any) -> None:
         """zeep's Element.render: counts checked, then each item; None only where allowed."""
         if not (self.many and isinstance(value, list | tuple)):
             if value is None:
@@ -179,8 +240,7 @@ class _Complex:
         if self.empty:
             return None
         children = list(node)
-        attrib = node.attrib
-        if allow_none and not children and not attrib:
+        if allow_none and not children and not node.attrib:
             return None
         values = self.defaults.copy()
         for key in self.lists:
@@ -189,11 +249,13 @@ class _Complex:
             self._read_all(children, values)
         else:
             self._read_sequence(children, values)
-        if attrib:
-            for key, name, _, _, convert in self.attributes:
-                text = attrib.get(name)
-                if text is not None:
-                    values[key] = convert.parse(text)
+        if self.attributes:
+            attrib = node.attrib
+            if attrib:
+                for key, name, _, _, convert in self.attributes:
+                    text = attrib.get(name)
+                    if text is not None:
+                        values[key] = convert.parse(text)
         return values
 
     def _read_sequence(self, children: list[etree._Element], values: dict[str, Any]) -> None:

@@ -32,7 +32,8 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from lxml import etree
 
@@ -57,7 +58,12 @@ from eip.components.soap.spec_faults import foreign_encoding, not_understood_blo
 from eip.components.soap.wsdl import WsdlOperation
 from eip.components.soap.wsdl_document import ServedWsdl
 from eip.components.soap.wssecurity import SECURITY, WSSE, UsernameTokenVerifier, WsSecurityFault
-from eip.components.soap.zeep_support import data_to_element, element_to_data, load_client
+from eip.components.soap.zeep_support import (
+    data_to_element,
+    element_reader,
+    element_writer,
+    load_client,
+)
 from eip.errors import PartFailedError, SoapFault, UnmarshalError
 from eip.message import Exchange, ExchangePattern
 
@@ -98,6 +104,7 @@ class SoapConsumer(ServedConsumer):
         self.client: Any = None
         self.document: ServedWsdl | None = None
         self.understood = frozenset(spec.understood_headers)
+        self._by_operation: dict[str, _Codecs] = {}
         #: Set at start when the endpoint requires WS-Security (see :mod:`.wssecurity`).
         self.verifier: UsernameTokenVerifier | None = None
         if spec.ws_security != "none":
@@ -139,13 +146,26 @@ class SoapConsumer(ServedConsumer):
         finally:
             server.inflight -= 1
 
+    def _codecs(self, operation: WsdlOperation) -> _Codecs:
+        """The operation's element reader and writer, made on its first request (an element
+        zeep cannot find fails that request, as ever, not the route's start)."""
+        codecs = self._by_operation.get(operation.name)
+        if codecs is None:
+            tag = _clark(operation.input)
+            read = element_reader(self.client, tag)
+            output = operation.output
+            write = element_writer(self.client, _clark(output)) if output is not None else None
+            codecs = self._by_operation[operation.name] = _Codecs(read, write)
+        return codecs
+
     async def _call(self, scope: Scope, send: Send, headers: dict[str, Any], body: bytes) -> None:
         assert self.schema is not None
-        version = _guess_version(headers)
+        version: SoapVersion | None = None  # until the envelope says (else the Content-Type)
         try:
             envelope = parse_envelope(body, max_size=self.max_body)
             version = envelope.version
-            unknown = [q for q in envelope.must_understand if _clark(q) not in self.understood]
+            must = envelope.must_understand
+            unknown = [q for q in must if _clark(q) not in self.understood] if must else None
             if unknown:
                 names = ", ".join(_clark(q) for q in unknown)
                 blocks = not_understood_blocks(version, unknown)
@@ -183,7 +203,8 @@ class SoapConsumer(ServedConsumer):
                 )
             if self.spec.validate:
                 self.schema.validate(envelope.payload)
-            data = element_to_data(self.client, _clark(envelope.qname), envelope.payload)
+            codecs = self._codecs(operation)
+            data = codecs.read(envelope.payload)
         except VersionMismatchError as exc:
             # SOAP 1.2 Appendix A: answer in 1.1's envelope (what an old client reads), with
             # an Upgrade header naming the envelopes this service speaks.
@@ -193,10 +214,12 @@ class SoapConsumer(ServedConsumer):
             return
         except (SoapEnvelopeError, UnmarshalError) as exc:
             reason = f"{exc.location}: {exc.reason}" if exc.location else exc.reason
+            if version is None:
+                version = _guess_version(headers)
             await self._fault(send, version, "client", f"invalid request: {reason}")
             return
         headers[H.SOAP_OPERATION] = operation.name
-        headers[H.SOAP_VERSION] = version.value
+        headers[H.SOAP_VERSION] = "1.1" if version is _SOAP11 else "1.2"
         if action:
             headers[H.SOAP_ACTION] = str(action).strip('"')
         pattern = ExchangePattern.IN_ONLY if operation.one_way else ExchangePattern.IN_OUT
@@ -206,22 +229,27 @@ class SoapConsumer(ServedConsumer):
         spans = self.spans
         span = spans.start(scope, exchange) if spans is not None else None
         await process_exchange(self.route, exchange, expected=operation.declares)
-        status = await self._answer(send, version, operation, exchange)
+        status = await self._answer(send, version, operation, exchange, codecs.write)
         if span is not None:
             assert spans is not None
             spans.finish(span, status, exchange)
 
     async def _answer(
-        self, send: Send, version: SoapVersion, operation: WsdlOperation, exchange: Exchange
+        self,
+        send: Send,
+        version: SoapVersion,
+        operation: WsdlOperation,
+        exchange: Exchange,
+        write: Callable[[Any], etree._Element] | None,
     ) -> int:
         failure = exchange.exception
         if failure is not None:
             return await self._failed(send, version, operation, exchange, failure)
-        if operation.output is None:
+        if operation.output is None or write is None:
             await respond(send, 202, b"", [(b"content-length", b"0")])
             return 202
         try:
-            element = data_to_element(self.client, _clark(operation.output), exchange.body)
+            element = write(exchange.body)
             if self.spec.validate:
                 assert self.schema is not None
                 self.schema.validate(element)
@@ -339,9 +367,26 @@ class SoapConsumer(ServedConsumer):
         return f"{scheme}://{host}"
 
 
+_SOAP11 = SoapVersion.SOAP11
+_CONTENT_TYPES = {
+    None: (b"content-type", b"text/xml; charset=utf-8"),
+    _SOAP11: (b"content-type", content_type(_SOAP11).encode()),
+    SoapVersion.SOAP12: (b"content-type", content_type(SoapVersion.SOAP12).encode()),
+}
+
+_CONTENT_TYPE_11 = _CONTENT_TYPES[_SOAP11]
+
+
+class _Codecs(NamedTuple):
+    """An operation's request reader and reply writer (None: one-way)."""
+
+    read: Callable[[etree._Element], Any]
+    write: Callable[[Any], etree._Element] | None
+
+
 def _xml_headers(version: SoapVersion | None, data: bytes) -> list[tuple[bytes, bytes]]:
-    kind = content_type(version) if version is not None else "text/xml; charset=utf-8"
-    return [(b"content-type", kind.encode()), (b"content-length", str(len(data)).encode())]
+    kind = _CONTENT_TYPES[version] if version is not _SOAP11 else _CONTENT_TYPE_11
+    return [kind, (b"content-length", b"%d" % len(data))]
 
 
 def _action_parameter(headers: dict[str, Any]) -> str | None:

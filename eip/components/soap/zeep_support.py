@@ -28,7 +28,9 @@ if TYPE_CHECKING:
 
 __all__ = [
     "data_to_element",
+    "element_reader",
     "element_to_data",
+    "element_writer",
     "load_client",
     "plain",
     "to_data",
@@ -138,6 +140,25 @@ def _writer(client: Any, qname: str) -> Callable[[Any], etree._Element] | None:
     from eip.components.soap.codec import compile_writer
 
     return compile_writer(client, qname)
+
+
+def element_reader(client: Any, qname: str) -> Callable[[etree._Element], Any]:
+    """:func:`element_to_data` for one element, as one function: the compiled reader, or
+    zeep's reading where the compiler leaves it to zeep."""
+    reader = _reader(client, qname)
+    if reader is not None:
+        return reader
+    schema, element = client.wsdl.types, _element(client, qname)
+    return lambda node: zeep_element_to_data(schema, element, node)
+
+
+def element_writer(client: Any, qname: str) -> Callable[[Any], etree._Element]:
+    """:func:`data_to_element` for one element, as one function."""
+    writer = _writer(client, qname)
+    if writer is not None:
+        return writer
+    element = _element(client, qname)
+    return lambda data: zeep_data_to_element(element, data)
 
 
 def element_to_data(client: Any, qname: str, node: etree._Element) -> Any:
