@@ -20,10 +20,10 @@ is shuffled (an export's order is no help), with a fixed seed.
 
 Each variant runs in a **fresh child process** per round (interleaved: baseline, eip, eip
 decoded, baseline...), which times only the comparison (not interpreter start-up) and reports
-its peak RSS (``VmHWM``: of this process image, where ``ru_maxrss`` would
-also count the forking parent's size, which Linux carries over an exec): so the baseline's dicts never count against eip, and every
-round starts from the same state. Rate = records read (both sides) per second; figures are
-medians. ``reconcile-peak-rss`` is the highest eip child's peak over the rounds.
+its peak RSS (``VmHWM``, of this process image: ``ru_maxrss`` would also count the forking
+parent's size, which Linux carries over an exec), so the baseline's dicts never count against
+eip, and every round starts from the same state. Rate = records read (both sides) per
+second; figures are medians. ``reconcile-peak-rss`` is the highest eip child's peak over the rounds.
 """
 
 from __future__ import annotations
@@ -145,10 +145,14 @@ _BASELINE_CHILD = """
 import json, resource, sys, time
 from pathlib import Path
 from benchmarks.reconcile import handwritten
+
+def peak_mb():
+    status = open("/proc/self/status").read().split("VmHWM:")[1]
+    return int(status.split()[0]) / 1024
 began = time.perf_counter()
 counts = handwritten(Path(sys.argv[1]), Path(sys.argv[2]))
 elapsed = time.perf_counter() - began
-peak = int(next(l for l in open('/proc/self/status') if l.startswith('VmHWM')).split()[1]) / 1024
+peak = peak_mb()
 print(json.dumps({"counts": counts, "seconds": elapsed, "peak_rss_mb": peak}))
 """
 
@@ -157,6 +161,10 @@ import asyncio, json, resource, sys, time
 from pathlib import Path
 from eip import Context, RouteBuilder
 from eip.reconcile import file_source
+
+def peak_mb():
+    status = open("/proc/self/status").read().split("VmHWM:")[1]
+    return int(status.split()[0]) / 1024
 
 left, right, report, mode = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
 
@@ -181,7 +189,7 @@ async def main():
     assert exchange.exception is None, exchange.exception
     found = exchange.body
     await context.stop()
-    peak = int(next(l for l in open('/proc/self/status') if l.startswith('VmHWM')).split()[1]) / 1024
+    peak = peak_mb()
     counts = {"left": found.left.records, "right": found.right.records, **found.counts}
     print(json.dumps({"counts": counts, "seconds": elapsed, "peak_rss_mb": peak,
                       "spilled": found.spilled}))

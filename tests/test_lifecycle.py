@@ -233,4 +233,3 @@ async def test_a_redelivery_due_within_the_shutdown_timeout_still_happens(
     assert draining.endswith(", redelivery attempt 1 of 3 in 2.0s)")
     assert any(m.startswith("drained in ") for m in messages)
     assert not any(m.startswith("shutdown timeout reached") for m in messages)
-

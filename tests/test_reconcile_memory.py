@@ -39,15 +39,19 @@ class Check(RouteBuilder):
              .reconcile(callable_source(side(False), name="crm"),
                         callable_source(side(True), name="erp"), key="customer_number"))
 
+def peak_mb():
+    status = open("/proc/self/status").read().split("VmHWM:")[1]
+    return int(status.split()[0]) / 1024
+
 async def main():
     context = Context()
     context.add_routes(Check())
     await context.start()
-    before = int(next(l for l in open('/proc/self/status') if l.startswith('VmHWM')).split()[1]) / 1024
+    before = peak_mb()
     exchange = await context.template().send("direct:check")
     assert exchange.exception is None, exchange.exception
     await context.stop()
-    peak = int(next(l for l in open('/proc/self/status') if l.startswith('VmHWM')).split()[1]) / 1024
+    peak = peak_mb()
     report = exchange.body
     print(json.dumps({"before_mb": before, "peak_mb": peak, "counts": report.counts,
                       "spilled": report.spilled}))
