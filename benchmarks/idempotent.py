@@ -5,18 +5,23 @@ Per store (memory, SQLite, PostgreSQL, Redis) and per round, N message ids (20,0
 
 - **eip** (``idempotent-<store>-vs-handwritten``): ``from_("direct:in")
   .idempotent_consumer(body(), repo).to("mock:out?retain=0")``, driven one message at a time
-  with ``context.template().send("direct:in", key)``. Each send returns once the exchange is
-  complete, so the claim (``add``) and its confirmation (``confirm``, an on-completion
-  callback) are both inside the timing.
+  through the route's entry, as the ``pipeline`` benchmark drives its route: ``exchange =
+  Exchange(key); r = route.dispatch(exchange)`` (awaited if it suspends), then
+  ``exchange.done()`` (awaited if it returns an awaitable), which runs the on-completion
+  callbacks. So the claim (``add``) and its confirmation (``confirm``, on completion) are both
+  inside the timing.
 - **hand-written** (the baseline): the same repository work with nothing in between:
   ``if await repo.add(key): await repo.confirm(key)``; for the memory store its synchronous
   ``add_nowait`` / ``confirm_nowait``, which is also what the engine's fast path calls.
 
-The ratio is the engine's overhead on top of the store. Informational: the same with 50
-concurrent senders (asyncio tasks), into ``seda:in?concurrent_consumers=50`` sent with
-``wait_for_completion=true`` on eip's side, and 50 tasks doing the loop above by hand on the
-baseline's side (for memory, the async ``add`` / ``confirm``): that is where the connection
-pools (asyncpg's, redis-py's) and PostgreSQL's group commit can pay off.
+The ratio is the engine's overhead on top of the store. Informational: for the memory store,
+the same route driven with ``await context.template().send("direct:in", key)`` (the producer
+template adds its own coroutines per send; this was the comparison's driver until issue 15);
+and for every store, 50 concurrent senders (asyncio tasks) into
+``seda:in?concurrent_consumers=50`` sent with ``wait_for_completion=true`` on eip's side,
+against 50 tasks doing the loop above by hand (for memory, the async ``add`` / ``confirm``):
+that is where the connection pools (asyncpg's, redis-py's) and PostgreSQL's group commit can
+pay off.
 
 Every run gets a fresh namespace (a new SQLite file, PostgreSQL table or Redis key prefix),
 dropped afterwards, so every round sees the same duplicates against an empty store. The
@@ -40,7 +45,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from benchmarks._report import Measurement, Variant, interleave, result_line, table
-from eip import Context, RouteBuilder, body
+from eip import Context, Exchange, RouteBuilder, body
+from eip.runtime.route import Route
 from eip.stores import (
     IdempotentRepository,
     MemoryIdempotentRepository,
@@ -224,16 +230,38 @@ async def _in_tasks(keys: Sequence[str], work: Callable[[Sequence[str]], Awaitab
     return sum(await asyncio.gather(*(work(part) for part in slices)))
 
 
-def eip_run(store: Store, keys: Sequence[str], unique: int, concurrent: bool) -> Variant:
-    """One eip run: a fresh repository and context (started untimed), the sends timed."""
+async def _dispatch_all(route: Route, keys: Sequence[str]) -> int:
+    """One exchange per key into ``route.dispatch``, completed as a consumer completes it;
+    returns how many failed."""
+    dispatch = route.dispatch
+    failed = 0
+    for key in keys:
+        exchange = Exchange(key)
+        pending = dispatch(exchange)
+        if pending is not None:
+            await pending
+        done = exchange.done()
+        if done is not None:
+            await done
+        if exchange.exception is not None:
+            failed += 1
+    return failed
+
+
+def eip_run(
+    store: Store, keys: Sequence[str], unique: int, concurrent: bool, template: bool = False
+) -> Variant:
+    """One eip run: a fresh repository and context (started untimed), the messages timed:
+    through ``route.dispatch``, or the producer template with ``template=True``."""
     name = f"eip {store.name}" + (f" x{SENDERS}" if concurrent else "")
+    name += ", template.send" if template else ""
 
     async def once() -> float:
         repo = store.make()
         context = Context()
         context.add_routes(IdempotentRoutes(repo, concurrent))
         await context.start()
-        template = context.template()
+        producer = context.template()
         try:
             if concurrent:
                 uri = f"seda:in?wait_for_completion=true&concurrent_consumers={SENDERS}"
@@ -241,19 +269,24 @@ def eip_run(store: Store, keys: Sequence[str], unique: int, concurrent: bool) ->
                 async def sender(part: Sequence[str]) -> int:
                     failed = 0
                     for key in part:
-                        if (await template.send(uri, key)).exception is not None:
+                        if (await producer.send(uri, key)).exception is not None:
                             failed += 1
                     return failed
 
                 began = time.perf_counter()
                 failed = await _in_tasks(keys, sender)
                 seconds = time.perf_counter() - began
-            else:
+            elif template:
                 failed = 0
                 began = time.perf_counter()
                 for key in keys:
-                    if (await template.send("direct:in", key)).exception is not None:
+                    if (await producer.send("direct:in", key)).exception is not None:
                         failed += 1
+                seconds = time.perf_counter() - began
+            else:
+                route = context.routes["idempotent"]
+                began = time.perf_counter()
+                failed = await _dispatch_all(route, keys)
                 seconds = time.perf_counter() - began
             passed = context.mock("out").count
         finally:
@@ -318,6 +351,7 @@ class StoreReport:
     baseline: Measurement
     eip_concurrent: Measurement
     baseline_concurrent: Measurement
+    eip_template: Measurement | None = None  # memory only: driven by template.send
 
     @property
     def ratio(self) -> float:
@@ -329,13 +363,17 @@ class StoreReport:
 
 
 def variants_of(store: Store, keys: Sequence[str], unique: int) -> list[Variant]:
-    """Baseline first, then eip; sequential (the comparison), then 50 concurrent."""
-    return [
+    """Baseline first, then eip; sequential (the comparison), then 50 concurrent; for memory,
+    last, eip driven by the producer template."""
+    variants = [
         handwritten_run(store, keys, unique, concurrent=False),
         eip_run(store, keys, unique, concurrent=False),
         handwritten_run(store, keys, unique, concurrent=True),
         eip_run(store, keys, unique, concurrent=True),
     ]
+    if store.name == "memory":
+        variants.append(eip_run(store, keys, unique, concurrent=False, template=True))
+    return variants
 
 
 async def bench_store(name: str, count: int, rounds: int, warmup: int = WARMUP) -> StoreReport:
@@ -355,8 +393,8 @@ async def bench_store(name: str, count: int, rounds: int, warmup: int = WARMUP) 
         results = await interleave(variants, rounds, warmup=False)
     finally:
         await store.close()
-    base, eip, base_c, eip_c = (results[v.name] for v in variants)
-    return StoreReport(name, eip, base, eip_c, base_c)
+    base, eip, base_c, eip_c, *template = (results[v.name] for v in variants)
+    return StoreReport(name, eip, base, eip_c, base_c, template[0] if template else None)
 
 
 async def bench(
@@ -396,8 +434,14 @@ def report_table(reports: Sequence[StoreReport], concurrent: bool) -> str:
 def run(quick: bool) -> None:
     # Rounds are few because the persistent stores are slow: a full PostgreSQL round is ~1 min.
     count, rounds, warmup = (4_000, 2, QUICK_WARMUP) if quick else (20_000, 3, WARMUP)
+    # EIP_BENCH_IDEMPOTENT_STORES=memory,sqlite runs only those (PostgreSQL takes minutes).
+    chosen = os.environ.get("EIP_BENCH_IDEMPOTENT_STORES", "")
+    stores = tuple(name for name in chosen.split(",") if name) or STORES
+    unknown = sorted(set(stores) - set(STORES))
+    if unknown:
+        raise SystemExit(f"idempotent benchmark: unknown stores {unknown} (stores: {STORES})")
     began = time.perf_counter()
-    reports = asyncio.run(bench(count, rounds, warmup))
+    reports = asyncio.run(bench(count, rounds, warmup, stores))
     unique = count - round(count * DUPLICATE_SHARE)
     print(
         f"idempotent: {count:,} msgs per round ({unique:,} unique, "
@@ -406,8 +450,15 @@ def run(quick: bool) -> None:
         f"every run checked that exactly the unique ids passed; took "
         f"{time.perf_counter() - began:.0f} s"
     )
-    print("\none sender, template.send per message (the comparison):")
+    print("\none sender, route.dispatch per message (the comparison):")
     print(report_table(reports, concurrent=False))
+    for r in reports:
+        if r.eip_template is not None:
+            t = r.eip_template
+            print(
+                f"  {r.store}, driven by template.send (informational): {_rate(t)} msgs/s "
+                f"({_range(t)}), {t.median / r.baseline.median:.2f} of hand-written"
+            )
     print(f"\n{SENDERS} concurrent senders (informational):")
     print(report_table(reports, concurrent=True))
     print()

@@ -11,8 +11,10 @@ import zeep.helpers
 
 from benchmarks._http_support import start_server_process
 from benchmarks.soap import (
+    CHECK_CREDIT,
     CONSUMER_EIP,
     CONSUMER_LXML,
+    CONSUMER_VALIDATING,
     EIP,
     ZEEP,
     consumer,
@@ -54,5 +56,20 @@ async def test_one_short_round_of_the_comparison() -> None:
 async def test_one_short_round_of_the_consumer_comparison() -> None:
     results = await consumer(rounds=1, seconds=0.3)
 
-    assert set(results) == {CONSUMER_EIP, CONSUMER_LXML}
+    assert set(results) == {CONSUMER_EIP, CONSUMER_LXML, CONSUMER_VALIDATING}
     assert all(m.rates and m.median > 0 for m in results.values())
+
+
+async def test_the_validating_baseline_validates_and_answers_as_eip_does() -> None:
+    with start_server_process("benchmarks._soap_apps:credit_validating_app") as server:
+        address = f"{server.url}/services/customer"
+        headers = {"content-type": "text/xml; charset=utf-8"}
+        async with httpx.AsyncClient() as http:
+            good = await http.post(address, content=CHECK_CREDIT, headers=headers)
+            bad_amount = CHECK_CREDIT.replace(b"10.50", b"abc")
+            invalid = await http.post(address, content=bad_amount, headers=headers)
+
+    assert good.status_code == 200
+    assert b"<c:approved>true</c:approved><c:limit>1000.00</c:limit>" in good.content
+    assert invalid.status_code == 500  # the XSD refuses an amount of "abc": a Client fault
+    assert b"<faultcode>soapenv:Client</faultcode>" in invalid.content

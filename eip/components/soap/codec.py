@@ -140,12 +140,15 @@ class _Field:
         """:meth:`_write_general` for a single element of simple type, as one function."""
         tag, local, convert = self.tag, self.local, self.convert
         assert convert is not None
-        exact, text = convert.exact, convert.text
+        exact, text, write_str = convert.exact, convert.text, convert.write_str
 
         def write_simple(parent: etree._Element, value: Any) -> None:
             if value is None:
                 raise _Invalid("missing, and the element is required", local)
             node = _SubElement(parent, tag)
+            if write_str and type(value) is str:  # a str is written as it is
+                node.text = value
+                return
             fast = exact.get(type(value))
             try:
                 node.text = fast(value) if fast is not None else text(value)
@@ -397,7 +400,7 @@ def compile_writer(client: Any, qname: str) -> Callable[[Any], etree._Element] |
         holder = etree.Element("holder")
         node = _SubElement(holder, tag)
         try:
-            root.write(node, {} if data is None else _dict(data))
+            root.write(node, {} if data is None else data if type(data) is dict else _dict(data))
         except _Fallback:
             return zeep_data_to_element(element, data)
         except _Invalid as exc:

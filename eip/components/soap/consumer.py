@@ -155,7 +155,8 @@ class SoapConsumer(ServedConsumer):
             read = element_reader(self.client, tag)
             output = operation.output
             write = element_writer(self.client, _clark(output)) if output is not None else None
-            codecs = self._by_operation[operation.name] = _Codecs(read, write)
+            pattern = ExchangePattern.IN_ONLY if operation.one_way else ExchangePattern.IN_OUT
+            codecs = self._by_operation[operation.name] = _Codecs(read, write, pattern)
         return codecs
 
     async def _call(self, scope: Scope, send: Send, headers: dict[str, Any], body: bytes) -> None:
@@ -222,17 +223,42 @@ class SoapConsumer(ServedConsumer):
         headers[H.SOAP_VERSION] = "1.1" if version is _SOAP11 else "1.2"
         if action:
             headers[H.SOAP_ACTION] = str(action).strip('"')
-        pattern = ExchangePattern.IN_ONLY if operation.one_way else ExchangePattern.IN_OUT
-        exchange = Exchange(data, headers, pattern)
+        exchange = Exchange(data, headers, codecs.pattern)
         if envelope.header is not None and len(envelope.header):
             exchange.properties[H.SOAP_HEADERS] = list(envelope.header)
         spans = self.spans
         span = spans.start(scope, exchange) if spans is not None else None
         await process_exchange(self.route, exchange, expected=operation.declares)
-        status = await self._answer(send, version, operation, exchange, codecs.write)
+        reply = self._reply(version, exchange, codecs.write)
+        if type(reply) is bytes:  # the common case, answered without a coroutine of its own
+            status = 200
+            await respond(send, 200, reply, _xml_headers(version, reply))
+        else:
+            assert not isinstance(reply, bytes)
+            status = await self._answer(send, version, operation, exchange, reply)
         if span is not None:
             assert spans is not None
             spans.finish(span, status, exchange)
+
+    def _reply(
+        self,
+        version: SoapVersion,
+        exchange: Exchange,
+        write: Callable[[Any], etree._Element] | None,
+    ) -> bytes | Exception | None:
+        """The reply envelope of an exchange that succeeded, written as the operation's output
+        element and validated; the exception when the reply does not fit the WSDL; None for a
+        failed exchange or a one-way operation (see :meth:`_answer`)."""
+        if exchange.exception is not None or write is None:
+            return None
+        try:
+            element = write(exchange.body)
+            if self.spec.validate:
+                assert self.schema is not None
+                self.schema.validate(element)
+        except Exception as exc:
+            return exc
+        return build_response(version, element)
 
     async def _answer(
         self,
@@ -240,33 +266,27 @@ class SoapConsumer(ServedConsumer):
         version: SoapVersion,
         operation: WsdlOperation,
         exchange: Exchange,
-        write: Callable[[Any], etree._Element] | None,
+        invalid: Exception | None,
     ) -> int:
+        """Answer what :meth:`_reply` did not write: the route's failure, a one-way
+        operation's 202, or a reply that does not fit the WSDL (``invalid``: why)."""
         failure = exchange.exception
         if failure is not None:
             return await self._failed(send, version, operation, exchange, failure)
-        if operation.output is None or write is None:
+        if operation.output is None:
             await respond(send, 202, b"", [(b"content-length", b"0")])
             return 202
-        try:
-            element = write(exchange.body)
-            if self.spec.validate:
-                assert self.schema is not None
-                self.schema.validate(element)
-        except Exception as exc:
-            log.error(
-                "route %s: the reply of %s does not fit the WSDL's %s: %s",
-                self.route.id,
-                operation.name,
-                operation.output[1],
-                exc,
-            )
-            return await self._fault(
-                send, version, "server", self._server_reason(exchange, exc, "invalid reply")
-            )
-        data = build_response(version, element)
-        await respond(send, 200, data, _xml_headers(version, data))
-        return 200
+        assert invalid is not None, "_reply writes every other reply"
+        log.error(
+            "route %s: the reply of %s does not fit the WSDL's %s: %s",
+            self.route.id,
+            operation.name,
+            operation.output[1],
+            invalid,
+        )
+        return await self._fault(
+            send, version, "server", self._server_reason(exchange, invalid, "invalid reply")
+        )
 
     async def _failed(
         self,
@@ -378,10 +398,11 @@ _CONTENT_TYPE_11 = _CONTENT_TYPES[_SOAP11]
 
 
 class _Codecs(NamedTuple):
-    """An operation's request reader and reply writer (None: one-way)."""
+    """An operation's request reader, reply writer (None: one-way) and exchange pattern."""
 
     read: Callable[[etree._Element], Any]
     write: Callable[[Any], etree._Element] | None
+    pattern: ExchangePattern
 
 
 def _xml_headers(version: SoapVersion | None, data: bytes) -> list[tuple[bytes, bytes]]:
