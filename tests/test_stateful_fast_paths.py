@@ -22,7 +22,8 @@ from eip.stores.memory import MemoryIdempotentRepository
 def route(configure: Any, source: str = "direct:in") -> RouteBuilder:
     class R(RouteBuilder):
         def configure(self) -> None:
-            configure(self.from_(source).route_id("r"))
+            route_id = "r" if source == "direct:in" else source.partition(":")[2]
+            configure(self.from_(source).route_id(route_id))
 
     return R()
 
@@ -221,3 +222,38 @@ async def test_a_failed_part_of_a_list_is_named_and_the_rest_still_run(
     parts = eip_context.mock("parts").received
     assert [p.body for p in parts] == ["a", "c"]
     assert [p.properties[H.SPLIT_SIZE] for p in parts] == [3, 3]  # a list's size is known
+
+
+async def test_collect_bodies_inline_groups_exactly_as_the_strategy_does(
+    eip_context: Context,
+) -> None:
+    def general(old: Exchange | None, new: Exchange) -> Exchange:
+        return collect_bodies(old, new)  # not collect_bodies itself: the strategy is called
+
+    for name, strategy in (("inline", collect_bodies), ("called", general)):
+        eip_context.add_routes(
+            route(
+                lambda r, s=strategy, n=name: r.aggregate(header("k"), s, completion_size=3).to(
+                    f"mock:{n}"
+                ),
+                source=f"direct:{name}",
+            )
+        )
+    await eip_context.start()
+    template = eip_context.template()
+    sent: dict[str, list[Exchange]] = {"inline": [], "called": []}
+    for name in sent:
+        for n, key in enumerate("aababbab"):
+            exchange = await template.send(f"direct:{name}", {"n": n}, {"k": key})
+            assert exchange.exception is None
+            sent[name].append(exchange)
+    inline, called = (eip_context.mock(n).received for n in ("inline", "called"))
+    assert [(ex.body, ex.headers.get("k")) for ex in inline] == [
+        (ex.body, ex.headers.get("k")) for ex in called
+    ]
+    assert [ex.body for ex in inline] == [
+        [{"n": 0}, {"n": 1}, {"n": 3}],
+        [{"n": 2}, {"n": 4}, {"n": 5}],
+    ]
+    # what the inputs were left with is the same too (the first of a group became its list)
+    assert [ex.body for ex in sent["inline"]] == [ex.body for ex in sent["called"]]

@@ -14,7 +14,8 @@ async repository, in the same order:
 4. the input id (``input_id``): an input already in the group, or in a completed one, is
    skipped;
 5. the eager predicate on the input, the strategy, then the completion test on the
-   aggregated exchange;
+   aggregated exchange (the built-in ``collect_bodies`` adding to a group with a fixed
+   completion size runs inline: the stored list grows, as the strategy would grow it);
 6. only then, with every user callable done, the store is changed: the group grows in place
    (:meth:`~eip.stores.memory.MemoryAggregationRepository.grow_nowait`: no copy of the group
    per input), or completes.
@@ -32,6 +33,7 @@ from eip.clock import SystemClock
 from eip.errors import ClosedCorrelationKeyError
 from eip.message import Exchange
 from eip.processors.base import STOP, Step
+from eip.processors.strategies import collect_bodies
 from eip.stores._common import copy_group
 from eip.stores.base import OpenGroup
 
@@ -76,6 +78,11 @@ def nowait_step(aggregator: Aggregator) -> Step:
     locks, timeouts = aggregator._locks, aggregator._timeouts
     timeout_added, completion_timeout = aggregator._timeout_added, aggregator.completion_timeout
     emit, slow = aggregator._completed_by_input, aggregator.__call__
+    # collect_bodies adding to a group, inline: what it does to the restored exchange (the
+    # stored body list grows; body and headers stay the same objects), without making that
+    # exchange or calling it. Only with a fixed completion size (nothing else then reads the
+    # aggregated exchange) and for an input without an exception (which it handles itself).
+    appends = strategy is collect_bodies and fixed_size is not None
 
     def aggregate(exchange: Exchange) -> Any:
         key = correlation(exchange)
@@ -106,8 +113,12 @@ def nowait_step(aggregator: Aggregator) -> Step:
         eager = eager_predicate is not None and bool(eager_predicate(exchange))
         now = now_of()
         if group is None:
-            aggregated = strategy(None, exchange)
+            aggregated: Exchange | None = strategy(None, exchange)
             size = 1
+        elif appends and exchange.exception is None:
+            aggregated = None
+            group.state[0].append(exchange.body)  # collect_bodies on the restored exchange
+            size = group.size + 1
         else:
             body, headers = group.state
             aggregated = strategy(Exchange(body, headers), exchange)
@@ -117,8 +128,9 @@ def nowait_step(aggregator: Aggregator) -> Step:
         elif fixed_size is not None:
             trigger = "size" if size >= fixed_size else None
         else:
+            assert aggregated is not None
             trigger = trigger_of(size, exchange, aggregated)
-        state = (aggregated.body, aggregated.headers)
+        state = group.state if aggregated is None else (aggregated.body, aggregated.headers)
         if group is None:
             group = OpenGroup(
                 key=key,
