@@ -115,10 +115,12 @@ class Splitter:
                 size: int | None = known_size
             else:
                 size = index + 1 if last else None
+            # The part's properties, set and read here as the slot they are: the property's
+            # getter and setter would be two calls per part of the few it costs.
             if size is None:
-                part.properties = {**inherited, split_index: index, split_complete: last}
+                part._properties = {**inherited, split_index: index, split_complete: last}
             else:
-                part.properties = {
+                part._properties = {
                     **inherited,
                     split_index: index,
                     split_size: size,
@@ -133,13 +135,15 @@ class Splitter:
                     await result
             except Exception as exc:
                 part.exception = exc
-            done = part.done()
-            if done is not None:
-                await done
+            if part._uow is not None:  # what part.done() does first: no callbacks, no work
+                done = part.done()
+                if done is not None:
+                    await done
+            properties = part._properties
             if (
                 part.exception is not None
                 or aggregate is not None
-                or RECORD_PROPERTY in part.properties
+                or (properties is not None and RECORD_PROPERTY in properties)
             ) and not settle(part, index - 1, stop_on_exception):
                 return
 
