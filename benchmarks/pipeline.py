@@ -35,10 +35,10 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, Spa
 
 from benchmarks._audit_bench import AuditBench
 from benchmarks._crm import REGIONS, Customer, make_messages, to_erp
+from benchmarks._customer_route import ROUTE_ID, CustomerRoute
 from benchmarks._encrypt_bench import EncryptBench
 from benchmarks._report import Measurement, Variant, interleave, result_line, table
-from eip import Context, Exchange, RouteBuilder, otherwise, when
-from eip.dataformats import json
+from eip import Context, Exchange
 from eip.runtime.route import Route
 
 __all__ = [
@@ -52,7 +52,6 @@ __all__ = [
     "run",
 ]
 
-ROUTE_ID = "bench"
 OUTPUTS = ("eu", "us", "apac")
 SPAN_QUEUE = 200_000  # BatchSpanProcessor's default (2048) silently drops spans at these rates
 
@@ -114,25 +113,6 @@ class Handwritten:
 
 
 # -- the eip route --------------------------------------------------------------------------
-class CustomerRoute(RouteBuilder):
-    """The same work as :class:`Handwritten`, as a route."""
-
-    def configure(self) -> None:
-        out = json()
-        (
-            self.from_("direct:in")
-            .route_id(ROUTE_ID)
-            .unmarshal(json(Customer))
-            .filter(lambda ex: ex.body.active)
-            .transform(lambda ex: to_erp(ex.body))
-            .choice(
-                when(lambda ex: ex.body.region == "EU").marshal(out).to("mock:eu?retain=0"),
-                when(lambda ex: ex.body.region == "US").marshal(out).to("mock:us?retain=0"),
-                otherwise().marshal(out).to("mock:apac?retain=0"),
-            )
-        )
-
-
 async def start_context(provider: TracerProvider | None = None, *, ops: bool = False) -> Context:
     """``ops``: what ``eip run`` turns on for operators (metrics; the failure history is
     always on, and costs nothing for exchanges that succeed)."""

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from eip.config import Config, ConfigError, ServerSettings, load_config
+from eip.dsl.diagnostics import locate
 from eip.dsl.model import StepDef
 from eip.errors import EipError, RouteDefinitionError
 from eip.routefiles import LoadError, load_builders, route_roots
@@ -91,7 +92,7 @@ def _context_for(
         try:
             context.add_routes(builder)
         except RouteDefinitionError as exc:
-            _locate(exc, context)
+            locate(exc, context.route_models)
             if problems is None:
                 raise
             problems.append(exc)
@@ -522,15 +523,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except Exception as exc:
         if isinstance(exc, RouteDefinitionError) and context is not None:
-            _locate(exc, context)  # found across routes at start: one consumer per name
+            locate(exc, context.route_models)  # found across routes at start: one consumer per name
         return _report(exc)
-
-
-def _locate(exc: RouteDefinitionError, context: Context) -> None:
-    """Name the file of the route an error is about, when the error does not yet."""
-    if exc.location is None and exc.route_id:
-        model = next((m for m in context.route_models if m.route_id == exc.route_id), None)
-        exc.location = model.defined_at if model is not None else None
 
 
 def _machine_fault(exc: BaseException) -> BaseException | None:

@@ -24,9 +24,12 @@ from typing import TYPE_CHECKING, NamedTuple
 from eip.errors import RouteDefinitionError
 
 if TYPE_CHECKING:
-    from eip.dsl.builder import RouteBuilder, RouteDefinition
+    from collections.abc import Iterable
 
-__all__ = ["Declared", "caller", "configure_error", "display_path"]
+    from eip.dsl.builder import RouteBuilder, RouteDefinition
+    from eip.dsl.model import RouteModel
+
+__all__ = ["Declared", "caller", "configure_error", "display_path", "locate"]
 
 _EIP_DIR = str(Path(__file__).resolve().parent.parent) + os.sep
 
@@ -50,6 +53,14 @@ def caller() -> Declared | None:
     if frame is None:
         return None
     return Declared(frame.f_code.co_filename, frame.f_lineno)
+
+
+def locate(exc: RouteDefinitionError, models: Iterable[RouteModel]) -> None:
+    """Name the file of the route an error is about (its ``defined_at``), when the error does
+    not yet: for errors found across routes, after their builders ran."""
+    if exc.location is None and exc.route_id:
+        model = next((m for m in models if m.route_id == exc.route_id), None)
+        exc.location = model.defined_at if model is not None else None
 
 
 def display_path(filename: str) -> str:

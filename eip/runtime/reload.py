@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from eip.dsl.diagnostics import locate
 from eip.errors import EipError, RouteDefinitionError, redact_uri
 from eip.routefiles import LoadError, forget_modules
 from eip.runtime.fingerprint import route_fingerprint
@@ -171,7 +172,7 @@ class Reloader:
             scratch.validate()
         except Exception as exc:
             if isinstance(exc, RouteDefinitionError) and scratch is not None:
-                _locate(exc, scratch.route_models)
+                locate(exc, scratch.route_models)
             forget_modules(self.roots)  # what the failed load imported goes too
             sys.modules.update(saved)
             return scrub(redact_uri(_one_line(exc)))
@@ -219,13 +220,6 @@ def _internal_first(context: Context) -> Callable[[RouteModel], int]:
         return 0 if getattr(component, "internal", False) else 1
 
     return rank
-
-
-def _locate(exc: RouteDefinitionError, models: Sequence[RouteModel]) -> None:
-    """Name the file of the route an error is about, when the error does not yet."""
-    if exc.location is None and exc.route_id:
-        model = next((m for m in models if m.route_id == exc.route_id), None)
-        exc.location = model.defined_at if model is not None else None
 
 
 def _one_line(exc: BaseException) -> str:
