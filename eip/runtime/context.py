@@ -257,8 +257,7 @@ class Context(EndpointRegistry):
         return start_reason(error, pending[0].uri if pending else None)
 
     def _start_rank(self, route: Route) -> int:
-        component, _ = self.resolve_endpoint(route.model.source)
-        return 0 if getattr(component, "internal", False) else 1
+        return self.start_rank(route.model)
 
     async def _start_route(self, route: Route) -> None:
         component, spec = self.resolve_endpoint(route.model.source, route_id=route.id, step="from")
@@ -413,10 +412,11 @@ class Context(EndpointRegistry):
         self._models.sort(key=lambda m: rank.get(m.route_id, len(rank)))
         self.routes = {m.route_id: self.routes[m.route_id] for m in self._models}
 
-    def start_rank(self, route: Route) -> int:
+    def start_rank(self, model: RouteModel) -> int:
         """0 for routes fed by internal endpoints (``direct:``, ``seda:``), else 1: internal
         ones start first and stop last."""
-        return self._start_rank(route)
+        component, _ = self.resolve_endpoint(model.source)
+        return 0 if getattr(component, "internal", False) else 1
 
     def _route(self, route_id: str) -> Route:
         try:

@@ -183,14 +183,14 @@ class Reloader:
     ) -> None:
         context = self.context
         going = [context.routes[i] for i in report.removed + report.changed]
-        going.sort(key=context.start_rank, reverse=True)  # intake first, internal ones last
+        going.sort(key=lambda r: context.start_rank(r.model), reverse=True)  # intake first
         previous = {route.id: route.model for route in going}
         for route in going:
             report.aborted[route.id] = await context.remove_route(route.id)
         context.replace_properties(properties)
         coming = [models[i] for i in models if i in report.added or i in report.changed]
         failures: list[str] = []
-        for model in sorted(coming, key=_internal_first(context)):
+        for model in sorted(coming, key=context.start_rank):  # internal ones first
             try:
                 await context.add_route(model)
             except Exception as exc:
@@ -210,16 +210,6 @@ class Reloader:
             log.exception("route %s: the old version did not start again either", model.route_id)
         else:
             log.warning("route %s: the old version runs again", model.route_id)
-
-
-def _internal_first(context: Context) -> Callable[[RouteModel], int]:
-    """Routes fed by ``direct:``/``seda:`` start before the ones that bring messages in."""
-
-    def rank(model: RouteModel) -> int:
-        component, _ = context.resolve_endpoint(model.source)
-        return 0 if getattr(component, "internal", False) else 1
-
-    return rank
 
 
 def _one_line(exc: BaseException) -> str:
