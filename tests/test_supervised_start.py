@@ -127,7 +127,12 @@ async def test_a_route_whose_broker_refuses_waits_while_the_others_run(
                 assert not context.ready
                 ready, problems = readiness(context)
                 assert not ready
-                assert set(problems) == {"orders-in"}
+                assert "orders-in" in problems
+                # While an attempt is connecting, the link says so too (a race with the
+                # backoff: between attempts the link is closed and only the route is named).
+                assert all(
+                    name == "orders-in" or name.startswith("rabbitmq amqp://") for name in problems
+                ), problems
                 assert problems["orders-in"].startswith("waiting to start (attempt ")
                 assert (
                     "cannot connect to RabbitMQ at amqp://guest:***@127.0.0.1:"
