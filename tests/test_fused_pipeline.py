@@ -325,7 +325,10 @@ async def test_metrics_time_sync_and_suspended_exchanges_inline() -> None:
         assert context.metrics is not None
         timings = context.metrics.timings("r")
         assert timings is not None
-        assert "clock_()" in route.dispatch.eip_source  # type: ignore[attr-defined]
+        # Every exchange enters the untimed dispatch, which hands the sampled ones (all of
+        # them while the route is quiet) to its timed twin.
+        assert "clock_()" not in route.dispatch.eip_source  # type: ignore[attr-defined]
+        assert "clock_()" in route.dispatch.eip_timed.eip_source  # type: ignore[attr-defined]
         for _ in range(5):
             assert route.dispatch(Exchange("now")) is None
         assert timings.count == 5
@@ -418,7 +421,7 @@ async def test_tracing_and_timing_inline_in_the_dispatch_on_every_way_out() -> N
     )
     async with context:
         route = context.routes["r"]
-        source = route.dispatch.eip_source  # type: ignore[attr-defined]
+        source = route.dispatch.eip_timed.eip_source  # type: ignore[attr-defined]
         assert "route_span_ = span_start_(" in source  # the route span, inline
         assert "started_ = clock_()" in source  # and the timing
         assert context.metrics is not None

@@ -279,3 +279,60 @@ async def test_traced_dispatch_is_timed_and_stays_sync() -> None:
     check_histogram(samples, "sync", 1)
     check_histogram(samples, "async", 1)
     assert {span.name for span in exporter.get_finished_spans()} >= {"sync", "async"}
+
+
+# -- sampling under load ------------------------------------------------------------------------
+def test_sampling_grows_only_under_sustained_load_and_shrinks_when_it_ends() -> None:
+    timings = RouteTimings()
+    now = 100.0
+    timings.adapt(now)  # the first timed exchange: no gap yet
+    for _ in range(RouteTimings.SUSTAINED - 1):  # a burst: still every exchange timed
+        now += RouteTimings.FAST_GAP / 2
+        timings.adapt(now)
+    assert timings.mask == 0
+    now += RouteTimings.FAST_GAP / 2
+    timings.adapt(now)
+    assert timings.mask == 1  # sustained: one in two
+    for _ in range(10 * RouteTimings.SUSTAINED):
+        now += RouteTimings.FAST_GAP / 2
+        timings.adapt(now)
+    assert timings.mask == RouteTimings.MAX_SAMPLE - 1  # and no sparser than the maximum
+    timings.observe(0.0001)
+    assert timings.count == RouteTimings.MAX_SAMPLE  # a timed one stands for the skipped
+    assert timings.sum == pytest.approx(0.0001 * RouteTimings.MAX_SAMPLE)
+    for expected in (7, 3, 1, 0, 0):  # the load ends: each slow gap halves it
+        now += RouteTimings.SLOW_GAP * 2
+        timings.adapt(now)
+        assert timings.mask == expected
+
+
+async def test_a_busy_route_is_sampled_and_its_histogram_keeps_the_scale(
+    eip_context: Context,
+) -> None:
+    metrics = await instrumented(eip_context)
+    route = eip_context.routes["sync"]
+    timings = metrics.timings("sync")
+    assert timings is not None
+    dispatch = route.dispatch
+    sent = 0
+    while timings.mask < RouteTimings.MAX_SAMPLE - 1 and sent < 200_000:
+        for _ in range(1000):
+            assert dispatch(Exchange("x")) is None
+        sent += 1000
+    assert timings.mask == RouteTimings.MAX_SAMPLE - 1, f"still {timings.mask} after {sent}"
+    assert route.exchanges_total == sent
+    # Every (mask + 1)-th exchange, counted mask + 1 times: within a sample or so per step.
+    assert abs(timings.count - sent) <= 2 * RouteTimings.MAX_SAMPLE * 4
+    samples = scrape(metrics)
+    assert value(samples, "eip_exchanges_total", route="sync") == sent
+    assert value(samples, "eip_exchange_duration_seconds_count", route="sync") == timings.count
+    # Quiet again: a slow gap per timed exchange brings back timing every one.
+    for _ in range(8):
+        await asyncio.sleep(RouteTimings.SLOW_GAP * 2)
+        for _ in range(timings.mask + 1):
+            assert dispatch(Exchange("x")) is None
+    assert timings.mask == 0
+    before = timings.count
+    for _ in range(5):
+        assert dispatch(Exchange("x")) is None
+    assert timings.count == before + 5
