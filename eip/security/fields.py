@@ -21,11 +21,12 @@ import msgspec
 
 from eip.errors import RouteDefinitionError
 from eip.security.keys import KeyRing
-from eip.security.tokens import TokenCipher, is_token
+from eip.security.tokens import PREFIX, TokenCipher, is_token
 
 __all__ = ["FieldCipher"]
 
 Path = tuple[str, ...]
+_encode = msgspec.json.encode
 
 
 def _split(path: str) -> Path:
@@ -38,7 +39,7 @@ def _split(path: str) -> Path:
 class FieldCipher:
     """Encrypts or decrypts the given fields of a body."""
 
-    __slots__ = ("_cipher", "_opens", "_paths", "_seals")
+    __slots__ = ("_cipher", "_flat", "_opens", "_paths", "_seals")
 
     def __init__(self, fields: Sequence[str], key: str | bytes | KeyRing) -> None:
         if isinstance(fields, str):
@@ -50,10 +51,42 @@ class FieldCipher:
         # One bound change per field, made once: nothing is built per message.
         self._seals = [(path, functools.partial(_seal, cipher, name)) for name, path in self._paths]
         self._opens = [(path, functools.partial(_open, cipher, name)) for name, path in self._paths]
+        # Top-level fields only (the common case): one pass, one copy of the body for all of
+        # them, the associated data made once. None when any path is nested or has a '*'.
+        flat = all(len(path) == 1 and path[0] != "*" for _, path in self._paths)
+        self._flat = (
+            [(name, cipher.associated_data(name)) for name, _ in self._paths] if flat else None
+        )
 
     def encrypt(self, body: Any) -> Any:
+        if self._flat is not None:
+            return self._encrypt_flat(body, self._flat)
         for path, change in self._seals:
             body = _apply(body, path, change)
+        return body
+
+    def _encrypt_flat(self, body: Any, fields: list[tuple[str, bytes]]) -> Any:
+        """:meth:`encrypt` for top-level fields of a Struct or dict: the same result as the
+        path walk (missing and None fields left alone, tokens not wrapped again, the body
+        copied only when something changed), with one ``structs.replace`` for all fields."""
+        seal = self._cipher.seal_bound
+        changes: dict[str, str] = {}
+        if isinstance(body, msgspec.Struct):
+            names = body.__struct_fields__
+            for name, ad in fields:
+                if name in names:
+                    value = getattr(body, name)
+                    if value is not None and not (
+                        isinstance(value, str) and value.startswith(PREFIX)
+                    ):
+                        changes[name] = seal(_encode(value), ad)
+            return msgspec.structs.replace(body, **changes) if changes else body
+        if isinstance(body, dict):
+            for name, ad in fields:
+                value = body.get(name)
+                if value is not None and not (isinstance(value, str) and value.startswith(PREFIX)):
+                    changes[name] = seal(_encode(value), ad)
+            return {**body, **changes} if changes else body
         return body
 
     def decrypt(self, body: Any) -> Any:
