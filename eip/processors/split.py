@@ -17,6 +17,15 @@ whole, and no clause runs a second time for it. Without an aggregation strategy 
 message continues after the split; with one, the strategy folds the parts' results
 (``strategy(None, first)``, then ``strategy(so_far, next)``) and that becomes the message.
 
+A part's message id (``eip.message.id``) is its own, derived from the parent's:
+``f"{parent_id}#{index}"``, as Camel gives each part its own exchange id. A copied id made every
+part after the first a redelivery of the first to anything keyed on the message id (the
+aggregator's default input id, an idempotent consumer), which dropped them silently; a derived
+id is unique per part and stable across redeliveries of the parent (a random one would not be),
+so at-least-once redelivery still finds the parts it already has. The parent keeps its own id,
+also when a strategy folds the parts into its message; a parent without an id gives parts
+without one.
+
 That failure says which part it was: the exchange fails with a
 :class:`~eip.errors.PartFailedError` (``split part index 2 failed: ValueError: ...``) whose
 ``__cause__`` is the part's own error, the one ``on_exception`` clauses match. The failure
@@ -35,6 +44,7 @@ from eip import headers as H
 from eip._callables import is_async_callable
 from eip.errors import PartFailedError
 from eip.failures import RECORD_PROPERTY, locate
+from eip.headers import MESSAGE_ID
 from eip.message import Exchange
 from eip.processors.base import STOP, Step, run_to_completion
 from eip.processors.multicast import part_failed
@@ -89,7 +99,10 @@ class Splitter:
         if state.failed is not None:
             raise part_failed(exchange, state.failed, "split", state.failed_index)
         if state.result is not None:
+            parent_id = exchange.headers.get(MESSAGE_ID)
             exchange.message = state.result
+            if parent_id is not None:
+                exchange.headers[MESSAGE_ID] = parent_id
         return None
 
     async def _run_iterator(self, iterator: Iterator[Any], state: _SplitState) -> None:
@@ -104,6 +117,7 @@ class Splitter:
         inherited = original.properties
         known_size = state.size
         split_index, split_size, split_complete = H.SPLIT_INDEX, H.SPLIT_SIZE, H.SPLIT_COMPLETE
+        parent_id = headers.get(MESSAGE_ID) if headers else None
         following = next(iterator, _END)
         index = 0
         while following is not _END:
@@ -111,6 +125,8 @@ class Splitter:
             following = next(iterator, _END)
             last = following is _END
             part = Exchange(body, dict(headers) if headers else {}, pattern)
+            if parent_id is not None:
+                part.headers[MESSAGE_ID] = f"{parent_id}#{index}"
             if known_size is not None:
                 size: int | None = known_size
             else:
@@ -204,6 +220,9 @@ class _SplitState:
     def part(self, body: Any, last: bool) -> Exchange:
         original = self.original
         part = Exchange(body, dict(original.headers), original.pattern)
+        parent_id = original.headers.get(MESSAGE_ID)
+        if parent_id is not None:
+            part.headers[MESSAGE_ID] = f"{parent_id}#{self.index}"
         properties = dict(original.properties)
         properties[H.SPLIT_INDEX] = self.index
         size = self.size if self.size is not None else (self.index + 1 if last else None)
