@@ -21,7 +21,7 @@ import msgspec
 
 from eip.errors import RouteDefinitionError
 from eip.security.keys import KeyRing
-from eip.security.tokens import PREFIX, TokenCipher, is_token
+from eip.security.tokens import TokenCipher, is_token
 
 __all__ = ["FieldCipher"]
 
@@ -69,25 +69,25 @@ class FieldCipher:
         """:meth:`encrypt` for top-level fields of a Struct or dict: the same result as the
         path walk (missing and None fields left alone, tokens not wrapped again, the body
         copied only when something changed), with one ``structs.replace`` for all fields."""
+        if isinstance(body, msgspec.Struct):
+            names: Any = body.__struct_fields__
+            get: Callable[[str], Any] = functools.partial(getattr, body)
+        elif isinstance(body, dict):
+            names, get = body, body.get
+        else:
+            return body
         seal = self._cipher.seal_bound
         changes: dict[str, str] = {}
-        if isinstance(body, msgspec.Struct):
-            names = body.__struct_fields__
-            for name, ad in fields:
-                if name in names:
-                    value = getattr(body, name)
-                    if value is not None and not (
-                        isinstance(value, str) and value.startswith(PREFIX)
-                    ):
-                        changes[name] = seal(_encode(value), ad)
-            return msgspec.structs.replace(body, **changes) if changes else body
-        if isinstance(body, dict):
-            for name, ad in fields:
-                value = body.get(name)
-                if value is not None and not (isinstance(value, str) and value.startswith(PREFIX)):
+        for name, ad in fields:
+            if name in names:
+                value = get(name)
+                if value is not None and not is_token(value):
                     changes[name] = seal(_encode(value), ad)
-            return {**body, **changes} if changes else body
-        return body
+        if not changes:
+            return body
+        if isinstance(body, dict):
+            return {**body, **changes}
+        return msgspec.structs.replace(body, **changes)
 
     def decrypt(self, body: Any) -> Any:
         for path, change in self._opens:
