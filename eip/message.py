@@ -56,27 +56,50 @@ class Message:
 
 
 class UnitOfWork:
-    """On-completion callbacks of one exchange, run once when its routing is done."""
+    """On-completion callbacks of one exchange, run once when its routing is done.
 
-    __slots__ = ("_on_failure", "_on_success", "completed")
+    Most exchanges that have callbacks have one pair (an idempotent claim, a consumer's ack),
+    so the first pair is kept in two slots and only further pairs go to a list: a unit of work
+    is one object, made with its first pair. Once it ran it lets go of its callbacks, so a
+    callback that holds its exchange (the exchange holds the unit of work) leaves no
+    reference cycle behind for the garbage collector.
+    """
 
-    def __init__(self) -> None:
-        self._on_success: list[Callback] = []
-        self._on_failure: list[Callback] = []
+    __slots__ = ("_more", "_on_failure", "_on_success", "completed")
+
+    def __init__(
+        self, on_success: Callback | None = None, on_failure: Callback | None = None
+    ) -> None:
+        self._on_success = on_success
+        self._on_failure = on_failure
+        #: The pairs registered after the first, in registration order (None: none yet).
+        self._more: list[tuple[Callback | None, Callback | None]] | None = None
         self.completed = False
 
     def add(self, on_success: Callback | None = None, on_failure: Callback | None = None) -> None:
-        if on_success is not None:
-            self._on_success.append(on_success)
-        if on_failure is not None:
-            self._on_failure.append(on_failure)
+        if on_success is None and on_failure is None:
+            return
+        if self._more is None:
+            if self._on_success is None and self._on_failure is None:
+                self._on_success, self._on_failure = on_success, on_failure
+                return
+            self._more = []
+        self._more.append((on_success, on_failure))
+
+    def _pairs(self) -> list[tuple[Callback | None, Callback | None]]:
+        """Every pair, in registration order."""
+        first = (self._on_success, self._on_failure)
+        pairs = [] if first == (None, None) else [first]
+        if self._more is not None:
+            pairs += self._more
+        return pairs
 
     def absorb(self, other: UnitOfWork) -> None:
         """Take over ``other``'s callbacks (they complete with this unit of work)."""
         if other.completed:
             return
-        self._on_success.extend(other._on_success)
-        self._on_failure.extend(other._on_failure)
+        for on_success, on_failure in other._pairs():
+            self.add(on_success, on_failure)
 
     def run(self, exchange: Exchange, failed: bool) -> Awaitable[None] | None:
         """Run the callbacks in reverse order of registration (last in, first completed).
@@ -92,22 +115,45 @@ class UnitOfWork:
         if self.completed:
             return None
         self.completed = True
-        callbacks = list(reversed(self._on_failure if failed else self._on_success))
-        for index, callback in enumerate(callbacks):
+        more = self._more
+        if more is None:  # one pair: the common case
+            callback = self._on_failure if failed else self._on_success
+            self._on_success = self._on_failure = None
+            if callback is None:
+                return None
+            try:
+                result = callback(exchange)
+            except Exception as exc:
+                _callback_failed(exchange, callback, exc, failed)
+                return None
+            if result is not None and inspect.isawaitable(result):
+                return self._finish(exchange, result, [], failed, callback)
+            return None
+        side = 1 if failed else 0
+        callbacks = [pair[side] for pair in self._pairs()]
+        self._on_success = self._on_failure = self._more = None
+        index = len(callbacks)
+        while index:
+            index -= 1
+            callback = callbacks[index]
+            if callback is None:
+                continue
             try:
                 result = callback(exchange)
             except Exception as exc:
                 _callback_failed(exchange, callback, exc, failed)
                 continue
-            if inspect.isawaitable(result):
-                return self._finish(exchange, result, callbacks[index + 1 :], failed, callback)
+            if result is not None and inspect.isawaitable(result):
+                return self._finish(
+                    exchange, result, callbacks[index - 1 :: -1] if index else [], failed, callback
+                )
         return None
 
     async def _finish(
         self,
         exchange: Exchange,
         pending: Awaitable[None],
-        rest: list[Callback],
+        rest: list[Callback | None],
         failed: bool,
         callback: Callback,
     ) -> None:
@@ -115,13 +161,15 @@ class UnitOfWork:
             await pending
         except Exception as exc:
             _callback_failed(exchange, callback, exc, failed)
-        for callback in rest:
+        for next_callback in rest:
+            if next_callback is None:
+                continue
             try:
-                result = callback(exchange)
-                if inspect.isawaitable(result):
+                result = next_callback(exchange)
+                if result is not None and inspect.isawaitable(result):
                     await result
             except Exception as exc:
-                _callback_failed(exchange, callback, exc, failed)
+                _callback_failed(exchange, next_callback, exc, failed)
 
 
 def _callback_failed(exchange: Exchange, callback: Callback, exc: Exception, failed: bool) -> None:
@@ -222,9 +270,11 @@ class Exchange(Message):
         self, on_success: Callback | None = None, on_failure: Callback | None = None
     ) -> None:
         """Register callbacks to run when the exchange's routing completes."""
-        if self._uow is None:
-            self._uow = UnitOfWork()
-        self._uow.add(on_success, on_failure)
+        uow = self._uow
+        if uow is None:
+            self._uow = UnitOfWork(on_success, on_failure)
+        else:
+            uow.add(on_success, on_failure)
 
     def done(self) -> Awaitable[None] | None:
         """Complete the unit of work; returns an awaitable only if there are callbacks."""
