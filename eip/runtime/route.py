@@ -231,6 +231,19 @@ class Route:
         self.dispatch = self._entry()
         return True
 
+    @property
+    def dispatch_is_fused(self) -> bool:
+        """True while ``dispatch`` is the route's generated one (nothing wraps it): a consumer
+        may then rely on the last step having run when it returns None."""
+        return self.dispatch is self._generated
+
+    def resume_failed(self, exchange: Exchange, index: int, error: Exception) -> Awaitable[None]:
+        """Finish an exchange whose top-level step ``index`` failed after the route returned
+        (a send settled later, by its publisher confirm): the route's error handling runs
+        from that step exactly as if the step had raised ``error``; in flight until done."""
+        self.inflight += 1
+        return self._finish(exchange, self.pipeline._slow(exchange, index, None, error))
+
     async def _finish(self, exchange: Exchange, pending: Any) -> None:
         since = self.inflight_since
         since[exchange] = time.monotonic()

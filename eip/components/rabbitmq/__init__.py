@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 
 from eip.components.base import Component, Consumer, EndpointSpec, Producer
 from eip.components.rabbitmq.client import check_client
+from eip.components.rabbitmq.confirmed import Handoff
 from eip.components.rabbitmq.link import BrokerLink, LinkState
 from eip.components.rabbitmq.spec import RabbitMQSpec, rabbitmq
 from eip.errors import redact_uri
@@ -30,6 +31,8 @@ class RabbitMQComponent(Component):
         super().__init__(context)
         self.links: dict[tuple[object, ...], BrokerLink] = {}
         self.producers: list[Any] = []
+        #: A consumer's fast-path exchange, met by the producer it reaches (:mod:`.confirmed`).
+        self.handoff = Handoff()
 
     def link(self, spec: RabbitMQSpec) -> BrokerLink:
         """The shared connection for ``spec`` (one per broker URL and connection options)."""

@@ -102,6 +102,15 @@ def _outcome_unknown(error: BaseException | None) -> bool:
     return False
 
 
+async def _then(pending: Any, confirm: Any) -> None:
+    """Wait for ``pending`` (if any), and in any case for the publish's confirm."""
+    try:
+        if pending is not None:
+            await pending
+    finally:
+        await confirm
+
+
 class RabbitMQConsumer(Consumer):
     def __init__(self, component: RabbitMQComponent, spec: RabbitMQSpec, route: Route) -> None:
         super().__init__(route)
@@ -129,6 +138,8 @@ class RabbitMQConsumer(Consumer):
             spec.queue_arguments.get("x-dead-letter-exchange", "")
         )
         self.consumed = 0
+        self._handoff = component.handoff
+        self._fast = False  # the confirm-aware fast path (see :mod:`.confirmed`)
 
     @property
     def backlog(self) -> int:
@@ -154,6 +165,7 @@ class RabbitMQConsumer(Consumer):
 
     async def start(self) -> None:
         self._stopping = False
+        self._fast = self._fast_path_possible()
         self._worker = asyncio.create_task(self._work(), name=f"rabbitmq-consumer {self.route.id}")
         try:
             connection = await self.link.acquire()
@@ -257,20 +269,58 @@ class RabbitMQConsumer(Consumer):
                 if window is self._window and window.open:
                     window.reject(delivery.delivery_tag, requeue=False)
 
+    def _fast_path_possible(self) -> bool:
+        """Whether deliveries may be settled from their publish's confirm: the route's last
+        top-level step is a bare RabbitMQ send of this component, nothing traces the route,
+        and more than one exchange may be in flight (see :mod:`.confirmed`)."""
+        from eip.components.rabbitmq.producer import RabbitMQProducer
+
+        steps = self.route.pipeline.steps
+        if self.spec.concurrency <= 1 or not steps or self.component.context.tracing.enabled:
+            return False
+        last = steps[-1]
+        producer = getattr(last, "__self__", None)
+        return (
+            isinstance(producer, RabbitMQProducer)
+            and getattr(last, "__func__", None) is RabbitMQProducer.process
+            and producer.component is self.component
+        )
+
     def _handle(self, window: AckWindow, delivery: Delivery) -> Any:
-        """Dispatch one delivery; None when it settled synchronously or runs as a task, else
-        an awaitable (``concurrency=1``, or every slot taken)."""
+        """Dispatch one delivery; None when it settled synchronously, runs as a task or waits
+        for its publish's confirm (the fast path), else an awaitable (``concurrency=1``, or
+        every slot taken)."""
         if self._poisoned(window, delivery):
             return None
         exchange = exchange_from_delivery(delivery, self.component.context.tracing.enabled)
+        route = self.route
+        handoff = None
         if delivery.properties.reply_to:
             exchange.pattern = ExchangePattern.IN_OUT
+        elif self._fast and route.dispatch_is_fused:
+            handoff = self._handoff
+            handoff.exchange = exchange
         self.consumed += 1
         try:
-            pending = self.route.dispatch(exchange)
+            pending = route.dispatch(exchange)
         except Exception as exc:
             exchange.exception = exc
             pending = None
+        if handoff is not None:
+            handoff.exchange = None
+            settler = handoff.settler
+            if settler is not None:
+                handoff.settler = None
+                if pending is None and exchange.exception is None:
+                    # published by the last step: settled from the confirm (see .confirmed)
+                    route.inflight += 1
+                    settler.add(handoff.seq, handoff.routing_key, self, window, delivery, exchange)
+                    return None
+                # not expected (the send is the last step), but never ack it unconfirmed
+                confirm = settler.producer.confirmed(
+                    settler.channel, handoff.seq, handoff.routing_key
+                )
+                pending = _then(pending, confirm)
         done = None
         if pending is None:
             done = exchange.done()
@@ -331,6 +381,30 @@ class RabbitMQConsumer(Consumer):
             if slot:
                 self._free += 1
                 self._slot_freed.set()
+
+    # -- the fast path: settled from the publish's confirm (see .confirmed) ----------------
+    def confirmed(self, window: AckWindow, delivery: Delivery, exchange: Exchange) -> None:
+        """The publish of a fast-path delivery is confirmed: complete it, then settle it."""
+        done = exchange.done()
+        if done is not None:
+            self._track(self._run(None, done, window, delivery, exchange, False))
+            return
+        self.route.leave()
+        self._settle(window, delivery, exchange)
+
+    def confirm_failed(
+        self, window: AckWindow, delivery: Delivery, exchange: Exchange, error: Exception
+    ) -> None:
+        """Its publish failed or its outcome is unknown: the route's error handling takes it
+        from the send step, as if the send had raised ``error``; then it is settled."""
+        steps = len(self.route.pipeline.steps)
+        pending = self.route.resume_failed(exchange, steps - 1, error)
+        self._track(self._run(pending, None, window, delivery, exchange, False))
+
+    def _track(self, work: Any) -> None:
+        task = asyncio.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     # -- settling --------------------------------------------------------------------------
     def _settle(self, window: AckWindow, delivery: Delivery, exchange: Exchange) -> None:

@@ -46,6 +46,7 @@ from typing import TYPE_CHECKING, Any
 from eip.components.base import Producer
 from eip.components.rabbitmq._amqp import (
     AmqpError,
+    Channel,
     ChannelClosedError,
     ConfirmTimeoutError,
     ConnectionClosedError,
@@ -53,6 +54,7 @@ from eip.components.rabbitmq._amqp import (
     Properties,
 )
 from eip.components.rabbitmq.client import AmqpChannel, AmqpConnection
+from eip.components.rabbitmq.confirmed import ConfirmSettler
 from eip.components.rabbitmq.consumer import declare_topology
 from eip.components.rabbitmq.mapping import exchange_from_delivery, properties_for
 from eip.components.rabbitmq.recovery import Backoff, Recovery
@@ -91,6 +93,10 @@ class RabbitMQProducer(Producer):
         )
         self._checkpoints: collections.deque[tuple[float, int]] = collections.deque()
         self._sweeper: asyncio.TimerHandle | None = None
+        self._handoff = component.handoff
+        #: Settles fast-path deliveries from the confirms (see :mod:`.confirmed`); only on
+        #: eip's own client, with confirms and without ``mandatory``.
+        self._settler: ConfirmSettler | None = None
 
     @property
     def problem(self) -> str | None:
@@ -127,6 +133,8 @@ class RabbitMQProducer(Producer):
                 )
         self._replies.clear()
         self._checkpoints.clear()
+        if isinstance(channel, Channel) and self.spec.confirm and not self.spec.mandatory:
+            self._settler = ConfirmSettler(channel, self)
         self.channel = channel
         self._attached.set()
         channel.closed.add_done_callback(lambda closed: self._lost(channel, closed))
@@ -181,29 +189,34 @@ class RabbitMQProducer(Producer):
             raise OutcomeUnknownError(f"publish failed: {exc}", endpoint=self._where) from exc
         if not self.spec.confirm:
             return None
-        return self._confirmed(channel, seq, routing_key)
+        handoff = self._handoff
+        if handoff.exchange is exchange:  # the consumer settles it from the confirm
+            settler = self._settler
+            if settler is not None and settler.channel is channel:
+                handoff.take(settler, seq, routing_key)
+                return None
+        return self.confirmed(channel, seq, routing_key)
 
-    async def _confirmed(self, channel: AmqpChannel, seq: int, routing_key: str) -> None:
+    async def confirmed(self, channel: AmqpChannel, seq: int, routing_key: str) -> None:
+        """Wait for the confirm of publish ``seq``; raise what its failure means."""
         try:
             await channel.wait_confirm(seq)
-        except (ChannelClosedError, ConnectionClosedError) as exc:
-            raise OutcomeUnknownError(
-                f"publish to exchange {self.spec.exchange!r} with routing key {routing_key!r}: "
-                f"outcome unknown, {exc}",
-                endpoint=self._where,
-            ) from exc
-        except ConfirmTimeoutError as exc:
-            raise OutcomeUnknownError(
-                f"publish to exchange {self.spec.exchange!r} with routing key {routing_key!r}: "
-                f"{exc}",
-                endpoint=self._where,
-            ) from exc
         except AmqpError as exc:
-            raise EndpointError(
-                f"publish to exchange {self.spec.exchange!r} with routing key {routing_key!r} "
-                f"failed: {exc}",
-                endpoint=self._where,
-            ) from exc
+            raise self.confirm_error(exc, routing_key) from exc
+
+    def confirm_error(self, exc: AmqpError, routing_key: str) -> EndpointError:
+        """What a failed confirm wait means for the route: an unknown outcome (the channel or
+        connection closed first, no confirm in time) or a failed send (nacked, returned)."""
+        where = f"publish to exchange {self.spec.exchange!r} with routing key {routing_key!r}"
+        error: EndpointError
+        if isinstance(exc, ChannelClosedError | ConnectionClosedError):
+            error = OutcomeUnknownError(f"{where}: outcome unknown, {exc}", endpoint=self._where)
+        elif isinstance(exc, ConfirmTimeoutError):
+            error = OutcomeUnknownError(f"{where}: {exc}", endpoint=self._where)
+        else:
+            error = EndpointError(f"{where} failed: {exc}", endpoint=self._where)
+        error.__cause__ = exc
+        return error
 
     async def _send_when_ready(self, exchange: Exchange) -> None:
         """No open channel, or the socket/broker is not taking writes: wait, bounded."""
@@ -245,13 +258,14 @@ class RabbitMQProducer(Producer):
             while checkpoints and checkpoints[0][0] <= limit:
                 boundary = checkpoints.popleft()[1]
             if boundary:
-                expired = channel.expire_confirms(
-                    boundary,
-                    ConfirmTimeoutError(
-                        f"no publisher confirm within {self.spec.confirm_timeout}s "
-                        f"(outcome unknown){self._blocked_note()}"
-                    ),
+                timeout = ConfirmTimeoutError(
+                    f"no publisher confirm within {self.spec.confirm_timeout}s "
+                    f"(outcome unknown){self._blocked_note()}"
                 )
+                expired = channel.expire_confirms(boundary, timeout)
+                settler = self._settler
+                if settler is not None and settler.channel is channel:
+                    expired += settler.expire(boundary, timeout)
                 if expired:
                     log.warning(
                         "rabbitmq producer %s: %d publishes unconfirmed after %ss%s",
@@ -311,7 +325,7 @@ class RabbitMQProducer(Producer):
         try:
             seq = channel.publish(self._body(exchange), self.spec.exchange, routing_key, properties)
             if self.spec.confirm:
-                await self._confirmed(channel, seq, routing_key)
+                await self.confirmed(channel, seq, routing_key)
             reply = await asyncio.wait_for(waiter, self.spec.request_timeout)
         except TimeoutError:
             raise ExchangeTimeoutError(

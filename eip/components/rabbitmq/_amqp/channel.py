@@ -135,6 +135,17 @@ class Channel(ChannelIncoming, ChannelMethods):
         return 0 if self._tracker is None else self._tracker.expire(before, error)
 
     @property
+    def settled_below(self) -> int:
+        """Every publish numbered below this one is confirmed (acked or nacked); 1 without
+        confirms. With :meth:`confirm_failure`, what a confirm callback needs to settle the
+        publishes it covers in order, without a future per publish."""
+        return 1 if self._tracker is None else self._tracker.settled_below
+
+    def confirm_failure(self, seq: int) -> AmqpError | None:
+        """Why settled publish ``seq`` failed (nacked, returned), or None when it was acked."""
+        return None if self._tracker is None else self._tracker.failure(seq)
+
+    @property
     def unconfirmed_count(self) -> int:
         """Publishes not yet acked or nacked by the broker (0 without confirms)."""
         return 0 if self._tracker is None else len(self._tracker.unconfirmed)

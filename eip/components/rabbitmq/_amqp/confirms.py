@@ -114,6 +114,22 @@ class ConfirmTracker:
                     else:
                         fut.set_exception(fresh(error))
 
+    @property
+    def settled_below(self) -> int:
+        """Every publish numbered below this one has been acked or nacked by the broker."""
+        return self._low
+
+    def failure(self, seq: int) -> AmqpError | None:
+        """Why a settled publish failed (a nack, a return), as ``wait`` would raise it (also
+        when its outcome is no longer known: see ``FAILURES_KEPT``); None when it was acked."""
+        failed = self._failed
+        if not failed:
+            return None
+        error = failed.get(seq)
+        if error is None and seq <= self._evicted_max:
+            return AmqpError(f"the outcome of publish {seq} is no longer known")
+        return error
+
     def returned(self, message: Returned) -> None:
         """Attribute a Basic.Return to its publish (sets ``message.publish_seq``)."""
         seq = next(
