@@ -140,6 +140,8 @@ class RabbitMQConsumer(Consumer):
         self.consumed = 0
         self._handoff = component.handoff
         self._fast = False  # the confirm-aware fast path (see :mod:`.confirmed`)
+        #: Deliveries whose publish was confirmed on the fast path (for tests, diagnostics).
+        self.settled_by_confirm = 0
 
     @property
     def backlog(self) -> int:
@@ -385,6 +387,7 @@ class RabbitMQConsumer(Consumer):
     # -- the fast path: settled from the publish's confirm (see .confirmed) ----------------
     def confirmed(self, window: AckWindow, delivery: Delivery, exchange: Exchange) -> None:
         """The publish of a fast-path delivery is confirmed: complete it, then settle it."""
+        self.settled_by_confirm += 1
         done = exchange.done()
         if done is not None:
             self._track(self._run(None, done, window, delivery, exchange, False))

@@ -1,0 +1,239 @@
+"""The confirm-aware fast path (:mod:`eip.components.rabbitmq.confirmed`), against the real
+broker: deliveries settled from their publish's confirm, with the same outcomes as the general
+path when the broker nacks a publish (default error handling, a dead letter channel, a
+redelivery policy) and when confirms do not come (a blocked broker, the confirm timeout).
+
+Nacks are real: the target queue holds one message and refuses the rest
+(``x-overflow=reject-publish``), so the broker nacks every publish after the first. Each
+outcome is checked on the fast path (``concurrency`` > 1) and on the general path
+(``concurrency=1``, which never takes it). Lean client only: the fast path needs it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from eip import Context, RedeliveryPolicy, RouteBuilder, dead_letter_channel
+from eip.components.rabbitmq._amqp import Channel, Connection, Properties, connect
+from eip.components.rabbitmq.consumer import RabbitMQConsumer
+
+from .faultproxy import FaultProxy
+from .support import Broker, dead_letter_setup, depth, depth_is, drain_ids, fill, unique, until
+
+pytestmark = pytest.mark.rabbitmq
+
+FULL_AFTER_ONE = {"x-max-length": 1, "x-overflow": "reject-publish"}
+
+
+def _consumer(context: Context, route_id: str) -> RabbitMQConsumer:
+    consumer = context.routes[route_id].consumer
+    assert isinstance(consumer, RabbitMQConsumer)
+    return consumer
+
+
+async def test_fast_path_relays_everything_and_acks_only_confirmed(broker: Broker) -> None:
+    channel, queues, _ = broker
+    work, out = unique("fast"), unique("fast.out")
+    queues += [work, out]
+    await channel.queue_declare(out)
+    count = 3000
+    await fill(channel, work, count)
+
+    class Relay(RouteBuilder):
+        def configure(self) -> None:
+            (
+                self.from_(f"rabbitmq:?queue={work}&prefetch=200&concurrency=20")
+                .route_id("relay")
+                .transform(lambda ex: ex.body + b"!")
+                .to(f"rabbitmq:?routing_key={out}")
+            )
+
+    context = Context()
+    context.add_routes(Relay())
+    async with context:
+        consumer = _consumer(context, "relay")
+        await until(lambda: depth_is(channel, out, count), timeout=30, what="all relayed")
+        await until(lambda: depth_is(channel, work, 0), what="all acked")
+        assert consumer.settled_by_confirm == count
+        assert context.routes["relay"].inflight == 0
+    ids = await drain_ids(channel, out, count)
+    assert sorted(ids) == sorted(f"m{n}" for n in range(count))  # the ids went along
+
+
+async def test_fast_path_is_not_taken_when_a_step_follows_the_send(broker: Broker) -> None:
+    channel, queues, _ = broker
+    work, out = unique("fast.after"), unique("fast.after.out")
+    queues += [work, out]
+    await channel.queue_declare(out)
+    await fill(channel, work, 50)
+    seen: list[bytes] = []
+
+    class Relay(RouteBuilder):
+        def configure(self) -> None:
+            (
+                self.from_(f"rabbitmq:?queue={work}&concurrency=20")
+                .route_id("relay")
+                .to(f"rabbitmq:?routing_key={out}")
+                .process(lambda ex: seen.append(ex.body))  # runs after the confirm
+            )
+
+    context = Context()
+    context.add_routes(Relay())
+    async with context:
+        await until(lambda: depth_is(channel, work, 0), timeout=30, what="all acked")
+        assert _consumer(context, "relay").settled_by_confirm == 0
+    assert await depth(channel, out) == 50
+    assert len(seen) == 50
+
+
+@pytest.mark.parametrize("concurrency", [1, 20])
+async def test_nacked_publishes_are_dead_lettered_as_on_the_general_path(
+    broker: Broker, concurrency: int
+) -> None:
+    channel, queues, exchanges = broker
+    work, dead, dlx = await dead_letter_setup(channel, queues, exchanges)
+    out = unique("full")
+    queues.append(out)
+    await channel.queue_declare(out, arguments=FULL_AFTER_ONE)
+
+    class Relay(RouteBuilder):
+        def configure(self) -> None:
+            (
+                self.from_(
+                    f"rabbitmq:?queue={work}&dead_letter_exchange={dlx}&concurrency={concurrency}"
+                )
+                .route_id("relay")
+                .to(f"rabbitmq:?routing_key={out}")
+            )
+
+    context = Context()
+    context.add_routes(Relay())
+    async with context:
+        for n in range(5):
+            channel.publish(b"%d" % n, "", work, Properties(delivery_mode=2))
+        await until(lambda: depth_is(channel, dead, 4), timeout=15, what="4 dead-lettered")
+        await until(lambda: depth_is(channel, work, 0), what="work empty")
+        assert await depth(channel, out) == 1
+        fast = _consumer(context, "relay").settled_by_confirm
+        assert fast == (1 if concurrency > 1 else 0)  # the one accepted publish
+
+
+@pytest.mark.parametrize("concurrency", [1, 20])
+async def test_nacked_publishes_go_through_the_routes_error_handling(
+    broker: Broker, concurrency: int
+) -> None:
+    """A dead letter channel with redelivery: each nacked publish is tried again (nacked
+    again), then sent to the dead letter queue, and its source is acked."""
+    channel, queues, _ = broker
+    work, out, dlq = unique("eh"), unique("eh.full"), unique("eh.dlq")
+    queues += [work, out, dlq]
+    await channel.queue_declare(work)
+    await channel.queue_declare(dlq)
+    await channel.queue_declare(out, arguments=FULL_AFTER_ONE)
+
+    class Relay(RouteBuilder):
+        def configure(self) -> None:
+            (
+                self.from_(f"rabbitmq:?queue={work}&concurrency={concurrency}")
+                .route_id("relay")
+                .error_handler(
+                    dead_letter_channel(
+                        f"rabbitmq:?routing_key={dlq}",
+                        redelivery=RedeliveryPolicy(max_redeliveries=2, delay=0.01),
+                    )
+                )
+                .to(f"rabbitmq:?routing_key={out}")
+            )
+
+    context = Context()
+    context.add_routes(Relay())
+    async with context:
+        for n in range(5):
+            channel.publish(b"%d" % n, "", work, Properties(delivery_mode=2, message_id=f"m{n}"))
+        await until(lambda: depth_is(channel, dlq, 4), timeout=15, what="4 in the dlq")
+        await until(lambda: depth_is(channel, work, 0), what="work empty (acked)")
+        assert await depth(channel, out) == 1
+        failed = context.routes["relay"].exchanges_failed
+        assert failed == 0  # handled by the dead letter channel
+    dead = await _bodies(channel, dlq, 4)
+    assert all(
+        d.properties.headers and d.properties.headers.get("eip.exception.type") for d in dead
+    )
+    assert all("nacked" in str(d.properties.headers["eip.exception.message"]) for d in dead)
+
+
+async def _bodies(channel: Channel, queue: str, expected: int) -> list[Any]:
+    got: list[Any] = []
+    enough = asyncio.Event()
+
+    def take(deliveries: list[Any]) -> None:
+        got.extend(deliveries)
+        if len(got) >= expected:
+            enough.set()
+
+    tag = await channel.basic_consume(queue, take, no_ack=True)
+    await asyncio.wait_for(enough.wait(), 10)
+    await channel.basic_cancel(tag)
+    return got
+
+
+@pytest.fixture
+async def admin(broker_vhost: Any) -> AsyncIterator[Channel]:
+    connection: Connection = await connect(broker_vhost.url)
+    channel = await connection.channel(publisher_confirms=True)
+    try:
+        yield channel
+    finally:
+        await connection.close()
+
+
+@pytest.fixture
+async def proxy() -> AsyncIterator[FaultProxy]:
+    async with FaultProxy() as running:
+        yield running
+
+
+async def test_confirms_that_do_not_come_requeue_and_nothing_is_lost(
+    broker_vhost: Any, admin: Channel, proxy: FaultProxy, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The producer's link is blocked (a memory alarm) mid-stream: the publishes written
+    before the client heard of it are never confirmed; after ``confirm_timeout`` their
+    sources are requeued (outcome unknown), and once unblocked every message arrives."""
+    work, out = unique("doubt"), unique("doubt.out")
+    count = 2000
+    await admin.queue_declare(out)
+    await fill(admin, work, count)
+    via_proxy = broker_vhost.url_via(proxy.port)
+
+    class Relay(RouteBuilder):
+        def configure(self) -> None:
+            (
+                self.from_(
+                    f"rabbitmq:?queue={work}&url={broker_vhost.url}&prefetch=200&concurrency=50"
+                )
+                .route_id("relay")
+                .to(
+                    f"rabbitmq:?routing_key={out}&url={via_proxy}"
+                    "&confirm_timeout=1&publish_timeout=20"
+                )
+            )
+
+    caplog.set_level(logging.WARNING, logger="eip.rabbitmq")
+    context = Context()
+    context.add_routes(Relay())
+    async with context:
+        await until(
+            lambda: _consumer(context, "relay").settled_by_confirm > 100, what="some relayed"
+        )
+        proxy.block("low on memory")
+        await asyncio.sleep(2.5)  # past the confirm timeout
+        proxy.unblock()
+        await until(lambda: depth_is(admin, work, 0), timeout=60, what="work empty")
+        ids = await drain_ids(admin, out, count)
+    assert set(ids) == {f"m{n}" for n in range(count)}  # none lost (duplicates allowed)
+    assert any("unconfirmed after 1.0s" in r.getMessage() for r in caplog.records)
