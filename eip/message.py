@@ -119,16 +119,7 @@ class UnitOfWork:
         if more is None:  # one pair: the common case
             callback = self._on_failure if failed else self._on_success
             self._on_success = self._on_failure = None
-            if callback is None:
-                return None
-            try:
-                result = callback(exchange)
-            except Exception as exc:
-                _callback_failed(exchange, callback, exc, failed)
-                return None
-            if result is not None and inspect.isawaitable(result):
-                return self._finish(exchange, result, [], failed, callback)
-            return None
+            return None if callback is None else _run_one(exchange, callback, failed)
         side = 1 if failed else 0
         callbacks = [pair[side] for pair in self._pairs()]
         self._on_success = self._on_failure = self._more = None
@@ -144,32 +135,44 @@ class UnitOfWork:
                 _callback_failed(exchange, callback, exc, failed)
                 continue
             if result is not None and inspect.isawaitable(result):
-                return self._finish(
-                    exchange, result, callbacks[index - 1 :: -1] if index else [], failed, callback
-                )
+                rest = callbacks[index - 1 :: -1] if index else []
+                return _settle(exchange, result, rest, failed, callback)
         return None
 
-    async def _finish(
-        self,
-        exchange: Exchange,
-        pending: Awaitable[None],
-        rest: list[Callback | None],
-        failed: bool,
-        callback: Callback,
-    ) -> None:
+
+def _run_one(exchange: Exchange, callback: Callback, failed: bool) -> Awaitable[None] | None:
+    """Run one on-completion callback; a coroutine only when it returned an awaitable."""
+    try:
+        result = callback(exchange)
+    except Exception as exc:
+        _callback_failed(exchange, callback, exc, failed)
+        return None
+    if result is not None and inspect.isawaitable(result):
+        return _settle(exchange, result, [], failed, callback)
+    return None
+
+
+async def _settle(
+    exchange: Exchange,
+    pending: Awaitable[None],
+    rest: list[Callback | None],
+    failed: bool,
+    callback: Callback,
+) -> None:
+    """Await the callback that returned ``pending``, then run the ``rest`` in order."""
+    try:
+        await pending
+    except Exception as exc:
+        _callback_failed(exchange, callback, exc, failed)
+    for next_callback in rest:
+        if next_callback is None:
+            continue
         try:
-            await pending
+            result = next_callback(exchange)
+            if result is not None and inspect.isawaitable(result):
+                await result
         except Exception as exc:
-            _callback_failed(exchange, callback, exc, failed)
-        for next_callback in rest:
-            if next_callback is None:
-                continue
-            try:
-                result = next_callback(exchange)
-                if result is not None and inspect.isawaitable(result):
-                    await result
-            except Exception as exc:
-                _callback_failed(exchange, next_callback, exc, failed)
+            _callback_failed(exchange, next_callback, exc, failed)
 
 
 def _callback_failed(exchange: Exchange, callback: Callback, exc: Exception, failed: bool) -> None:
@@ -231,7 +234,8 @@ class Exchange(Message):
         self.original: Message | None = None
         self.trace_context: Any = None
         self._id: str | None = None
-        self._uow: UnitOfWork | None = None
+        #: None, a UnitOfWork, or one callback for both outcomes (see on_completion).
+        self._uow: UnitOfWork | Callback | None = None
 
     @property
     def properties(self) -> dict[str, Any]:
@@ -269,18 +273,32 @@ class Exchange(Message):
     def on_completion(
         self, on_success: Callback | None = None, on_failure: Callback | None = None
     ) -> None:
-        """Register callbacks to run when the exchange's routing completes."""
+        """Register callbacks to run when the exchange's routing completes.
+
+        One callback for both outcomes (``on_success is on_failure``, an idempotent claim
+        that tells them apart itself) on an exchange without callbacks is kept as it is, in
+        place of a unit of work: no object of its own per message.
+        """
         uow = self._uow
         if uow is None:
-            self._uow = UnitOfWork(on_success, on_failure)
-        else:
-            uow.add(on_success, on_failure)
+            if on_success is on_failure and on_success is not None:
+                self._uow = on_success
+            else:
+                self._uow = UnitOfWork(on_success, on_failure)
+            return
+        if uow.__class__ is not UnitOfWork:
+            self._uow = uow = UnitOfWork(uow, uow)  # type: ignore[arg-type]
+        uow.add(on_success, on_failure)
 
     def done(self) -> Awaitable[None] | None:
-        """Complete the unit of work; returns an awaitable only if there are callbacks."""
-        if self._uow is None:
+        """Complete the unit of work; returns an awaitable only if a callback returned one."""
+        uow = self._uow
+        if uow is None:
             return None
-        return self._uow.run(self, self.exception is not None)
+        if uow.__class__ is UnitOfWork:
+            return uow.run(self, self.exception is not None)
+        self._uow = None  # one callback for both outcomes: it runs once
+        return _run_one(self, uow, self.exception is not None)  # type: ignore[arg-type]
 
     def handover_completions(self, other: Exchange) -> None:
         """Move this exchange's callbacks to ``other`` (used when work continues on a copy)."""
@@ -288,10 +306,16 @@ class Exchange(Message):
         if mine is None:
             return
         self._uow = None
-        if other._uow is None:
+        theirs = other._uow
+        if theirs is None:
             other._uow = mine
+            return
+        if theirs.__class__ is not UnitOfWork:
+            other._uow = theirs = UnitOfWork(theirs, theirs)  # type: ignore[arg-type]
+        if mine.__class__ is UnitOfWork:
+            theirs.absorb(mine)
         else:
-            other._uow.absorb(mine)
+            theirs.add(mine, mine)  # type: ignore[arg-type]
 
     def copy(self) -> Exchange:
         """A copy with its own headers and properties, sharing no unit of work."""

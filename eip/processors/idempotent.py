@@ -28,7 +28,7 @@ from typing import Any
 
 from eip import headers as H
 from eip.errors import NoMessageIdError
-from eip.message import Exchange, UnitOfWork
+from eip.message import Exchange
 from eip.processors.base import STOP, Step, unwrap, with_inline
 from eip.processors.error_handler import FAILURE_HANDLED, failure_handled
 from eip.processors.inline_lambda import inline_expression
@@ -155,28 +155,34 @@ def _memory_step(
         if not add_nowait(key):
             return duplicate(exchange)
         callback = _callback(complete, key, exchange)
-        exchange.on_completion(callback, callback if remove_on_failure else None)
+        exchange.on_completion(callback, callback)
         return None
 
-    # The same inline: the key expression too when it is a simple lambda (``body()`` is).
+    # The same inline, the key expression too when it is a simple lambda (``body()`` is).
+    # The callback confirms right away in the common case (completed on the claiming
+    # exchange, which has no properties, so no handled failure), else calls ``complete``.
+    # Registered for both outcomes on an exchange without callbacks, it is kept as the
+    # exchange's unit of work itself (what ``Exchange.on_completion`` does, without its call).
     expression = inline_expression(message_id)
-    values: list[Any] = [key_from, add_nowait, complete, UnitOfWork, duplicate]
+    values: list[Any] = [key_from, add_nowait, confirm_nowait, complete, duplicate]
     if expression is None:
         expression = f"{{{len(values)}}}(ex)"
         values.append(message_id)
-    failure = "idem_cb_" if remove_on_failure else "None"
     code = [
         f"idem_key_ = {expression}",
         "if idem_key_.__class__ is not str or not idem_key_:",
         "    idem_key_ = {0}(idem_key_)",
         "if {1}(idem_key_):",
         "    r = None",
-        "    idem_cb_ = lambda done_, key_=idem_key_, mine_=ex: {2}(done_, key_, mine_)",
-        "    idem_uow_ = ex._uow",  # what Exchange.on_completion does, without its call
-        "    if idem_uow_ is None:",
-        f"        ex._uow = {{3}}(idem_cb_, {failure})",
+        "    idem_cb_ = lambda done_, key_=idem_key_, mine_=ex: (",
+        "        {2}(key_)",
+        "        if done_ is mine_ and done_.exception is None and done_._properties is None",
+        "        else {3}(done_, key_, mine_)",
+        "    )",
+        "    if ex._uow is None:",
+        "        ex._uow = idem_cb_",
         "    else:",
-        f"        idem_uow_.add(idem_cb_, {failure})",
+        "        ex.on_completion(idem_cb_, idem_cb_)",
         "else:",
         "    r = {4}(ex)",
     ]
