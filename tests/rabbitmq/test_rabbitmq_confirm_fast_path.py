@@ -1,7 +1,8 @@
 """The confirm-aware fast path (:mod:`eip.components.rabbitmq.confirmed`), against the real
 broker: deliveries settled from their publish's confirm, with the same outcomes as the general
 path when the broker nacks a publish (default error handling, a dead letter channel, a
-redelivery policy) and when confirms do not come (a blocked broker, the confirm timeout).
+redelivery policy). Confirms that never come (held by a blocked broker) are tested with the
+other link faults, in ``test_rabbitmq_link_faults``.
 
 Nacks are real: the target queue holds one message and refuses the rest
 (``x-overflow=reject-publish``), so the broker nacks every publish after the first. Each
@@ -12,17 +13,14 @@ outcome is checked on the fast path (``concurrency`` > 1) and on the general pat
 from __future__ import annotations
 
 import asyncio
-import logging
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
 from eip import Context, RedeliveryPolicy, RouteBuilder, dead_letter_channel
-from eip.components.rabbitmq._amqp import Channel, Connection, Properties, connect
+from eip.components.rabbitmq._amqp import Channel, Properties
 from eip.components.rabbitmq.consumer import RabbitMQConsumer
 
-from .faultproxy import FaultProxy
 from .support import Broker, dead_letter_setup, depth, depth_is, drain_ids, fill, unique, until
 
 pytestmark = pytest.mark.rabbitmq
@@ -180,60 +178,3 @@ async def _bodies(channel: Channel, queue: str, expected: int) -> list[Any]:
     await asyncio.wait_for(enough.wait(), 10)
     await channel.basic_cancel(tag)
     return got
-
-
-@pytest.fixture
-async def admin(broker_vhost: Any) -> AsyncIterator[Channel]:
-    connection: Connection = await connect(broker_vhost.url)
-    channel = await connection.channel(publisher_confirms=True)
-    try:
-        yield channel
-    finally:
-        await connection.close()
-
-
-@pytest.fixture
-async def proxy() -> AsyncIterator[FaultProxy]:
-    async with FaultProxy() as running:
-        yield running
-
-
-async def test_confirms_that_do_not_come_requeue_and_nothing_is_lost(
-    broker_vhost: Any, admin: Channel, proxy: FaultProxy, caplog: pytest.LogCaptureFixture
-) -> None:
-    """The producer's link is blocked (a memory alarm) mid-stream: the publishes written
-    before the client heard of it are never confirmed; after ``confirm_timeout`` their
-    sources are requeued (outcome unknown), and once unblocked every message arrives."""
-    work, out = unique("doubt"), unique("doubt.out")
-    count = 2000
-    await admin.queue_declare(out)
-    await fill(admin, work, count)
-    via_proxy = broker_vhost.url_via(proxy.port)
-
-    class Relay(RouteBuilder):
-        def configure(self) -> None:
-            (
-                self.from_(
-                    f"rabbitmq:?queue={work}&url={broker_vhost.url}&prefetch=200&concurrency=50"
-                )
-                .route_id("relay")
-                .to(
-                    f"rabbitmq:?routing_key={out}&url={via_proxy}"
-                    "&confirm_timeout=1&publish_timeout=20"
-                )
-            )
-
-    caplog.set_level(logging.WARNING, logger="eip.rabbitmq")
-    context = Context()
-    context.add_routes(Relay())
-    async with context:
-        await until(
-            lambda: _consumer(context, "relay").settled_by_confirm > 100, what="some relayed"
-        )
-        proxy.block("low on memory")
-        await asyncio.sleep(2.5)  # past the confirm timeout
-        proxy.unblock()
-        await until(lambda: depth_is(admin, work, 0), timeout=60, what="work empty")
-        ids = await drain_ids(admin, out, count)
-    assert set(ids) == {f"m{n}" for n in range(count)}  # none lost (duplicates allowed)
-    assert any("unconfirmed after 1.0s" in r.getMessage() for r in caplog.records)

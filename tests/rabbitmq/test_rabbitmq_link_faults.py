@@ -1,6 +1,7 @@
 """Link faults through the fault-injecting proxy, against the real broker: a dead peer, a
 relay whose producer link resets mid-stream, a blocked broker, identical bodies through a
-broker drop, and an attach that fails after a reconnect.
+broker drop, an attach that fails after a reconnect, and confirms held by a blocked broker on
+the confirm-aware fast path.
 
 Each test runs in its own vhost (``broker_vhost``) and breaks only its own proxied
 connections. Every wait is bounded.
@@ -24,6 +25,7 @@ import pytest
 
 from eip import Context, RouteBuilder
 from eip.components.rabbitmq._amqp import Channel, Connection, Properties, connect
+from eip.components.rabbitmq.consumer import RabbitMQConsumer
 from eip.errors import OutcomeUnknownError
 from eip.server.management import readiness
 
@@ -272,3 +274,55 @@ async def test_a_failed_attach_after_a_reconnect_is_retried(
         await until(lambda: depth_at_least(admin, target, 1), what="relayed after the retry")
     finally:
         await context.stop()
+
+
+def _relay_consumer(context: Context) -> RabbitMQConsumer:
+    consumer = context.routes["relay"].consumer
+    assert isinstance(consumer, RabbitMQConsumer)
+    return consumer
+
+
+async def test_fast_path_confirms_that_do_not_come_requeue_and_nothing_is_lost(
+    broker_vhost: Any, admin: Channel, proxy: FaultProxy, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The producer's link is blocked (a memory alarm) mid-stream, by the route itself at
+    message 500, so the publishes of that batch are written before the client hears of it:
+    they are never confirmed; after ``confirm_timeout`` their sources are requeued (outcome
+    unknown), and once unblocked every message arrives."""
+    work, out = unique("doubt"), unique("doubt.out")
+    count = 2000
+    await admin.queue_declare(out)
+    await fill(admin, work, count)
+    via_proxy = broker_vhost.url_via(proxy.port)
+    seen = 0
+
+    def block_at_500(exchange: Any) -> None:
+        nonlocal seen
+        seen += 1
+        if seen == 500:
+            proxy.block("low on memory")
+            asyncio.get_running_loop().call_later(2.5, proxy.unblock)  # past the timeout
+
+    class Relay(RouteBuilder):
+        def configure(self) -> None:
+            (
+                self.from_(
+                    f"rabbitmq:?queue={work}&url={broker_vhost.url}&prefetch=200&concurrency=50"
+                )
+                .route_id("relay")
+                .process(block_at_500)
+                .to(
+                    f"rabbitmq:?routing_key={out}&url={via_proxy}"
+                    "&confirm_timeout=1&publish_timeout=20"
+                )
+            )
+
+    caplog.set_level(logging.WARNING, logger="eip.rabbitmq")
+    context = Context()
+    context.add_routes(Relay())
+    async with context:
+        await until(lambda: depth_is(admin, work, 0), timeout=60, what="work empty")
+        ids = await drain_ids(admin, out, count)
+        assert _relay_consumer(context).settled_by_confirm > 0
+    assert set(ids) == {f"m{n}" for n in range(count)}  # none lost (duplicates allowed)
+    assert any("unconfirmed after 1.0s" in r.getMessage() for r in caplog.records)
