@@ -297,8 +297,17 @@ class Exchange(Message):
             return None
         if uow.__class__ is UnitOfWork:
             return uow.run(self, self.exception is not None)
-        self._uow = None  # one callback for both outcomes: it runs once
-        return _run_one(self, uow, self.exception is not None)  # type: ignore[arg-type]
+        # One callback for both outcomes: it runs once, here (what _run_one does, inline).
+        self._uow = None
+        failed = self.exception is not None
+        try:
+            result = uow(self)  # type: ignore[operator]
+        except Exception as exc:
+            _callback_failed(self, uow, exc, failed)  # type: ignore[arg-type]
+            return None
+        if result is not None and inspect.isawaitable(result):
+            return _settle(self, result, [], failed, uow)  # type: ignore[arg-type]
+        return None
 
     def handover_completions(self, other: Exchange) -> None:
         """Move this exchange's callbacks to ``other`` (used when work continues on a copy)."""

@@ -81,6 +81,7 @@ def idempotent_step(
             repository.confirm_nowait,  # type: ignore[attr-defined]
             repository.remove_nowait,  # type: ignore[attr-defined]
             duplicate,
+            skip_duplicates,
             remove_on_failure,
         )
 
@@ -117,6 +118,7 @@ def _memory_step(
     confirm_nowait: Callable[[str], None],
     remove_nowait: Callable[[str], None],
     duplicate: Callable[[Exchange], Any],
+    skip_duplicates: bool,
     remove_on_failure: bool,
 ) -> Step:
     """The eager step on a repository without I/O (``add_nowait`` and friends): no await and
@@ -164,7 +166,7 @@ def _memory_step(
     # Registered for both outcomes on an exchange without callbacks, it is kept as the
     # exchange's unit of work itself (what ``Exchange.on_completion`` does, without its call).
     expression = inline_expression(message_id)
-    values: list[Any] = [key_from, add_nowait, confirm_nowait, complete, duplicate]
+    values: list[Any] = [key_from, add_nowait, confirm_nowait, complete, H.DUPLICATE]
     if expression is None:
         expression = f"{{{len(values)}}}(ex)"
         values.append(message_id)
@@ -173,7 +175,6 @@ def _memory_step(
         "if idem_key_.__class__ is not str or not idem_key_:",
         "    idem_key_ = {0}(idem_key_)",
         "if {1}(idem_key_):",
-        "    r = None",
         "    idem_cb_ = lambda done_, key_=idem_key_, mine_=ex: (",
         "        {2}(key_)",
         "        if done_ is mine_ and done_.exception is None and done_._properties is None",
@@ -184,9 +185,11 @@ def _memory_step(
         "    else:",
         "        ex.on_completion(idem_cb_, idem_cb_)",
         "else:",
-        "    r = {4}(ex)",
+        "    ex.properties[{4}] = True",
     ]
-    return with_inline(idempotent_memory, code, *values, result=True)
+    if skip_duplicates:  # a skipped duplicate ends the pipeline, as a filter that says no
+        code.append("    return None")
+    return with_inline(idempotent_memory, code, *values)
 
 
 def _callback(
