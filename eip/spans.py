@@ -11,8 +11,10 @@ limits are not applied (eip's spans carry three or four attributes). Any other t
 goes through the plain OpenTelemetry API.
 
 For the SDK's default set-up (parent-based always-on sampling, random ids) ``start`` and ``end``
-are closures that take the fewest steps: no Python ``__init__`` per span, the ids drawn inline,
-a parent that is one of ours read as the SpanContext tuple it is. With the SDK's
+are closures that take the fewest steps: no Python ``__init__`` per span, the ids drawn inline
+and kept on the span (its SpanContext is made when first read, by an exporter or a
+propagator: one object less per span for the garbage collector), a parent that is one of ours
+read from those fields. With the SDK's
 ``BatchSpanProcessor``, ``end`` puts most spans straight onto the processor's queue and lets
 its ``emit`` take one span a batch, where it wakes the worker (see ``_batch_ender``).
 """
@@ -114,6 +116,9 @@ class _LeanSpans:
                 "_events": (),
                 "_links": (),
                 "_status": _UNSET,
+                "_state": _EMPTY_STATE,
+                "_context": _LazyContext(),
+                "_parent": _LazyParent(),
                 "__init__": _span_init,
             },
         )
@@ -175,14 +180,16 @@ class _LeanSpans:
         # SpanContext.__new__ only validates ids we know to be valid: build the tuple directly.
         if trace_state is not _EMPTY_STATE:  # (a TraceState's truth is a Python __len__)
             trace_state = trace_state or _EMPTY_STATE
-        context = tuple.__new__(SpanContext, (trace_id, span_id, False, flags, trace_state, True))
         # What _span_init does, without a Python __init__ call: the constant fields are class
         # attributes of the span type.
         span = _new(self.span_type)
         span._name = name
-        span._context = context
+        span._trace = trace_id
+        span._id = span_id
+        span._flags = flags
+        span._state = trace_state
+        span._up = parent_context
         span._kind = kind
-        span._parent = parent_context
         span._attributes = attributes
         span._start_time = time_ns()
         return span
@@ -217,31 +224,24 @@ def _fast_starter(span_type: type[Any], general: Callable[..., Any]) -> Callable
     """``start`` for the default sampler and ids (the usual SDK set-up), as a closure over
     what it needs: a root span or a child of one of ours takes the few steps that matter
     (sampled follows the parent, ids drawn at random); any other parent goes the general way."""
-    new_context = tuple.__new__
-    span_context = SpanContext
 
     def start(name: str, parent: Any, kind: SpanKind, attributes: dict[str, Any]) -> Any:
+        span = _new(span_type)
         if parent is None:
-            parent_context = None
-            trace_id = getrandbits(128) or 1
-            flags = _SAMPLED
-            state = _EMPTY_STATE
+            span._trace = getrandbits(128) or 1
+            span._flags = _SAMPLED
+            span._up = None
         elif parent.__class__ is span_type:
-            # One of ours: its context is a valid SpanContext that a start built, flagged
-            # _SAMPLED or _NOT_SAMPLED, with a TraceState already normalised.
-            parent_context = parent._context
-            trace_id = parent_context[0]
-            flags = parent_context[3]
-            state = parent_context[4]
+            # One of ours: valid ids, flagged _SAMPLED or _NOT_SAMPLED, a normalised state.
+            span._trace = parent._trace
+            span._flags = parent._flags
+            span._state = parent._state
+            span._up = parent
         else:
             return general(name, parent, kind, attributes)
-        span = _new(span_type)
+        span._id = getrandbits(64) or 1
         span._name = name
-        span._context = new_context(
-            span_context, (trace_id, getrandbits(64) or 1, False, flags, state, True)
-        )
         span._kind = kind
-        span._parent = parent_context
         span._attributes = attributes
         span._start_time = time_ns()
         return span
@@ -252,7 +252,7 @@ def _fast_starter(span_type: type[Any], general: Callable[..., Any]) -> Callable
 def _ender(on_end: Callable[[Any], None]) -> Callable[[Any], None]:
     def end(span: Any) -> None:
         span._end_time = time_ns()
-        if span._context[3] is _SAMPLED:  # every start flags its span _SAMPLED or not
+        if span._flags is _SAMPLED:  # every start flags its span _SAMPLED or not
             on_end(span)
 
     return end
@@ -304,7 +304,7 @@ def _batch_ender(batcher: Any) -> Callable[[Any], None]:
     def end(span: Any) -> None:
         nonlocal room
         span._end_time = time_ns()
-        if span._context[3] is _SAMPLED:  # every start flags its span _SAMPLED or not
+        if span._flags is _SAMPLED:  # every start flags its span _SAMPLED or not
             if room > 0:
                 room -= 1
                 append(span)
@@ -315,16 +315,47 @@ def _batch_ender(batcher: Any) -> Callable[[Any], None]:
     return end
 
 
+class _LazyContext:
+    """A lean span's ``_context``: the SpanContext made from the span's ids when first read
+    (by an exporter, a propagator), then kept on the span. Not at start: a SpanContext is a
+    second object per span for the garbage collector, and most live until exported, which
+    is what makes the collector run (and its full collections cost ~0.3 µs a span)."""
+
+    def __get__(self, span: Any, owner: Any = None) -> Any:
+        if span is None:
+            return self
+        context = _new_tuple(
+            SpanContext, (span._trace, span._id, False, span._flags, span._state, True)
+        )
+        span._context = context  # an instance attribute: read before this descriptor next
+        return context
+
+
+class _LazyParent:
+    """A lean span's ``_parent``: the parent's SpanContext, read from the parent span when it
+    is one of ours (``_up``: the parent span, a SpanContext, or None for a root)."""
+
+    def __get__(self, span: Any, owner: Any = None) -> Any:
+        if span is None:
+            return self
+        up = span._up
+        return up._context if up.__class__ is owner else up
+
+
 def _span_init(self: Any, name: str, context: Any, kind: Any, parent: Any, attributes: Any) -> None:
     self._name = name
-    self._context = context
+    self._trace = context.trace_id
+    self._id = context.span_id
+    self._flags = context.trace_flags
+    self._state = context.trace_state
+    self._up = parent
     self._kind = kind
-    self._parent = parent
     self._attributes = attributes
     self._start_time = time.time_ns()
 
 
 _new = object.__new__
+_new_tuple = tuple.__new__
 getrandbits = random.getrandbits
 time_ns = time.time_ns
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)

@@ -63,6 +63,11 @@ def test_every_span_is_exported_with_its_parent() -> None:
     roots = {span.context.span_id: span for span in spans if span.name == "route"}
     sends = [span for span in spans if span.name == "send mock:x"]
     assert len(roots) == len(sends) == 3_000
+    for span in spans:  # made when first read (see eip.spans._LazyContext)
+        assert span.context is not None
+        assert span.context.is_valid
+        assert span.context.trace_flags.sampled
+        assert not span.context.is_remote
     for send in sends:
         assert send.parent is not None
         root = roots[send.parent.span_id]
