@@ -60,14 +60,25 @@ _FAILURE_HEADERS = frozenset(
 _PLAIN = (str, int, float, bool, bytes, type(None), datetime.datetime, decimal.Decimal)
 
 
+def _generate_property_headers() -> Any:
+    """``headers["rabbitmq.<name>"] = properties.<name>`` for each property that is set, as
+    one generated function of plain attribute reads (a loop of ``getattr`` cost ~3x more)."""
+    lines = ["def property_headers(p, headers):"]
+    for name, header in _PROPERTY_HEADERS:
+        lines += [f"    if (v := p.{name}) is not None:", f"        headers[{header!r}] = v"]
+    namespace: dict[str, Any] = {}
+    exec(compile("\n".join(lines), "<eip rabbitmq property headers>", "exec"), namespace)
+    return namespace["property_headers"]
+
+
+_property_headers = _generate_property_headers()
+
+
 def exchange_from_delivery(delivery: Delivery, tracing: bool) -> Exchange:
     properties = delivery.properties
     amqp_headers = properties.headers
     headers: dict[str, Any] = dict(amqp_headers) if amqp_headers else {}
-    for name, header in _PROPERTY_HEADERS:
-        value = getattr(properties, name)
-        if value is not None:
-            headers[header] = value
+    _property_headers(properties, headers)
     headers[EXCHANGE] = delivery.exchange
     headers[ROUTING_KEY] = delivery.routing_key
     headers[REDELIVERED] = delivery.redelivered
@@ -82,19 +93,42 @@ def exchange_from_delivery(delivery: Delivery, tracing: bool) -> Exchange:
     return exchange
 
 
+# What publishing does with a header, by name: the property it becomes, or one of these.
+_SKIP, _APPLICATION = "", "*"
+_KINDS: dict[str, str] = {}
+_KINDS_KEPT = 4096  # header names remembered (beyond that, classified on each use)
+
+
+def _kind(name: str) -> str:
+    """The property a header becomes, ``_APPLICATION`` or ``_SKIP`` (remembered per name)."""
+    kind = _FORWARDED_HEADERS.get(name)
+    if kind is None:
+        if name.startswith("eip."):  # a dead letter says why it is one
+            kind = _APPLICATION if name in _FAILURE_HEADERS else _SKIP
+        elif name.startswith(PREFIX) or name == DELIVERY_COUNT:
+            kind = _SKIP
+        else:
+            kind = _APPLICATION
+    if len(_KINDS) < _KINDS_KEPT:
+        _KINDS[name] = kind
+    return kind
+
+
 def properties_for(exchange: Exchange, *, persistent: bool, tracing: bool) -> Properties:
     """AMQP properties for publishing ``exchange`` (see the module docstring)."""
     properties = Properties(delivery_mode=2 if persistent else 1)
     application: dict[str, Any] = {}
+    kinds = _KINDS
     for name, value in exchange.headers.items():
-        target = _FORWARDED_HEADERS.get(name)
-        if target is not None:
-            setattr(properties, target, value)
-        elif name.startswith("eip."):
-            if name in _FAILURE_HEADERS:  # a dead letter says why it is one
-                application[name] = _amqp_value(value)
-        elif not name.startswith(PREFIX) and name != DELIVERY_COUNT:
+        kind = kinds.get(name)
+        if kind is None:
+            kind = _kind(name)
+        if not kind:  # _SKIP
+            continue
+        if kind is _APPLICATION:
             application[name] = _amqp_value(value)
+        else:
+            setattr(properties, kind, value)
     if properties.message_id is None:
         message_id = exchange.headers.get(H.MESSAGE_ID)
         if message_id is not None:

@@ -7,7 +7,8 @@ acks cheap, but one message that stays unfinished (waiting for a long redelivery
 would hold the whole prefetch window behind it: the broker sends nothing more and the queue
 stalls. So once more than half the window has finished behind an unfinished head, the window
 switches to acking finished deliveries one by one until the head settles; the queue keeps
-moving and the slow message keeps its place.
+moving and the slow message keeps its place. (Deliveries still running do not count: with
+many in flight, say waiting for their publish confirms, the window stays on multiple acks.)
 
 **Poison counts.** A message whose outcome was unknown (see the producer) is put back on its
 queue; one that keeps coming back must not loop for ever. On quorum queues the broker's
@@ -34,7 +35,16 @@ RUNNING, DONE, SETTLED = 0, 1, 2
 class AckWindow:
     """The unsettled deliveries of one channel, in arrival order."""
 
-    __slots__ = ("_gap_at", "_gapped", "_order", "_scheduled", "_state", "_upto", "channel")
+    __slots__ = (
+        "_finished",
+        "_gap_at",
+        "_gapped",
+        "_order",
+        "_scheduled",
+        "_state",
+        "_upto",
+        "channel",
+    )
 
     def __init__(self, channel: AmqpChannel, prefetch: int) -> None:
         self.channel = channel
@@ -44,6 +54,7 @@ class AckWindow:
         self._scheduled = False
         self._gap_at = max(1, prefetch // 2)
         self._gapped = False
+        self._finished = 0  # deliveries DONE behind an unfinished head (not yet acked)
 
     @property
     def open(self) -> bool:
@@ -60,6 +71,7 @@ class AckWindow:
             self._state[tag] = SETTLED
         else:
             self._state[tag] = DONE
+            self._finished += 1
         self._advance()
 
     def reject(self, tag: int, requeue: bool) -> None:
@@ -74,23 +86,26 @@ class AckWindow:
     def _advance(self) -> None:
         order, state = self._order, self._state
         upto = 0
+        moved = False
         while order:
             tag = order[0]
             outcome = state[tag]
             if outcome == RUNNING:
                 break
+            moved = True
             order.popleft()
             del state[tag]
             if outcome == DONE:
                 upto = tag
+                self._finished -= 1
         if upto:
             self._upto = upto
             if not self._scheduled:
                 self._scheduled = True
                 asyncio.get_running_loop().call_soon(self.flush)
-        if not order:
-            self._gapped = False
-        elif not self._gapped and len(order) > self._gap_at:
+        if moved:
+            self._gapped = False  # the head settled: back to multiple acks
+        if not self._gapped and self._finished > self._gap_at:
             self._open_gap()
 
     def _open_gap(self) -> None:
@@ -102,6 +117,7 @@ class AckWindow:
             if state[tag] == DONE:
                 channel.ack(tag)
                 state[tag] = SETTLED
+        self._finished = 0
 
     def flush(self) -> None:
         """Send the pending multiple ack."""
