@@ -29,6 +29,8 @@ _ids = itertools.count(1)
 _ID_PREFIX = f"{os.getpid():x}-{os.urandom(3).hex()}-"
 
 Callback = Callable[["Exchange"], Awaitable[None] | None]
+#: ``callback(exchange, arg, claimed_on)``: see :meth:`Exchange.on_completion_with`.
+Completion = Callable[["Exchange", Any, "Exchange"], Awaitable[None] | None]
 
 
 class ExchangePattern(enum.Enum):
@@ -140,6 +142,18 @@ class UnitOfWork:
         return None
 
 
+def _bound(callback: Completion, arg: Any, claimed_on: Exchange) -> Callback:
+    return lambda exchange: callback(exchange, arg, claimed_on)
+
+
+def _plain(uow: Callback | tuple[Completion, Any] | None, claimed_on: Exchange) -> Callback:
+    """A compact unit of work (one callback, or a ``(callback, arg)`` pair) as one callback."""
+    if isinstance(uow, tuple):
+        return _bound(uow[0], uow[1], claimed_on)
+    assert uow is not None
+    return uow
+
+
 def _run_one(exchange: Exchange, callback: Callback, failed: bool) -> Awaitable[None] | None:
     """Run one on-completion callback; a coroutine only when it returned an awaitable."""
     try:
@@ -234,8 +248,9 @@ class Exchange(Message):
         self.original: Message | None = None
         self.trace_context: Any = None
         self._id: str | None = None
-        #: None, a UnitOfWork, or one callback for both outcomes (see on_completion).
-        self._uow: UnitOfWork | Callback | None = None
+        #: None, a UnitOfWork, or a compact form for both outcomes: one callback (see
+        #: on_completion) or a (callback, arg) tuple (see on_completion_with).
+        self._uow: UnitOfWork | Callback | tuple[Completion, Any] | None = None
 
     @property
     def properties(self) -> dict[str, Any]:
@@ -275,38 +290,62 @@ class Exchange(Message):
     ) -> None:
         """Register callbacks to run when the exchange's routing completes.
 
-        One callback for both outcomes (``on_success is on_failure``, an idempotent claim
-        that tells them apart itself) on an exchange without callbacks is kept as it is, in
-        place of a unit of work: no object of its own per message.
+        One callback for both outcomes (``on_success is on_failure``: a seda or file consumer
+        that settles either way) on an exchange without callbacks is kept as it is, in place
+        of a unit of work: no object of its own per message.
         """
-        uow = self._uow
-        if uow is None:
+        if self._uow is None:
             if on_success is on_failure and on_success is not None:
                 self._uow = on_success
             else:
                 self._uow = UnitOfWork(on_success, on_failure)
             return
-        if uow.__class__ is not UnitOfWork:
-            self._uow = uow = UnitOfWork(uow, uow)  # type: ignore[arg-type]
-        uow.add(on_success, on_failure)
+        self._unit().add(on_success, on_failure)
+
+    def on_completion_with(self, callback: Completion, arg: Any) -> None:
+        """Register ``callback(exchange, arg, claimed_on)`` for both outcomes: ``exchange`` is
+        the one that completes (callbacks move to a copy on a handover), ``claimed_on`` this
+        one. For per-message state (an idempotent consumer's key) without a closure per
+        message: on an exchange without callbacks it is kept as one ``(callback, arg)`` tuple,
+        and ``callback``, the same function every time, is a call Python can specialise."""
+        if self._uow is None:
+            self._uow = (callback, arg)
+            return
+        both = _bound(callback, arg, self)
+        self._unit().add(both, both)
+
+    def _unit(self) -> UnitOfWork:
+        """The unit of work as a UnitOfWork, made from a compact form if needed."""
+        uow = self._uow
+        if isinstance(uow, UnitOfWork):
+            return uow
+        both = _plain(uow, self)
+        unit = self._uow = UnitOfWork(both, both)
+        return unit
 
     def done(self) -> Awaitable[None] | None:
         """Complete the unit of work; returns an awaitable only if a callback returned one."""
         uow = self._uow
         if uow is None:
             return None
-        if uow.__class__ is UnitOfWork:
-            return uow.run(self, self.exception is not None)
-        # One callback for both outcomes: it runs once, here (what _run_one does, inline).
+        kind = uow.__class__
+        if kind is UnitOfWork:
+            return uow.run(self, self.exception is not None)  # type: ignore[union-attr]
+        # A compact form, one callback for both outcomes: it runs once, here.
         self._uow = None
         failed = self.exception is not None
+        callback: Any = uow
         try:
-            result = uow(self)  # type: ignore[operator]
+            if kind is tuple:
+                callback = uow[0]  # type: ignore[index]
+                result = callback(self, uow[1], self)  # type: ignore[index]
+            else:
+                result = callback(self)
         except Exception as exc:
-            _callback_failed(self, uow, exc, failed)  # type: ignore[arg-type]
+            _callback_failed(self, callback, exc, failed)
             return None
         if result is not None and inspect.isawaitable(result):
-            return _settle(self, result, [], failed, uow)  # type: ignore[arg-type]
+            return _settle(self, result, [], failed, callback)
         return None
 
     def handover_completions(self, other: Exchange) -> None:
@@ -315,16 +354,14 @@ class Exchange(Message):
         if mine is None:
             return
         self._uow = None
-        theirs = other._uow
-        if theirs is None:
+        if not isinstance(mine, UnitOfWork):
+            mine = _plain(mine, self)  # a (callback, arg) keeps this exchange as claimed_on
+        if other._uow is None:
             other._uow = mine
-            return
-        if theirs.__class__ is not UnitOfWork:
-            other._uow = theirs = UnitOfWork(theirs, theirs)  # type: ignore[arg-type]
-        if mine.__class__ is UnitOfWork:
-            theirs.absorb(mine)
+        elif isinstance(mine, UnitOfWork):
+            other._unit().absorb(mine)
         else:
-            theirs.add(mine, mine)  # type: ignore[arg-type]
+            other._unit().add(mine, mine)
 
     def copy(self) -> Exchange:
         """A copy with its own headers and properties, sharing no unit of work."""

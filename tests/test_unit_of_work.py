@@ -144,3 +144,79 @@ def test_callbacks_that_hold_their_exchange_leave_no_cycle_once_run(shared: bool
     finally:
         gc.enable()
     assert found == 0
+
+
+# -- on_completion_with: a callback with its state, (callback, arg) on a bare exchange ----------
+class Claims:
+    """``callback(exchange, arg, claimed_on)`` calls, as (arg, outcome, exchange, claimed_on)."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[object, str, Exchange, Exchange]] = []
+
+    def __call__(self, exchange: Exchange, arg: object, claimed_on: Exchange) -> None:
+        outcome = "failed" if exchange.exception is not None else "ok"
+        self.calls.append((arg, outcome, exchange, claimed_on))
+
+
+@pytest.mark.parametrize("failed", [False, True])
+def test_a_callback_with_state_runs_once_with_the_outcome(failed: bool) -> None:
+    claims = Claims()
+    exchange = Exchange()
+    exchange.on_completion_with(claims, "key-1")
+    if failed:
+        exchange.exception = ValueError("boom")
+    assert exchange.done() is None
+    assert exchange.done() is None
+    assert claims.calls == [("key-1", "failed" if failed else "ok", exchange, exchange)]
+
+
+async def test_a_callback_with_state_among_other_callbacks_keeps_the_order() -> None:
+    rec, claims = Recorder(), Claims()
+    exchange = Exchange()
+    exchange.on_completion_with(claims, "first")
+    exchange.on_completion(on_success=rec.sync("ack"))
+    exchange.on_completion_with(claims, "second")
+    await complete(exchange)
+    assert [call[0] for call in claims.calls] == ["second", "first"]
+    assert rec.names == ["ack"]
+    assert all(call[3] is exchange for call in claims.calls)
+
+
+@pytest.mark.parametrize("target_has_callbacks", [False, True])
+async def test_a_handed_over_callback_with_state_keeps_the_claiming_exchange(
+    target_has_callbacks: bool,
+) -> None:
+    rec, claims = Recorder(), Claims()
+    source, target = Exchange(), Exchange()
+    if target_has_callbacks:
+        target.on_completion(on_success=rec.sync("target-own"))
+    source.on_completion_with(claims, "key")
+    source.handover_completions(target)
+    assert source.done() is None
+    await complete(target)
+    assert claims.calls == [("key", "ok", target, source)]
+    assert rec.names == (["target-own"] if target_has_callbacks else [])
+
+
+async def test_an_async_callback_with_state_is_awaited() -> None:
+    seen: list[object] = []
+
+    async def callback(exchange: Exchange, arg: object, claimed_on: Exchange) -> None:
+        seen.append(arg)
+
+    exchange = Exchange()
+    exchange.on_completion_with(callback, 7)
+    pending = exchange.done()
+    assert pending is not None
+    await pending
+    assert seen == [7]
+
+
+def test_a_failing_callback_with_state_marks_a_success_unknown() -> None:
+    def broken(exchange: Exchange, arg: object, claimed_on: Exchange) -> None:
+        raise RuntimeError("confirm lost")
+
+    exchange = Exchange()
+    exchange.on_completion_with(broken, "key")
+    assert exchange.done() is None
+    assert isinstance(exchange.exception, OutcomeUnknownError)
