@@ -10,9 +10,14 @@ from typing import Any
 import pytest
 
 from eip import Context, Exchange, RouteBuilder, otherwise, when
-from eip.processors.inline_lambda import inline_expression
+from eip.processors.inline_lambda import inline_expression, inline_source
 
 LIMIT = 3
+
+
+def tag(body: Any) -> str:
+    """A module-level function the lambdas below call (rebound by one test)."""
+    return f"tagged {body}"
 
 
 def test_a_predicate_over_the_exchange_becomes_an_expression_over_ex() -> None:
@@ -165,3 +170,69 @@ async def test_values_that_are_not_simple_lambdas_are_still_called() -> None:
     assert exchange.exception is None
     assert context.mock("out").received[0].body == 10
     assert context.mock("out").received[0].headers == {"n": 20}
+
+
+def test_module_level_names_are_read_from_the_lambdas_globals() -> None:
+    found = inline_source(lambda ex: tag(ex.body) if ex.body > LIMIT else None, 4)
+    assert found is not None
+    text, values = found
+    assert text == "({4}['tag'](ex.body) if ex.body > {4}['LIMIT'] else None)"
+    assert values == [globals()]
+    assert inline_source(lambda ex: ex.body.active, 0) == ("(ex.body.active)", [])
+    assert inline_source(lambda ex: len(ex.body), 0) is None  # a builtin could be shadowed
+    assert inline_source(lambda ex: not_defined(ex.body), 0) is None  # type: ignore[name-defined]  # noqa: F821
+    assert inline_source(lambda ex: ex.body == "__eip_lambda_globals__", 0) is None
+
+
+async def test_a_lambda_calling_a_global_runs_inline_and_sees_it_rebound() -> None:
+    context = Context()
+    context.add_routes(
+        routes(
+            lambda r: r.filter(lambda ex: tag(ex.body) != "tagged skip").choice(
+                when(lambda ex: tag(ex.body) == "tagged vip")
+                .transform(lambda ex: tag(ex.body))
+                .to("mock:vip"),
+                otherwise().set_header("t", lambda ex: tag(ex.body)).to("mock:other"),
+            )
+        )
+    )
+    global tag
+    original = tag
+    async with context:
+        source = context.routes["r"].dispatch.eip_source  # type: ignore[attr-defined]
+        assert source.count("['tag'](ex.body)") == 4  # filter, when, transform, set_header
+        template = context.template()
+        await template.send("direct:in", "vip")
+        await template.send("direct:in", "skip")
+        await template.send("direct:in", "plain")
+        tag = lambda body: f"retagged {body}"  # noqa: E731 - a test patching a module function
+        try:
+            await template.send("direct:in", "plain")
+        finally:
+            tag = original
+    assert [e.body for e in context.mock("vip").received] == ["tagged vip"]
+    assert [e.headers["t"] for e in context.mock("other").received] == [
+        "tagged plain",
+        "retagged plain",
+    ]
+
+
+async def test_a_global_deleted_after_start_fails_the_exchange_naming_it() -> None:
+    namespace: dict[str, Any] = {"shout": str.upper}
+    filename = "<eip test: deleted global>"
+    exec(compile("f = lambda ex: shout(ex.body)\n", filename, "exec"), namespace)
+    linecache.cache[filename] = (1, None, ["f = lambda ex: shout(ex.body)\n"], filename)
+    context = Context()
+    try:
+        context.add_routes(routes(lambda r: r.transform(namespace["f"]).to("mock:out")))
+        async with context:
+            assert "['shout'](ex.body)" in context.routes["r"].dispatch.eip_source  # type: ignore[attr-defined]
+            ok = await context.template().send("direct:in", "a")
+            del namespace["shout"]
+            failed = await context.template().send("direct:in", "b")
+    finally:
+        del linecache.cache[filename]
+    assert ok.exception is None
+    assert context.mock("out").received[0].body == "A"
+    assert isinstance(failed.exception, KeyError)
+    assert "shout" in str(failed.exception)

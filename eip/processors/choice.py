@@ -13,7 +13,7 @@ from typing import Any
 from eip._callables import is_async_callable
 from eip.message import Exchange
 from eip.processors.base import STOP, Step, unwrap, with_inline
-from eip.processors.inline_lambda import inline_expression
+from eip.processors.inline_lambda import inline_source
 
 __all__ = ["choice_step"]
 
@@ -39,10 +39,13 @@ def choice_step(
         keyword = "if" if number == 0 else "elif"
         # A simple lambda runs inline (eip.processors.inline_lambda), else it is called; and
         # ``@run``: the fused pipeline expands the branch in place when it can (fuse.py).
-        test = inline_expression(predicate)
-        if test is None:
+        found = inline_source(predicate, len(values))
+        if found is None:
             test = f"{{{len(values)}}}(ex)"
             values.append(predicate)
+        else:
+            test, read = found
+            values += read
         code += [f"{keyword} {test}:", f"    @run {{{len(values)}}}"]
         values.append(branch)
     code += ["else:", f"    @run {{{len(values)}}}" if otherwise is not None else "    r = None"]

@@ -8,7 +8,7 @@ from typing import Any
 from eip._callables import is_async_callable
 from eip.message import Exchange
 from eip.processors.base import STOP, Step, unwrap, with_inline
-from eip.processors.inline_lambda import inline_expression
+from eip.processors.inline_lambda import inline_source
 
 __all__ = ["filter_step"]
 
@@ -27,7 +27,8 @@ def filter_step(predicate: Callable[[Exchange], Any]) -> Step:
     def sync_filter(exchange: Exchange) -> Any:
         return None if test(exchange) else STOP
 
-    expression = inline_expression(test)  # a simple lambda runs inline, not as a call
-    if expression is not None:
-        return with_inline(sync_filter, [f"if not {expression}:", "    return None"])
+    found = inline_source(test, 0)  # a simple lambda runs inline, not as a call
+    if found is not None:
+        expression, values = found
+        return with_inline(sync_filter, [f"if not {expression}:", "    return None"], *values)
     return with_inline(sync_filter, ["if not {0}(ex):", "    return None"], test)

@@ -18,6 +18,13 @@ Only a lambda that provably means the same inline qualifies:
 Anything else returns None, and the lambda is called as before. What differs inline is only
 where a failure's traceback points: at the fused function's line (which shows the expression)
 instead of the lambda's own frame; the exception, and the step it is handled at, are the same.
+
+:func:`inline_source` also takes the lambda's module-level names (``lambda ex:
+to_erp(ex.body)``, the commonest transform): each is read from the lambda's globals dict at run
+time, as the lambda itself reads it, so a name rebound later (a test patching ``to_erp``) is
+seen inline too. Only names that are in the module's globals when the route is compiled
+qualify (a builtin such as ``len`` could later be shadowed by a global, so its lambda is still
+called); a global deleted later raises ``KeyError`` naming it instead of ``NameError``.
 """
 
 from __future__ import annotations
@@ -29,7 +36,10 @@ import types
 import warnings
 from typing import Any
 
-__all__ = ["inline_expression"]
+__all__ = ["inline_expression", "inline_source"]
+
+#: Stands for the globals dict in unparsed source until it is given its value placeholder.
+_GLOBALS = "__eip_lambda_globals__"
 
 _ALLOWED = (
     ast.Attribute,
@@ -58,6 +68,25 @@ _PARSED: dict[tuple[str, int], ast.Module | None] = {}
 
 def inline_expression(fn: Any) -> str | None:
     """``fn``'s body as source over ``ex``, or None when it cannot be inlined safely."""
+    found = _inline(fn, None)
+    return None if found is None else found[0]
+
+
+def inline_source(fn: Any, index: int) -> tuple[str, list[Any]] | None:
+    """``fn``'s body as source over ``ex`` whose module-level names are read from the value
+    ``{index}`` (the lambda's globals dict), with the values to pass; None when it cannot be
+    inlined safely."""
+    found = _inline(fn, getattr(fn, "__globals__", None))
+    if found is None:
+        return None
+    text, uses_globals = found
+    if not uses_globals:
+        return text, []
+    return text.replace(_GLOBALS, f"{{{index}}}"), [fn.__globals__]
+
+
+def _inline(fn: Any, module: dict[str, Any] | None) -> tuple[str, bool] | None:
+    """The source over ``ex`` and whether it reads ``module`` (names allowed only with it)."""
     if not isinstance(fn, types.FunctionType) or fn.__name__ != "<lambda>":
         return None
     code = fn.__code__
@@ -73,8 +102,10 @@ def inline_expression(fn: Any) -> str | None:
     ):
         return None
     param = code.co_varnames[0]
+    if _GLOBALS in code.co_names or _GLOBALS in code.co_varnames:
+        return None
     for node in _lambdas_at(code.co_filename, code.co_firstlineno):
-        if _same_code(node, code) and _simple(node.body, param):
+        if _same_code(node, code) and _simple(node.body, param, module):
             return _over_ex(node.body, param)
     return None
 
@@ -122,26 +153,41 @@ def _constants(consts: tuple[Any, ...]) -> tuple[tuple[type, str], ...]:
     return tuple((type(c), repr(c)) for c in consts)
 
 
-def _simple(body: ast.expr, param: str) -> bool:
+def _simple(body: ast.expr, param: str, module: dict[str, Any] | None) -> bool:
+    """Only allowed nodes; names other than the parameter only when in ``module``."""
     for node in ast.walk(body):
         if not isinstance(node, _ALLOWED):
             return False
-        if isinstance(node, ast.Name) and node.id != param:
-            return False
-        if isinstance(node, ast.Call) and not isinstance(node.func, ast.Attribute):
-            return False  # a method of a value; a bare name would be a global or builtin
+        if (
+            isinstance(node, ast.Name)
+            and node.id != param
+            and (module is None or node.id not in module)
+        ):
+            return False  # a builtin, or a global when globals are not allowed
+        if isinstance(node, ast.Constant) and _GLOBALS in repr(node.value):
+            return False  # the placeholder's stand-in must not occur in the text otherwise
     return True
 
 
 class _Rename(ast.NodeTransformer):
+    """The parameter becomes ``ex``; any other name a read from the globals stand-in."""
+
     def __init__(self, param: str) -> None:
         self.param = param
+        self.reads_globals = False
 
-    def visit_Name(self, node: ast.Name) -> ast.Name:
-        return ast.Name(id="ex", ctx=node.ctx) if node.id == self.param else node
+    def visit_Name(self, node: ast.Name) -> ast.expr:
+        if node.id == self.param:
+            return ast.Name(id="ex", ctx=node.ctx)
+        self.reads_globals = True
+        return ast.Subscript(
+            value=ast.Name(id=_GLOBALS, ctx=ast.Load()), slice=ast.Constant(node.id), ctx=node.ctx
+        )
 
 
-def _over_ex(body: ast.expr, param: str) -> str:
-    renamed = _Rename(param).visit(copy.deepcopy(body))  # the parsed tree is cached
+def _over_ex(body: ast.expr, param: str) -> tuple[str, bool]:
+    rename = _Rename(param)
+    renamed = rename.visit(copy.deepcopy(body))  # the parsed tree is cached
     # Braces doubled: the text goes through str.format in the fused pipeline's inline code.
-    return "(" + ast.unparse(renamed).replace("{", "{{").replace("}", "}}") + ")"
+    text = "(" + ast.unparse(renamed).replace("{", "{{").replace("}", "}}") + ")"
+    return text, rename.reads_globals

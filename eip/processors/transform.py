@@ -15,7 +15,7 @@ from eip._callables import is_async_callable
 from eip.dataformats import DataFormat
 from eip.message import Exchange
 from eip.processors.base import STOP, Step, processor_function, unwrap, with_inline
-from eip.processors.inline_lambda import inline_expression
+from eip.processors.inline_lambda import inline_source
 
 __all__ = [
     "header_remover",
@@ -90,9 +90,10 @@ def _inline_call(template: str, fn: Any, start: int = 0) -> tuple[list[str], lis
     """The inline code (and its values) that puts ``fn(ex)`` into ``template``: the lambda's
     own expression when it is a simple one (:mod:`eip.processors.inline_lambda`), else a call
     of value ``{start}``."""
-    expression = inline_expression(fn)
-    if expression is not None:
-        return [template.format(expression)], []
+    found = inline_source(fn, start)
+    if found is not None:
+        expression, values = found
+        return [template.format(expression)], values
     return [template.format(f"{{{start}}}(ex)")], [fn]
 
 
