@@ -11,7 +11,8 @@ route by region to one of three outputs and encode to JSON there.
   ``direct:in`` producer, and via ``context.template().send`` (which awaits per message).
 - **tracing**: the same route in a context with the OpenTelemetry SDK on (100% sampled,
   ``BatchSpanProcessor`` with ``max_queue_size=200_000`` and an exporter that drops spans),
-  against the tracing-off route.
+  against the tracing-off route; and the same with the sampler
+  ``ParentBased(TraceIdRatioBased(0.01))`` (1% of the exchanges traced).
 
 All variants run interleaved, round by round; every round checks the per-output counts (and,
 traced, the spans exported), so a broken route cannot be mistaken for a fast one. Beside each
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import cProfile
+import math
 import pstats
 import statistics
 import time
@@ -32,6 +34,7 @@ from dataclasses import dataclass, field
 import msgspec
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace.sampling import ParentBased, Sampler, TraceIdRatioBased
 
 from benchmarks._audit_bench import AuditBench
 from benchmarks._crm import REGIONS, Customer, make_messages, to_erp
@@ -54,6 +57,7 @@ __all__ = [
 
 OUTPUTS = ("eu", "us", "apac")
 SPAN_QUEUE = 200_000  # BatchSpanProcessor's default (2048) silently drops spans at these rates
+SAMPLED_RATE = 0.01  # the sampled variant's ratio of traced exchanges
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,11 +178,28 @@ class DroppingExporter(SpanExporter):
         return self.route_spans + self.send_spans + self.other_spans
 
 
-def make_provider() -> tuple[TracerProvider, DroppingExporter]:
+def make_provider(sampler: Sampler | None = None) -> tuple[TracerProvider, DroppingExporter]:
+    """The SDK set up for the benchmark: a batch processor into a dropping exporter.
+    ``sampler`` None: the SDK's default, parent-based always-on, so 100% sampled."""
     exporter = DroppingExporter()
-    provider = TracerProvider()  # default sampler: parent-based always-on, so 100% sampled
+    provider = TracerProvider() if sampler is None else TracerProvider(sampler=sampler)
     provider.add_span_processor(BatchSpanProcessor(exporter, max_queue_size=SPAN_QUEUE))
     return provider, exporter
+
+
+def one_percent() -> Sampler:
+    return ParentBased(TraceIdRatioBased(SAMPLED_RATE))
+
+
+def sampled_span_bounds(count: int) -> tuple[int, int]:
+    """Spans a round of ``count`` exchanges may export at 1%: about 0.019 per exchange (1.9
+    spans per traced one). From a sixth to almost twice that (``count // 300`` to
+    ``count // 30``), and for a short round at least six standard deviations above it (the
+    traced exchanges are binomial), so chance never fails a correct round."""
+    spans_each = 1.9
+    mean = spans_each * SAMPLED_RATE * count
+    spread = spans_each * math.sqrt(count * SAMPLED_RATE * (1 - SAMPLED_RATE))
+    return count // 300, max(count // 30, math.ceil(mean + 6 * spread))
 
 
 # -- the benchmark --------------------------------------------------------------------------
@@ -187,6 +208,7 @@ DISPATCH = "eip route.dispatch"
 PRODUCER = "eip direct:in producer"
 TEMPLATE = "eip template.send"
 TRACED = "eip route.dispatch, OTel SDK on"
+TRACED_1PCT = "eip route.dispatch, OTel SDK on, 1% sampled"
 OPS = "eip route.dispatch, metrics + failure history"
 
 
@@ -252,6 +274,8 @@ async def bench(count: int, rounds: int) -> PipelineReport:
     plain = await start_context()
     provider, exporter = make_provider()
     traced = await start_context(provider)
+    provider_1pct, exporter_1pct = make_provider(one_percent())
+    traced_1pct = await start_context(provider_1pct)
     operated = await start_context(ops=True)
     audited = await AuditBench.start(CustomerRoute, ROUTE_ID)  # audit-sqlite-vs-off
     encrypted = await EncryptBench.start()  # encrypt-2-fields-vs-plain
@@ -259,6 +283,7 @@ async def bench(count: int, rounds: int) -> PipelineReport:
         route = plain.routes[ROUTE_ID]
         operated_route = operated.routes[ROUTE_ID]
         traced_route = traced.routes[ROUTE_ID]
+        traced_1pct_route = traced_1pct.routes[ROUTE_ID]
         producer = await plain.producer("direct:in")
         template = plain.template()
         spans_per_round = count + expected.delivered  # a route span each, a send span each sent
@@ -335,6 +360,22 @@ async def bench(count: int, rounds: int) -> PipelineReport:
             )
             return seconds
 
+        async def via_traced_1pct() -> float:
+            before = mock_counts(traced_1pct)
+            exported = exporter_1pct.total
+            began = clocks.start()
+            await drive_dispatch(traced_1pct_route, messages)
+            assert provider_1pct.force_flush(timeout_millis=60_000), "span flush timed out"
+            seconds = clocks.stop(TRACED_1PCT, began)
+            check(TRACED_1PCT, _minus(mock_counts(traced_1pct), before))
+            got = exporter_1pct.total - exported
+            low, high = sampled_span_bounds(count)
+            assert low <= got <= high, (
+                f"{got} spans exported of {count} exchanges sampled at {SAMPLED_RATE:.0%}, "
+                f"expected {low} to {high}"
+            )
+            return seconds
+
         variants = [
             Variant(BASELINE, baseline, count),
             Variant(DISPATCH, via_dispatch, count),
@@ -342,22 +383,26 @@ async def bench(count: int, rounds: int) -> PipelineReport:
             Variant(PRODUCER, via_producer, count),
             Variant(TEMPLATE, via_template, count),
             Variant(TRACED, via_traced, count),
+            Variant(TRACED_1PCT, via_traced_1pct, count),
             *audited.variants(messages, mock_counts, _minus, expected),
             encrypted.variant(messages, mock_counts, _minus, expected, drive_dispatch, clocks),
         ]
         results = await interleave(variants, rounds)
-        assert exporter.other_spans == 0, f"{exporter.other_spans} unexpected spans"
-        assert exporter.invalid_spans == 0, f"{exporter.invalid_spans} spans without context"
+        for spans in (exporter, exporter_1pct):
+            assert spans.other_spans == 0, f"{spans.other_spans} unexpected spans"
+            assert spans.invalid_spans == 0, f"{spans.invalid_spans} spans without context"
         report = PipelineReport(count, rounds, expected, results)
         report.spans = (exporter.route_spans, exporter.send_spans, spans_per_round)
     finally:
         await plain.stop()
         await traced.stop()
+        await traced_1pct.stop()
         await operated.stop()
         await audited.stop()  # and verifies the chain the rounds wrote
         await encrypted.stop()
-        provider.force_flush()
-        provider.shutdown()
+        for sdk in (provider, provider_1pct):
+            sdk.force_flush()
+            sdk.shutdown()
 
     base, eip = results[BASELINE].median, results[DISPATCH].median
     on, ops = results[TRACED].median, results[OPS].median
@@ -365,6 +410,7 @@ async def bench(count: int, rounds: int) -> PipelineReport:
         result_line("pipeline-vs-handwritten", eip, base),
         result_line("pipeline-ops-on-vs-handwritten", ops, base),
         result_line("tracing-on-vs-off", on, eip),
+        result_line("tracing-1pct-vs-off", results[TRACED_1PCT].median, eip),
         audited.result_line(results),
         encrypted.result_line(results, DISPATCH),
     ]
@@ -372,11 +418,13 @@ async def bench(count: int, rounds: int) -> PipelineReport:
     report.notes.append(encrypted.summary(results, DISPATCH))
     base, eip = clocks.median_rate(BASELINE, count), clocks.median_rate(DISPATCH, count)
     on, ops = clocks.median_rate(TRACED, count), clocks.median_rate(OPS, count)
+    sampled = clocks.median_rate(TRACED_1PCT, count)
     report.notes.append(
         f"the same rounds in process CPU time (steadier when other jobs share the cores): "
         f"pipeline-vs-handwritten {eip / base:.2f}, pipeline-ops-on-vs-handwritten "
-        f"{ops / base:.2f}, tracing-on-vs-off {on / eip:.2f} ({base:,.0f} / {eip:,.0f} / "
-        f"{ops:,.0f} / {on:,.0f} msgs per CPU second: baseline / eip / ops on / traced)"
+        f"{ops / base:.2f}, tracing-on-vs-off {on / eip:.2f}, tracing-1pct-vs-off "
+        f"{sampled / eip:.2f} ({base:,.0f} / {eip:,.0f} / {ops:,.0f} / {on:,.0f} / "
+        f"{sampled:,.0f} msgs per CPU second: baseline / eip / ops on / traced / 1% traced)"
     )
     return report
 

@@ -10,8 +10,10 @@ processors' ``on_end``, exactly what the SDK itself does at ``span.end()``. What
 limits are not applied (eip's spans carry three or four attributes). Any other tracer provider
 goes through the plain OpenTelemetry API.
 
-For the SDK's default set-up (parent-based always-on sampling, random ids) ``start`` and ``end``
-are closures that take the fewest steps: no Python ``__init__`` per span, the ids drawn inline
+For the SDK's default set-up (parent-based always-on sampling, random ids), and for
+``ParentBased(TraceIdRatioBased(rate))`` (see :mod:`eip._span_sampling`: an exchange not
+sampled then costs a count down and one small object), ``start`` and ``end`` are closures
+that take the fewest steps: no Python ``__init__`` per span, the ids drawn inline
 and kept on the span (its SpanContext is made when first read, by an exporter or a
 propagator: one object less per span for the garbage collector), a parent that is one of ours
 read from those fields. With the SDK's
@@ -32,7 +34,17 @@ from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
+from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode
+
+from eip._span_sampling import (
+    EMPTY_STATE,
+    NOT_SAMPLED,
+    SAMPLED,
+    RatioRoots,
+    parent_based_root,
+    ratio_bound,
+    unsampled_type,
+)
 
 __all__ = ["ROOT", "otel_parent", "spans_for"]
 
@@ -88,7 +100,7 @@ class _LeanSpans:
         from opentelemetry.sdk.trace import ReadableSpan
         from opentelemetry.sdk.trace.export import BatchSpanProcessor
         from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
-        from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased
+        from opentelemetry.sdk.trace.sampling import ALWAYS_ON
         from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
         processor = provider._active_span_processor
@@ -104,42 +116,44 @@ class _LeanSpans:
             batcher = None
         self.sampler = provider.sampler
         # A ReadableSpan subclass whose constant fields are class attributes: a span then costs
-        # six attribute stores instead of ReadableSpan.__init__'s keyword call.
+        # ten attribute stores instead of ReadableSpan.__init__'s keyword call, into slots (an
+        # instance dict, which ReadableSpan has, would make a span cost twice as much).
         self.span_type: type[Any] = type(
             "EipSpan",
             (ReadableSpan,),
             {
+                "__slots__": _SPAN_FIELDS,
                 "_instrumentation_info": None,
                 "_instrumentation_scope": InstrumentationScope("eip"),
                 "_resource": provider.resource,
-                "_end_time": None,
                 "_events": (),
                 "_links": (),
                 "_status": _UNSET,
-                "_state": _EMPTY_STATE,
                 "_context": _LazyContext(),
                 "_parent": _LazyParent(),
                 "__init__": _span_init,
             },
         )
-        self.default_sampling = self.sampler is ALWAYS_ON or (
-            isinstance(self.sampler, ParentBased)
-            and type(self.sampler) is ParentBased
-            and self.sampler._root is ALWAYS_ON
-            and self.sampler._local_parent_sampled is ALWAYS_ON
-            and self.sampler._remote_parent_sampled is ALWAYS_ON
-        )
         generator = provider.id_generator
         #: The SDK's default ids (what RandomIdGenerator does), drawn inline in ``start``.
         self.random_ids = type(generator) is RandomIdGenerator
+        root = parent_based_root(self.sampler)
+        self.default_sampling = self.sampler is ALWAYS_ON or root is ALWAYS_ON
+        bound = ratio_bound(root) if self.random_ids else None
+        #: With ParentBased(TraceIdRatioBased): the root decisions, and the span of an
+        #: exchange not sampled (see eip._span_sampling); else None.
+        self.roots = None if bound is None else RatioRoots(bound)
+        self.unsampled: type[Any] | None = None
+        if self.roots is not None:
+            self.unsampled = unsampled_type(self.roots)
         self._trace_id: Callable[[], int] = generator.generate_trace_id
         self._span_id: Callable[[], int] = generator.generate_span_id
         self.start: Callable[[str, Any, SpanKind, dict[str, Any]], Any] = self._start
         self.end: Callable[[Any], None] = (
             _ender(self.on_end) if batcher is None else _batch_ender(batcher)
         )
-        if self.default_sampling and self.random_ids:
-            self.start = _fast_starter(self.span_type, self._start)
+        if self.random_ids and (self.default_sampling or self.roots is not None):
+            self.start = _fast_starter(self.span_type, self._start, self.roots, self.unsampled)
 
     def _start(self, name: str, parent: Any, kind: SpanKind, attributes: dict[str, Any]) -> Any:
         parent_context: SpanContext | None = None
@@ -191,13 +205,18 @@ class _LeanSpans:
         span._up = parent_context
         span._kind = kind
         span._attributes = attributes
+        span._end_time = None
+        span._made = None
         span._start_time = time_ns()
         return span
 
     @staticmethod
     def annotate(span: Any, attributes: dict[str, Any], error: str | None = None) -> None:
         """Add attributes (and an error status) to a span that has not ended yet; ``start``
-        was given a dict of the caller's own, which the span keeps."""
+        was given a dict of the caller's own, which the span keeps. Not kept on a span that
+        is not sampled (it is never exported)."""
+        if span._flags is not _SAMPLED:
+            return
         span._attributes.update(attributes)
         if error is not None:
             span._status = Status(StatusCode.ERROR, error)
@@ -205,6 +224,8 @@ class _LeanSpans:
     def fail(self, span: Any, exc: BaseException) -> None:
         from opentelemetry.sdk.trace import Event
 
+        if span._flags is not _SAMPLED:
+            return  # never exported: no status, no stack trace formatted
         description = f"{type(exc).__name__}: {exc}"
         span._status = Status(StatusCode.ERROR, description)
         span._events = (
@@ -220,29 +241,51 @@ class _LeanSpans:
         self.end(span)
 
 
-def _fast_starter(span_type: type[Any], general: Callable[..., Any]) -> Callable[..., Any]:
-    """``start`` for the default sampler and ids (the usual SDK set-up), as a closure over
-    what it needs: a root span or a child of one of ours takes the few steps that matter
-    (sampled follows the parent, ids drawn at random); any other parent goes the general way."""
+def _fast_starter(
+    span_type: type[Any],
+    general: Callable[..., Any],
+    roots: RatioRoots | None,
+    unsampled: Any,
+) -> Callable[..., Any]:
+    """``start`` for the SDK's default ids and a parent-based sampler that samples every root
+    (the default) or a ratio of them (``roots``), as a closure over what it needs: a root span
+    or a child of one of ours takes the few steps that matter (a child follows its parent, ids
+    drawn at random); any other parent goes the general way. An unsampled root is an
+    ``unsampled`` span, and its children are that same span."""
 
     def start(name: str, parent: Any, kind: SpanKind, attributes: dict[str, Any]) -> Any:
-        span = _new(span_type)
         if parent is None:
-            span._trace = getrandbits(128) or 1
+            if roots is None:
+                trace_id = getrandbits(128) or 1
+            elif roots.left > 0:
+                roots.left -= 1
+                return _new(unsampled)
+            else:
+                trace_id = roots.sampled()
+                if not trace_id:
+                    return _new(unsampled)
+            span = _new(span_type)
+            span._trace = trace_id
             span._flags = _SAMPLED
+            span._state = _EMPTY_STATE
             span._up = None
         elif parent.__class__ is span_type:
+            span = _new(span_type)
             # One of ours: valid ids, flagged _SAMPLED or _NOT_SAMPLED, a normalised state.
             span._trace = parent._trace
             span._flags = parent._flags
             span._state = parent._state
             span._up = parent
+        elif parent.__class__ is unsampled:
+            return parent
         else:
             return general(name, parent, kind, attributes)
         span._id = getrandbits(64) or 1
         span._name = name
         span._kind = kind
         span._attributes = attributes
+        span._end_time = None
+        span._made = None
         span._start_time = time_ns()
         return span
 
@@ -251,8 +294,8 @@ def _fast_starter(span_type: type[Any], general: Callable[..., Any]) -> Callable
 
 def _ender(on_end: Callable[[Any], None]) -> Callable[[Any], None]:
     def end(span: Any) -> None:
-        span._end_time = time_ns()
         if span._flags is _SAMPLED:  # every start flags its span _SAMPLED or not
+            span._end_time = time_ns()
             on_end(span)
 
     return end
@@ -303,8 +346,8 @@ def _batch_ender(batcher: Any) -> Callable[[Any], None]:
 
     def end(span: Any) -> None:
         nonlocal room
-        span._end_time = time_ns()
         if span._flags is _SAMPLED:  # every start flags its span _SAMPLED or not
+            span._end_time = time_ns()
             if room > 0:
                 room -= 1
                 append(span)
@@ -324,10 +367,13 @@ class _LazyContext:
     def __get__(self, span: Any, owner: Any = None) -> Any:
         if span is None:
             return self
+        context = span._made
+        if context is not None:
+            return context
         context = _new_tuple(
             SpanContext, (span._trace, span._id, False, span._flags, span._state, True)
         )
-        span._context = context  # an instance attribute: read before this descriptor next
+        span._made = context
         return context
 
 
@@ -351,16 +397,31 @@ def _span_init(self: Any, name: str, context: Any, kind: Any, parent: Any, attri
     self._up = parent
     self._kind = kind
     self._attributes = attributes
+    self._end_time = None
     self._start_time = time.time_ns()
 
 
 _new = object.__new__
+#: What each lean span sets (slots; the constant fields are class attributes).
+_SPAN_FIELDS = (
+    "_name",
+    "_trace",
+    "_id",
+    "_flags",
+    "_state",
+    "_up",
+    "_kind",
+    "_attributes",
+    "_start_time",
+    "_end_time",
+    "_made",  # the SpanContext, once made (see _LazyContext)
+)
 _new_tuple = tuple.__new__
 getrandbits = random.getrandbits
 time_ns = time.time_ns
-_SAMPLED = TraceFlags(TraceFlags.SAMPLED)
-_NOT_SAMPLED = TraceFlags(TraceFlags.DEFAULT)
-_EMPTY_STATE = trace.TraceState()
+_SAMPLED = SAMPLED
+_NOT_SAMPLED = NOT_SAMPLED
+_EMPTY_STATE = EMPTY_STATE
 _UNSET = Status(StatusCode.UNSET)
 
 

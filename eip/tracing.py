@@ -105,27 +105,52 @@ class Tracing:
         def wrap(exchange: Exchange, span: Any, parent: Any, pending: Any) -> Any:
             return _finish(exchange, span, parent, pending, end, fail)
 
+        started = (
+            "route_span_ = span_start_(span_name_, route_parent_, span_consumer_"
+            " if route_parent_ is None else span_internal_, {"
+            "'eip.route.id': span_route_, 'eip.exchange.id': ex.id, "
+            "'eip.endpoint.uri': span_source_})"
+        )
+        prologue = ["route_parent_ = ex.trace_context", started]
+        final = ["span_end_(route_span_)"]
+        values: dict[str, Any] = {
+            "span_start_": start,
+            "span_end_": end,
+            "span_fail_": fail,
+            "span_name_": name,
+            "span_route_": route_id,
+            "span_source_": source,
+            "span_consumer_": SpanKind.CONSUMER,
+            "span_internal_": SpanKind.INTERNAL,
+        }
+        unsampled = getattr(self.spans, "unsampled", None)
+        if unsampled is not None:
+            # Ratio sampling: an exchange not sampled takes a count down and an object (the
+            # decision start itself would take, see eip._span_sampling), not a call, and no
+            # attributes are built for it.
+            prologue[1:] = [
+                "if route_parent_ is None and span_roots_.left > 0:",
+                "    span_roots_.left -= 1",
+                "    route_span_ = span_new_(span_unsampled_)",
+                "elif route_parent_.__class__ is span_unsampled_:",
+                "    route_span_ = route_parent_",
+                "else:",
+                "    " + started,
+            ]
+            final = [
+                "if route_span_.__class__ is not span_unsampled_:",
+                "    span_end_(route_span_)",
+            ]
+            values.update(
+                span_roots_=self.spans.roots,  # type: ignore[union-attr]
+                span_new_=object.__new__,
+                span_unsampled_=unsampled,
+            )
         inline = InlineTrace(
-            prologue=[
-                "route_parent_ = ex.trace_context",
-                "route_span_ = span_start_(span_name_, route_parent_, span_consumer_"
-                " if route_parent_ is None else span_internal_, {"
-                "'eip.route.id': span_route_, 'eip.exchange.id': ex.id, "
-                "'eip.endpoint.uri': span_source_})",
-                "ex.trace_context = route_span_",
-            ],
-            final=["span_end_(route_span_)", "ex.trace_context = route_parent_"],
+            prologue=[*prologue, "ex.trace_context = route_span_"],
+            final=[*final, "ex.trace_context = route_parent_"],
             failed=["span_fail_(route_span_, raised_)", "ex.trace_context = route_parent_"],
-            values={
-                "span_start_": start,
-                "span_end_": end,
-                "span_fail_": fail,
-                "span_name_": name,
-                "span_route_": route_id,
-                "span_source_": source,
-                "span_consumer_": SpanKind.CONSUMER,
-                "span_internal_": SpanKind.INTERNAL,
-            },
+            values=values,
             slow_args=", route_span_, route_parent_",
             wrap=wrap,
         )
@@ -194,7 +219,6 @@ class Tracing:
 
         # The same inline in a fused pipeline (no call of its own; see eip.processors.fuse).
         code = [
-            "parent_ = ex.trace_context",
             "attrs_ = {0}.get(ex.route_id)",
             "if attrs_ is None:",
             "    attrs_ = {1}(ex)",
@@ -212,8 +236,18 @@ class Tracing:
             "else:",
             "    r = {8}(ex, span_, parent_, r, {7}, {6})",
         ]
-        values = (attributes_by_route, attributes_for, start, name, SpanKind.PRODUCER, send)
-        return with_inline(traced, code, *values, fail, end, _finish, result=True)
+        values = [attributes_by_route, attributes_for, start, name, SpanKind.PRODUCER, send]
+        values += [fail, end, _finish]
+        unsampled = getattr(self.spans, "unsampled", None)
+        if unsampled is not None:
+            # Ratio sampling: the child of a span not sampled is that span (see start), so
+            # an exchange not sampled only sends.
+            code = ["if parent_.__class__ is {9}:", "    r = {5}(ex)", "else:"] + [
+                "    " + line for line in code
+            ]
+            values.append(unsampled)
+        code.insert(0, "parent_ = ex.trace_context")
+        return with_inline(traced, code, *values, result=True)
 
 
 async def _finish(

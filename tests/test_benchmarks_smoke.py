@@ -37,6 +37,7 @@ async def test_pipeline_benchmark_counts_match_and_reports() -> None:
         "pipeline-vs-handwritten",
         "pipeline-ops-on-vs-handwritten",
         "tracing-on-vs-off",
+        "tracing-1pct-vs-off",
         "audit-sqlite-vs-off",
         "encrypt-2-fields-vs-plain",
     ]
