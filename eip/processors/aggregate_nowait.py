@@ -36,6 +36,7 @@ from eip.processors.base import STOP, Step
 from eip.processors.strategies import collect_bodies
 from eip.stores._common import copy_group
 from eip.stores.base import OpenGroup
+from eip.stores.memory import MemoryAggregationRepository
 
 if TYPE_CHECKING:
     from eip.processors.aggregate import Aggregator
@@ -83,6 +84,9 @@ def nowait_step(aggregator: Aggregator) -> Step:
     # exchange or calling it. Only with a fixed completion size (nothing else then reads the
     # aggregated exchange) and for an input without an exception (which it handles itself).
     appends = strategy is collect_bodies and fixed_size is not None
+    # ... and on the in-memory repository's own grow_nowait, the group then grows right here.
+    own_grow = getattr(type(repository), "grow_nowait", None)  # None: a wrapper's __getattr__
+    grows_here = appends and own_grow is MemoryAggregationRepository.grow_nowait
 
     def aggregate(exchange: Exchange) -> Any:
         key = correlation(exchange)
@@ -119,6 +123,18 @@ def nowait_step(aggregator: Aggregator) -> Step:
             aggregated = None
             group.state[0].append(exchange.body)  # collect_bodies on the restored exchange
             size = group.size + 1
+            if grows_here and size < fixed_size and not eager:
+                # The group grows and stays open (most inputs): what grow_nowait does, here
+                # (the group is the stored one: peeked above, nothing awaited or called since).
+                group.size = size
+                group.updated = now
+                if input_id is not None:
+                    group.input_ids.append(input_id)
+                group.version += 1
+                if completion_timeout is not None:
+                    timeouts.append((now + completion_timeout, key))
+                    timeout_added.set()
+                return STOP
         else:
             body, headers = group.state
             aggregated = strategy(Exchange(body, headers), exchange)
