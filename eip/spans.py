@@ -235,6 +235,7 @@ class _LeanSpans:
                     "exception.type": f"{type(exc).__module__}.{type(exc).__qualname__}",
                     "exception.message": str(exc),
                     "exception.stacktrace": "".join(traceback.format_exception(exc)),
+                    "exception.escaped": "False",  # as the SDK's record_exception has it
                 },
             ),
         )
