@@ -126,22 +126,20 @@ class Route:
         """
         timing = self._timing
         if timing is None:
-            generated = self._fuse(None, sampled=None)
+            generated = self._fuse(None, timed=None)
         else:
             # Two functions from one pipeline: the timed one, and the untimed one every
             # exchange enters, which hands one in ``mask + 1`` to the timed one.
-            timed = self._fuse(timing, sampled=None)
-            generated = self._fuse(None, sampled=(timing[0], timed))
+            timed = self._fuse(timing, timed=None)
+            generated = self._fuse(None, timed=timed)
             generated.eip_timed = timed  # type: ignore[attr-defined]  # for debugging, tests
         self._generated = generated
         return generated
 
-    def _fuse(
-        self, timing: tuple[RouteTimings, Timed] | None, sampled: tuple[RouteTimings, Step] | None
-    ) -> Step:
-        """One generated dispatch: timed when ``timing`` is given; with ``sampled``, the
-        untimed entry that counts the exchange and hands the sampled ones to the timed one
-        (which then counts nothing itself)."""
+    def _fuse(self, timing: tuple[RouteTimings, Timed] | None, timed: Step | None) -> Step:
+        """One generated dispatch: timed when ``timing`` is given; with ``timed`` (the timed
+        twin), the untimed entry that counts the exchange and hands the sampled ones (by the
+        route's :class:`RouteTimings` mask) to the twin, which then counts nothing itself."""
         pipeline = self.pipeline
         run_slow = pipeline._slow
         finish = self._finish
@@ -155,16 +153,17 @@ class Route:
             if trace is not None:
                 result = trace.wrap(exchange, held[-2], held[-1], result)
             if timing is not None:
-                timings, timed = timing
-                result = timed(result, timings, held[0], clock)
+                timings, time_pending = timing
+                result = time_pending(result, timings, held[0], clock)
             return result
 
         # Names end in "_" so that they cannot meet the names of the steps' own code.
         prologue = ["route_.exchanges_total += 1"] if timing is None else []
         values: dict[str, Any] = {"route_": self, "route_id_": self.id}
-        if sampled is not None:
+        if timed is not None:
+            assert self._timing is not None
             prologue += ["if not route_.exchanges_total & sampling_.mask:", "    return timed_(ex)"]
-            values.update(sampling_=sampled[0], timed_=sampled[1])
+            values.update(sampling_=self._timing[0], timed_=timed)
         traced: list[str] = []
         route_lines = ["if ex.route_id is None:", "    ex.route_id = route_id_"]
         if self._needs_original:
