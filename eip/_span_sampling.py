@@ -112,7 +112,7 @@ class Unsampled:
 
     __slots__ = ("_made",)
     _made: SpanContext
-    _flags = NOT_SAMPLED
+    trace_flags = NOT_SAMPLED
     _roots: RatioRoots
 
     def get_span_context(self) -> SpanContext:
