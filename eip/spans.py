@@ -13,11 +13,9 @@ goes through the plain OpenTelemetry API.
 For the SDK's default set-up (parent-based always-on sampling, random ids), and for
 ``ParentBased(TraceIdRatioBased(rate))`` (see :mod:`eip._span_sampling`: an exchange not
 sampled then costs a count down and one small object), ``start`` and ``end`` are closures
-that take the fewest steps: no Python ``__init__`` per span, the ids drawn inline
-and kept on the span (its SpanContext is made when first read, by an exporter or a
-propagator: one object less per span for the garbage collector), a parent that is one of ours
-read from those fields. With the SDK's
-``BatchSpanProcessor``, ``end`` puts most spans straight onto the processor's queue and lets
+that take the fewest steps: no Python ``__init__`` per span, the ids drawn inline and kept in
+the span's slots, the span its own SpanContext (no second object per span), a parent that is
+one of ours read from those slots. With the SDK's ``BatchSpanProcessor``, ``end`` puts most spans straight onto the processor's queue and lets
 its ``emit`` take one span a batch, where it wakes the worker (see ``_batch_ender``).
 """
 
