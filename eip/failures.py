@@ -29,7 +29,7 @@ import msgspec
 
 from eip import headers as H
 from eip.message import Exchange
-from eip.redaction import is_secret_option, redact_uri
+from eip.redaction import is_credential_header, redact_uri
 
 __all__ = [
     "BODY_EXCERPT",
@@ -160,7 +160,7 @@ def safe_headers(headers: dict[str, Any]) -> dict[str, Any]:
     """Headers fit to show: secrets masked, URIs without credentials, values as plain data."""
     shown: dict[str, Any] = {}
     for name, value in headers.items():
-        if is_secret_option(name) or name.lower() in ("authorization", "cookie", "set-cookie"):
+        if is_credential_header(name):
             shown[name] = "***"
         elif isinstance(value, str):
             shown[name] = redact_uri(value)[:500] if "://" in value or "=" in value else value[:500]

@@ -28,7 +28,7 @@ import functools
 import re
 from urllib.parse import quote, unquote
 
-__all__ = ["MARK", "is_secret_option", "redact_uri"]
+__all__ = ["MARK", "is_credential_header", "is_secret_option", "redact_uri"]
 
 #: What a secret is replaced with.
 MARK = "***"
@@ -89,6 +89,19 @@ def redact_uri(uri: str) -> str:
         if value in text:
             text = text.replace(value, "***")
     return text
+
+
+#: Headers that carry credentials or session state although their names do not say "secret".
+_CREDENTIAL_HEADERS = frozenset(
+    {"authorization", "proxy-authorization", "cookie", "set-cookie", "www-authenticate"}
+)
+
+
+def is_credential_header(name: str) -> bool:
+    """Whether a message header called ``name`` holds a credential (a secret option name such
+    as ``x-api-key``, or one of the HTTP credential and cookie headers): one rule for the
+    failure history, the logs and the dead letter envelopes."""
+    return name.lower() in _CREDENTIAL_HEADERS or is_secret_option(name)
 
 
 @functools.lru_cache(maxsize=1024)

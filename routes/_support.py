@@ -43,7 +43,7 @@ import msgspec
 
 from eip import Exchange
 from eip import headers as H
-from eip.redaction import is_secret_option, redact_uri
+from eip.redaction import is_credential_header, redact_uri
 
 __all__ = [
     "FAILURE_HEADERS",
@@ -74,8 +74,6 @@ FAILURE_HEADERS = (
     H.FAILURE_ENDPOINT,
     H.REDELIVERY_COUNT,
 )
-# Credential headers the redaction rules do not name on their own.
-_CREDENTIAL_HEADERS = frozenset({"proxy-authorization", "www-authenticate"})
 _PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,150}")
 
 BodyEncoding = Literal["json", "text", "base64", "path"]
@@ -196,7 +194,7 @@ def _safe_headers(headers: dict[str, Any]) -> dict[str, Any]:
     for name, value in headers.items():
         if name in FAILURE_HEADERS:
             continue
-        if is_secret_option(name) or name.lower() in _CREDENTIAL_HEADERS:
+        if is_credential_header(name):
             continue
         kept[name] = redact_uri(value) if isinstance(value, str) and "://" in value else value
     return kept
