@@ -27,12 +27,14 @@ its redelivery is aggregated once.
 from __future__ import annotations
 
 import time
+import types
 from typing import TYPE_CHECKING, Any
 
 from eip.clock import SystemClock
 from eip.errors import ClosedCorrelationKeyError
+from eip.expressions import constant, header
 from eip.message import Exchange
-from eip.processors.base import STOP, Step
+from eip.processors.base import STOP, Step, unwrap
 from eip.processors.strategies import collect_bodies
 from eip.stores._common import copy_group
 from eip.stores.base import OpenGroup
@@ -88,12 +90,22 @@ def nowait_step(aggregator: Aggregator) -> Step:
     own_grow = getattr(type(repository), "grow_nowait", None)  # None: a wrapper's __getattr__
     grows_here = appends and own_grow is MemoryAggregationRepository.grow_nowait
 
+    # A constant correlation key (``constant("all")``) and the default input id (the message
+    # id header) are read here without calling their expressions.
+    fixed_key = _constant_of(correlation)
+    if fixed_key.__class__ is not str or not fixed_key:
+        fixed_key = None  # checked (and made a str) per input, as any key
+    id_header = _header_of(input_id_of)
+
     def aggregate(exchange: Exchange) -> Any:
-        key = correlation(exchange)
-        if key.__class__ is not str or not key:
-            key = key_of(key, exchange)
-            if key is None:
-                return STOP
+        if fixed_key is not None:
+            key = fixed_key
+        else:
+            key = correlation(exchange)
+            if key.__class__ is not str or not key:
+                key = key_of(key, exchange)
+                if key is None:
+                    return STOP
         if close_on_completion and is_closed(key):
             input_id = input_id_of(exchange) if input_id_of is not None else None
             if input_id is not None and completed_input(str(input_id)):
@@ -107,7 +119,10 @@ def nowait_step(aggregator: Aggregator) -> Step:
                 return slow(exchange)  # a timeout or stop is completing this key now
         group = peek(key)  # the stored group itself: read only, until the end
         if input_id_of is not None:
-            input_id = input_id_of(exchange)
+            if id_header is not None:
+                input_id = exchange.headers.get(id_header[0], id_header[1])
+            else:
+                input_id = input_id_of(exchange)
             if input_id is not None:
                 input_id = str(input_id)
                 if (group is not None and input_id in group.input_ids) or completed_input(input_id):
@@ -174,3 +189,29 @@ def nowait_step(aggregator: Aggregator) -> Step:
         return emit(key, completed)
 
     return aggregate
+
+
+_CONSTANT_CODE = unwrap(constant(None)).__code__
+_HEADER_CODE = unwrap(header("-")).__code__
+
+
+def _closure(fn: Any, code: types.CodeType) -> dict[str, Any] | None:
+    """The captured values of ``fn`` when it is a function made from ``code``, else None."""
+    if getattr(fn, "__code__", None) is not code or fn.__closure__ is None:
+        return None
+    cells = zip(code.co_freevars, fn.__closure__, strict=True)
+    return {name: cell.cell_contents for name, cell in cells}
+
+
+def _constant_of(fn: Any) -> Any:
+    """The value of a ``constant(value)`` expression's function, else None."""
+    captured = _closure(fn, _CONSTANT_CODE)
+    return None if captured is None else captured.get("value")
+
+
+def _header_of(fn: Any) -> tuple[str, Any] | None:
+    """``(name, default)`` of a ``header(name, default)`` expression's function, else None."""
+    captured = _closure(fn, _HEADER_CODE)
+    if captured is None or set(captured) != {"name", "default"}:
+        return None
+    return captured["name"], captured["default"]

@@ -132,16 +132,23 @@ class Splitter:
             else:
                 size = index + 1 if last else None
             # The part's properties, set and read here as the slot they are: the property's
-            # getter and setter would be two calls per part of the few it costs.
+            # getter and setter would be two calls per part of the few it costs. Most
+            # originals have none to inherit, and a dict display is then half the cost.
             if size is None:
-                part._properties = {**inherited, split_index: index, split_complete: last}
-            else:
+                part._properties = (
+                    {**inherited, split_index: index, split_complete: last}
+                    if inherited
+                    else {split_index: index, split_complete: last}
+                )
+            elif inherited:
                 part._properties = {
                     **inherited,
                     split_index: index,
                     split_size: size,
                     split_complete: last,
                 }
+            else:
+                part._properties = {split_index: index, split_size: size, split_complete: last}
             part.route_id = route_id
             part.trace_context = trace_context
             index += 1
