@@ -14,14 +14,16 @@ a plaintext where a ciphertext belongs is a mistake somewhere upstream.
 from __future__ import annotations
 
 import functools
+import keyword
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import msgspec
 
 from eip.errors import RouteDefinitionError
+from eip.security import tokens
 from eip.security.keys import KeyRing
-from eip.security.tokens import TokenCipher, is_token
+from eip.security.tokens import PREFIX, TokenCipher, is_token
 
 __all__ = ["FieldCipher"]
 
@@ -37,9 +39,15 @@ def _split(path: str) -> Path:
 
 
 class FieldCipher:
-    """Encrypts or decrypts the given fields of a body."""
+    """Encrypts or decrypts the given fields of a body.
 
-    __slots__ = ("_cipher", "_flat", "_opens", "_paths", "_seals")
+    ``encrypt(body)`` is a function made for these fields: for top-level fields (the common
+    case) it is generated (:func:`_generated_encrypt`), so a Struct that has them all costs one
+    call, one ``structs.replace`` and the cipher per value."""
+
+    __slots__ = ("_cipher", "_complete", "_flat", "_opens", "_paths", "_seals", "encrypt")
+
+    encrypt: Callable[[Any], Any]
 
     def __init__(self, fields: Sequence[str], key: str | bytes | KeyRing) -> None:
         if isinstance(fields, str):
@@ -51,27 +59,39 @@ class FieldCipher:
         # One bound change per field, made once: nothing is built per message.
         self._seals = [(path, functools.partial(_seal, cipher, name)) for name, path in self._paths]
         self._opens = [(path, functools.partial(_open, cipher, name)) for name, path in self._paths]
-        # Top-level fields only (the common case): one pass, one copy of the body for all of
-        # them, the associated data made once. None when any path is nested or has a '*'.
+        # Top-level fields only: one pass, one copy of the body for all of them, the associated
+        # data made once. None when any path is nested or has a '*'.
         flat = all(len(path) == 1 and path[0] != "*" for _, path in self._paths)
         self._flat = (
             [(name, cipher.associated_data(name)) for name, _ in self._paths] if flat else None
         )
-
-    def encrypt(self, body: Any) -> Any:
+        # The Struct types seen to have every field, which the generated path takes.
+        self._complete: set[type] = set()
+        self.encrypt = self._encrypt_paths
         if self._flat is not None:
-            return self._encrypt_flat(body, self._flat)
+            self.encrypt = self._encrypt_flat
+            if all(name.isidentifier() and not keyword.iskeyword(name) for name, _ in self._flat):
+                self.encrypt = _generated_encrypt(
+                    self._flat, cipher, self._complete, self._encrypt_flat
+                )
+
+    def _encrypt_paths(self, body: Any) -> Any:
         for path, change in self._seals:
             body = _apply(body, path, change)
         return body
 
-    def _encrypt_flat(self, body: Any, fields: list[tuple[str, bytes]]) -> Any:
+    def _encrypt_flat(self, body: Any) -> Any:
         """:meth:`encrypt` for top-level fields of a Struct or dict: the same result as the
         path walk (missing and None fields left alone, tokens not wrapped again, the body
-        copied only when something changed), with one ``structs.replace`` for all fields."""
+        copied only when something changed), with one ``structs.replace`` for all fields.
+        A Struct type with every field is remembered for the generated path."""
+        fields = self._flat
+        assert fields is not None
         if isinstance(body, msgspec.Struct):
             names: Any = body.__struct_fields__
             get: Callable[[str], Any] = functools.partial(getattr, body)
+            if all(name in names for name, _ in fields):
+                self._complete.add(type(body))
         elif isinstance(body, dict):
             names, get = body, body.get
         else:
@@ -93,6 +113,65 @@ class FieldCipher:
         for path, change in self._opens:
             body = _apply(body, path, change)
         return body
+
+
+# The generated fast path of FieldCipher.encrypt, per field, then the end. ``P <= v < Q`` is
+# ``v.startswith(PREFIX)`` (Q is PREFIX with its last character's successor) without a call.
+_FIELD = """\
+    v = body.{name}
+    if v is None or (isinstance(v, str) and P <= v < Q):
+        t{i} = v
+    else:
+        n = next(nonces)
+        t{i} = h + b2a(n + aes(n, encode(v), ad{i})).translate(URLSAFE, UNPADDED).decode()
+        changed = True
+"""
+_END = """\
+    return replace(body, {args}) if changed else body
+"""
+
+
+def _generated_encrypt(
+    fields: list[tuple[str, bytes]],
+    cipher: TokenCipher,
+    complete: set[type],
+    slow: Callable[[Any], Any],
+) -> Callable[[Any], Any]:
+    """``encrypt`` for top-level fields, as one generated function: a Struct of a type in
+    ``complete`` (it has every field) is done inline, with the token made as
+    :meth:`TokenCipher.seal_bound` makes it (the same nonces, encrypt and header); anything
+    else goes to ``slow``. Field names are identifiers (checked by the caller), so the source
+    holds nothing but them."""
+    kit = cipher.seal_kit()
+    names = list(dict.fromkeys(name for name, _ in fields))
+    ads = dict(fields)
+    namespace: dict[str, Any] = {
+        "complete": complete,
+        "slow": slow,
+        "nonces": kit.nonces,
+        "aes": kit.encrypt,
+        "h": kit.header,
+        "encode": _encode,
+        "b2a": tokens.b2a,
+        "URLSAFE": tokens.URLSAFE,
+        "UNPADDED": tokens.UNPADDED,
+        "replace": msgspec.structs.replace,
+        "P": PREFIX,
+        "Q": PREFIX[:-1] + chr(ord(PREFIX[-1]) + 1),
+    }
+    lines = [
+        "def encrypt(body):",
+        "    if body.__class__ not in complete:",
+        "        return slow(body)",
+        "    changed = False",
+    ]
+    for i, name in enumerate(names):
+        namespace[f"ad{i}"] = ads[name]
+        lines.append(_FIELD.format(name=name, i=i))
+    lines.append(_END.format(args=", ".join(f"{name}=t{i}" for i, name in enumerate(names))))
+    exec(compile("\n".join(lines), "<eip encrypt_fields>", "exec"), namespace)
+    encrypt: Callable[[Any], Any] = namespace["encrypt"]
+    return encrypt
 
 
 def _seal(cipher: TokenCipher, field: str, value: Any) -> Any:
