@@ -162,15 +162,21 @@ class DroppingExporter(SpanExporter):
         self.invalid_spans = 0
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        route = send = other = invalid = 0
         for span in spans:
-            if span.context is None or (span.parent is None and span.name != ROUTE_ID):
-                self.invalid_spans += 1
-            if span.name == ROUTE_ID:
-                self.route_spans += 1
-            elif span.name.startswith("send "):
-                self.send_spans += 1
+            name = span.name
+            if span.context is None or (span.parent is None and name != ROUTE_ID):
+                invalid += 1
+            if name == ROUTE_ID:
+                route += 1
+            elif name.startswith("send "):
+                send += 1
             else:
-                self.other_spans += 1
+                other += 1
+        self.route_spans += route
+        self.send_spans += send
+        self.other_spans += other
+        self.invalid_spans += invalid
         return SpanExportResult.SUCCESS
 
     @property
