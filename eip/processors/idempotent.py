@@ -134,6 +134,12 @@ def _memory_step(
     """
 
     def complete(done: Exchange, key: str, mine: Exchange) -> None:
+        if done is mine and mine._properties is None:  # the common case: nothing handled
+            if done.exception is None:
+                confirm_nowait(key)
+            elif remove_on_failure:
+                remove_nowait(key)
+            return
         if done.exception is not None:  # the unit of work's own test for a failure
             if remove_on_failure:
                 remove_nowait(key)
