@@ -15,8 +15,9 @@ For the SDK's default set-up (parent-based always-on sampling, random ids), and 
 sampled then costs a count down and one small object), ``start`` and ``end`` are closures
 that take the fewest steps: no Python ``__init__`` per span, the ids drawn inline and kept in
 the span's slots, the span its own SpanContext (no second object per span), a parent that is
-one of ours read from those slots. With the SDK's ``BatchSpanProcessor``, ``end`` puts most spans straight onto the processor's queue and lets
-its ``emit`` take one span a batch, where it wakes the worker (see ``_batch_ender``).
+one of ours read from those slots. With the SDK's ``BatchSpanProcessor``, ``end`` puts most
+spans straight onto the processor's queue and lets its ``emit`` take one span a batch, where
+it wakes the worker (see ``_batch_ender``).
 """
 
 from __future__ import annotations
