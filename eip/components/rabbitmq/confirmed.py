@@ -8,7 +8,8 @@ last top-level step, the fast path spends none of them:
 1. the consumer marks the exchange it dispatches (:attr:`Handoff.exchange`) and runs the
    route's fused pipeline, synchronously;
 2. the producer, meeting the marked exchange, writes the publish and returns None instead of
-   the confirm's awaitable, leaving the publish in the handoff (:meth:`Handoff.take`);
+   the confirm's awaitable, leaving the publish (sequence number, routing key) and its
+   channel's settler in the handoff;
 3. the consumer gives the delivery to the producer channel's :class:`ConfirmSettler`, which
    settles it from the channel's confirm callback, in publish order: acked, the consumer
    completes the exchange's unit of work and the ack window acks it (``multiple``, up to the
@@ -51,21 +52,17 @@ class Handoff:
     def __init__(self) -> None:
         #: The exchange the consumer is dispatching on the fast path, else None.
         self.exchange: Exchange | None = None
+        #: Set (with ``seq`` and ``routing_key``) by the producer that wrote its publish,
+        #: which then clears ``exchange``.
         self.settler: ConfirmSettler | None = None
         self.seq = 0
         self.routing_key = ""
 
-    def take(self, settler: ConfirmSettler, seq: int, routing_key: str) -> None:
-        """The producer wrote the marked exchange's publish; its confirm settles it."""
-        self.exchange = None
-        self.settler = settler
-        self.seq = seq
-        self.routing_key = routing_key
-
 
 class ConfirmSettler:
     """The fast-path deliveries waiting for the confirms of one producer channel, in
-    publish order (sequence numbers increase)."""
+    publish order (sequence numbers increase): the consumer appends ``(seq, routing key,
+    consumer, ack window, delivery, exchange)`` to :attr:`pending`."""
 
     __slots__ = ("channel", "pending", "producer")
 
@@ -78,17 +75,6 @@ class ConfirmSettler:
         channel.on_confirm = self.on_confirm
         channel.closed.add_done_callback(self._closed)
 
-    def add(
-        self,
-        seq: int,
-        routing_key: str,
-        consumer: RabbitMQConsumer,
-        window: AckWindow,
-        delivery: Delivery,
-        exchange: Exchange,
-    ) -> None:
-        self.pending.append((seq, routing_key, consumer, window, delivery, exchange))
-
     def on_confirm(self, tag: int, multiple: bool, ack: bool) -> None:
         """A Basic.Ack/Nack (the channel's bookkeeping has recorded it): settle, in order,
         every waiting delivery whose publish is now confirmed."""
@@ -97,14 +83,23 @@ class ConfirmSettler:
             return
         channel = self.channel
         below = channel.settled_below
-        failure = channel.confirm_failure
+        failure = channel.confirm_failure if channel.any_confirm_failed else None
+        acked: list[tuple[AckWindow, Delivery, Exchange]] = []
+        to: RabbitMQConsumer | None = None  # the consumer of the deliveries in ``acked``
         while pending and pending[0][0] < below:
             seq, routing_key, consumer, window, delivery, exchange = pending.popleft()
-            error = failure(seq)
-            if error is None:
-                consumer.confirmed(window, delivery, exchange)
-            else:
+            error = None if failure is None else failure(seq)
+            if error is not None:
                 self._fail(routing_key, consumer, window, delivery, exchange, error)
+                continue
+            if consumer is not to:
+                if to is not None:
+                    to.confirmed(acked)
+                    acked = []
+                to = consumer
+            acked.append((window, delivery, exchange))
+        if to is not None:
+            to.confirmed(acked)
 
     def expire(self, before: int, error: AmqpError) -> int:
         """Fail the waits of publishes numbered below ``before`` (no confirm in time): their

@@ -254,7 +254,7 @@ class RabbitMQConsumer(Consumer):
                 await self._wake.wait()
                 continue
             window, delivery = buffer.popleft()
-            if window is not self._window or not window.open:
+            if window is not self._window or not window.channel.is_open:
                 continue  # from a channel that died: the broker redelivers it
             try:
                 waiting = self._handle(window, delivery)
@@ -292,7 +292,7 @@ class RabbitMQConsumer(Consumer):
         """Dispatch one delivery; None when it settled synchronously, runs as a task or waits
         for its publish's confirm (the fast path), else an awaitable (``concurrency=1``, or
         every slot taken)."""
-        if self._poisoned(window, delivery):
+        if delivery.redelivered and self._poisoned(window, delivery):
             return None
         exchange = exchange_from_delivery(delivery, self.component.context.tracing.enabled)
         route = self.route
@@ -316,7 +316,9 @@ class RabbitMQConsumer(Consumer):
                 if pending is None and exchange.exception is None:
                     # published by the last step: settled from the confirm (see .confirmed)
                     route.inflight += 1
-                    settler.add(handoff.seq, handoff.routing_key, self, window, delivery, exchange)
+                    settler.pending.append(
+                        (handoff.seq, handoff.routing_key, self, window, delivery, exchange)
+                    )
                     return None
                 # not expected (the send is the last step), but never ack it unconfirmed
                 confirm = settler.producer.confirmed(
@@ -385,15 +387,32 @@ class RabbitMQConsumer(Consumer):
                 self._slot_freed.set()
 
     # -- the fast path: settled from the publish's confirm (see .confirmed) ----------------
-    def confirmed(self, window: AckWindow, delivery: Delivery, exchange: Exchange) -> None:
-        """The publish of a fast-path delivery is confirmed: complete it, then settle it."""
-        self.settled_by_confirm += 1
-        done = exchange.done()
-        if done is not None:
-            self._track(self._run(None, done, window, delivery, exchange, False))
-            return
-        self.route.leave()
-        self._settle(window, delivery, exchange)
+    def confirmed(self, batch: list[tuple[AckWindow, Delivery, Exchange]]) -> None:
+        """The publishes of these fast-path deliveries are confirmed (in delivery order):
+        complete each, then settle them; one call per confirm frame, not per message."""
+        self.settled_by_confirm += len(batch)
+        route = self.route
+        current = self._window
+        counts = self._requeues
+        counting = bool(counts)
+        tags: list[int] = []
+        left = 0
+        for window, delivery, exchange in batch:
+            done = exchange.done()
+            if done is not None:  # on-completion work to await first: the general path
+                self._track(self._run(None, done, window, delivery, exchange, False))
+                continue
+            left += 1
+            if window is current:
+                if counting:
+                    counts.completed(delivery)
+                tags.append(delivery.delivery_tag)
+            # else: the channel died meanwhile: the broker redelivers it
+        if left:
+            route.inflight -= left - 1
+            route.leave()
+        if tags and current is not None and current.open:
+            current.done_all(tags)
 
     def confirm_failed(
         self, window: AckWindow, delivery: Delivery, exchange: Exchange, error: Exception

@@ -178,12 +178,17 @@ class RabbitMQProducer(Producer):
         return self._publish(channel, exchange)
 
     def _publish(self, channel: AmqpChannel, exchange: Exchange) -> Any:
-        body = self._body(exchange)
-        routing_key = self._routing_key(exchange)
-        properties = self._properties(exchange)
+        body = exchange.body
+        if body.__class__ is not bytes:
+            body = self._body(exchange)
+        spec = self.spec
+        routing_key = self._routing_key(exchange) if spec.routing_key_header else spec.routing_key
+        properties = properties_for(exchange, persistent=spec.persistent, tracing=self._tracing)
+        if properties.expiration is not None:
+            properties.expiration = _expiration(properties.expiration, self._where)
         try:
             seq = channel.publish(
-                body, self.spec.exchange, routing_key, properties, mandatory=self.spec.mandatory
+                body, spec.exchange, routing_key, properties, mandatory=spec.mandatory
             )
         except AmqpError as exc:
             raise OutcomeUnknownError(f"publish failed: {exc}", endpoint=self._where) from exc
@@ -193,7 +198,10 @@ class RabbitMQProducer(Producer):
         if handoff.exchange is exchange:  # the consumer settles it from the confirm
             settler = self._settler
             if settler is not None and settler.channel is channel:
-                handoff.take(settler, seq, routing_key)
+                handoff.exchange = None
+                handoff.settler = settler
+                handoff.seq = seq
+                handoff.routing_key = routing_key
                 return None
         return self.confirmed(channel, seq, routing_key)
 

@@ -74,6 +74,20 @@ class AckWindow:
             self._finished += 1
         self._advance()
 
+    def done_all(self, tags: list[int]) -> None:
+        """:meth:`done` for several deliveries at once."""
+        state = self._state
+        if self._gapped:
+            ack = self.channel.ack
+            for tag in tags:
+                ack(tag)
+                state[tag] = SETTLED
+        else:
+            for tag in tags:
+                state[tag] = DONE
+            self._finished += len(tags)
+        self._advance()
+
     def reject(self, tag: int, requeue: bool) -> None:
         """Settle one delivery negatively now (requeue, or dead-letter it)."""
         if requeue:
@@ -155,6 +169,10 @@ class RequeueCounts:
 
     def seen(self, delivery: Delivery) -> int:
         return self._counts.get(self.key(delivery), 0) if self._counts else 0
+
+    def __bool__(self) -> bool:
+        """Whether any message is being counted (else :meth:`completed` has nothing to do)."""
+        return bool(self._counts)
 
     def completed(self, delivery: Delivery) -> None:
         if self._counts:

@@ -141,6 +141,12 @@ class Channel(ChannelIncoming, ChannelMethods):
         publishes it covers in order, without a future per publish."""
         return 1 if self._tracker is None else self._tracker.settled_below
 
+    @property
+    def any_confirm_failed(self) -> bool:
+        """False while no publish on this channel was nacked or returned: then every settled
+        publish was acked, and :meth:`confirm_failure` need not be asked."""
+        return self._tracker is not None and self._tracker.any_failed
+
     def confirm_failure(self, seq: int) -> AmqpError | None:
         """Why settled publish ``seq`` failed (nacked, returned), or None when it was acked."""
         return None if self._tracker is None else self._tracker.failure(seq)

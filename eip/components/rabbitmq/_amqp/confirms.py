@@ -119,6 +119,11 @@ class ConfirmTracker:
         """Every publish numbered below this one has been acked or nacked by the broker."""
         return self._low
 
+    @property
+    def any_failed(self) -> bool:
+        """Whether any publish failed (nacked, returned) that :meth:`failure` still knows."""
+        return bool(self._failed)
+
     def failure(self, seq: int) -> AmqpError | None:
         """Why a settled publish failed (a nack, a return), as ``wait`` would raise it (also
         when its outcome is no longer known: see ``FAILURES_KEPT``); None when it was acked."""
