@@ -40,11 +40,12 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+import statistics
 import tempfile
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from benchmarks._report import Measurement, Variant, interleave, result_line, table
@@ -258,10 +259,16 @@ async def _dispatch_all(route: Route, keys: Sequence[str]) -> int:
 
 
 def eip_run(
-    store: Store, keys: Sequence[str], unique: int, concurrent: bool, template: bool = False
+    store: Store,
+    keys: Sequence[str],
+    unique: int,
+    concurrent: bool,
+    template: bool = False,
+    cpu: list[float] | None = None,
 ) -> Variant:
     """One eip run: a fresh repository and context (started untimed), the messages timed:
-    through ``route.dispatch``, or the producer template with ``template=True``."""
+    through ``route.dispatch``, or the producer template with ``template=True``. With ``cpu``,
+    the sequential run also appends the process's CPU seconds for it there."""
     name = f"eip {store.name}" + (f" x{SENDERS}" if concurrent else "")
     name += ", template.send" if template else ""
 
@@ -294,9 +301,11 @@ def eip_run(
                 seconds = time.perf_counter() - began
             else:
                 route = context.routes["idempotent"]
-                began = time.perf_counter()
+                cpu_began, began = time.process_time(), time.perf_counter()
                 failed = await _dispatch_all(route, keys)
                 seconds = time.perf_counter() - began
+                if cpu is not None:
+                    cpu.append(time.process_time() - cpu_began)
             passed = context.mock("out").count
         finally:
             await context.stop()
@@ -308,8 +317,15 @@ def eip_run(
     return Variant(name, once, len(keys))
 
 
-def handwritten_run(store: Store, keys: Sequence[str], unique: int, concurrent: bool) -> Variant:
-    """One hand-written run: the repository calls the idempotent consumer makes, and no more."""
+def handwritten_run(
+    store: Store,
+    keys: Sequence[str],
+    unique: int,
+    concurrent: bool,
+    cpu: list[float] | None = None,
+) -> Variant:
+    """One hand-written run: the repository calls the idempotent consumer makes, and no more
+    (with ``cpu``, the process's CPU seconds for it are appended there, as in :func:`eip_run`)."""
     name = f"hand-written {store.name}" + (f" x{SENDERS}" if concurrent else "")
 
     async def check(repo: IdempotentRepository, part: Sequence[str]) -> int:
@@ -333,7 +349,7 @@ def handwritten_run(store: Store, keys: Sequence[str], unique: int, concurrent: 
         repo = store.make()
         await repo.start()
         try:
-            began = time.perf_counter()
+            cpu_began, began = time.process_time(), time.perf_counter()
             if isinstance(repo, MemoryIdempotentRepository) and not concurrent:
                 passed = check_nowait(repo, keys)
             elif concurrent:
@@ -341,6 +357,8 @@ def handwritten_run(store: Store, keys: Sequence[str], unique: int, concurrent: 
             else:
                 passed = await check(repo, keys)
             seconds = time.perf_counter() - began
+            if cpu is not None:
+                cpu.append(time.process_time() - cpu_began)
         finally:
             await repo.stop()
             await store.dispose(repo)
@@ -361,22 +379,40 @@ class StoreReport:
     eip_concurrent: Measurement
     baseline_concurrent: Measurement
     eip_template: Measurement | None = None  # memory only: driven by template.send
+    #: The sequential runs' CPU seconds per round (eip, hand-written), for :attr:`cpu_ratio`.
+    cpu: tuple[list[float], list[float]] = field(default_factory=lambda: ([], []))
 
     @property
     def ratio(self) -> float:
         return self.eip.median / self.baseline.median
 
     @property
+    def cpu_ratio(self) -> float | None:
+        """The sequential ratio by the process's CPU time (medians): steadier than the wall
+        time on a busy machine, and the same on an idle one for a store without I/O."""
+        eip, base = self.cpu
+        if not eip or not base:
+            return None
+        return statistics.median(base) / statistics.median(eip)
+
+    @property
     def concurrent_ratio(self) -> float:
         return self.eip_concurrent.median / self.baseline_concurrent.median
 
 
-def variants_of(store: Store, keys: Sequence[str], unique: int) -> list[Variant]:
+def variants_of(
+    store: Store,
+    keys: Sequence[str],
+    unique: int,
+    cpu: tuple[list[float], list[float]] | None = None,
+) -> list[Variant]:
     """Baseline first, then eip; sequential (the comparison), then 50 concurrent; for memory,
-    last, eip driven by the producer template."""
+    last, eip driven by the producer template. ``cpu``: where the sequential runs put their
+    CPU seconds (eip's, the hand-written loop's)."""
+    eip_cpu, base_cpu = cpu if cpu is not None else (None, None)
     variants = [
-        handwritten_run(store, keys, unique, concurrent=False),
-        eip_run(store, keys, unique, concurrent=False),
+        handwritten_run(store, keys, unique, concurrent=False, cpu=base_cpu),
+        eip_run(store, keys, unique, concurrent=False, cpu=eip_cpu),
         handwritten_run(store, keys, unique, concurrent=True),
         eip_run(store, keys, unique, concurrent=True),
     ]
@@ -398,12 +434,13 @@ async def bench_store(name: str, count: int, rounds: int, warmup: int = WARMUP) 
     await store.open()
     try:
         await interleave(variants_of(store, warm_keys, warm_unique), 1, warmup=False)
-        variants = variants_of(store, keys, unique)
+        cpu: tuple[list[float], list[float]] = ([], [])
+        variants = variants_of(store, keys, unique, cpu)
         results = await interleave(variants, rounds, warmup=False)
     finally:
         await store.close()
     base, eip, base_c, eip_c, *template = (results[v.name] for v in variants)
-    return StoreReport(name, eip, base, eip_c, base_c, template[0] if template else None)
+    return StoreReport(name, eip, base, eip_c, base_c, template[0] if template else None, cpu)
 
 
 async def bench(
@@ -479,6 +516,13 @@ def run(quick: bool) -> None:
             print(
                 f"  {r.store}, driven by template.send (informational): {_rate(t)} msgs/s "
                 f"({_range(t)}), {t.median / r.baseline.median:.2f} of hand-written"
+            )
+    for r in reports:
+        cpu_ratio = r.cpu_ratio
+        if r.store == "memory" and cpu_ratio is not None:  # no I/O: CPU time is all of it
+            print(
+                f"  {r.store}, by the process's CPU time (informational, steadier on a busy "
+                f"machine): {cpu_ratio:.2f} of hand-written"
             )
     print(f"\n{SENDERS} concurrent senders (informational):")
     print(report_table(reports, concurrent=True))
