@@ -144,8 +144,9 @@ def _memory_step(
             if remove_on_failure:
                 remove_nowait(key)
             return
-        # Handled on neither exchange (the common case), read without making a properties
-        # dict where there is none (Exchange.properties makes one on first use).
+        # Properties, or completed on another exchange (a handover): handled on neither is
+        # still the usual case, read without making a properties dict where there is none
+        # (Exchange.properties makes one on first use).
         props = mine._properties
         other = None if done is mine else done._properties
         if (
