@@ -116,7 +116,7 @@ def _kind(name: str) -> str:
 
 def properties_for(exchange: Exchange, *, persistent: bool, tracing: bool) -> Properties:
     """AMQP properties for publishing ``exchange`` (see the module docstring)."""
-    properties = Properties(delivery_mode=2 if persistent else 1)
+    properties = Properties(None, None, None, 2 if persistent else 1)  # delivery_mode
     application: dict[str, Any] = {}
     kinds = _KINDS
     for name, value in exchange.headers.items():

@@ -177,13 +177,26 @@ def reject_frame(channel: int, delivery_tag: int, requeue: bool) -> bytes:
     return _TAG_FRAME.pack(1, channel, 13, BASIC_REJECT, delivery_tag, 1 if requeue else 0, 0xCE)
 
 
+_TYPES: dict[str, bytes] = {}  # encoded content types: a few per application, used on every send
+_TYPES_KEPT = 64
+
+
+def _content_type(value: str) -> bytes:
+    encoded = _TYPES.get(value)
+    if encoded is None:
+        encoded = shortstr(value)
+        if len(_TYPES) < _TYPES_KEPT:
+            _TYPES[value] = encoded
+    return encoded
+
+
 def encode_properties(p: Properties) -> tuple[int, bytes]:
     """The property flags and the encoded properties that are not ``None``."""
     flags = 0
     out: list[bytes] = []
     if (s := p.content_type) is not None:
         flags = 0x8000
-        out.append(shortstr(s))
+        out.append(_TYPES.get(s) or _content_type(s))
     if (s := p.content_encoding) is not None:
         flags |= 0x4000
         out.append(shortstr(s))
