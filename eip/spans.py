@@ -267,11 +267,11 @@ def _fast_starter(
                 trace_id = getrandbits(128) or 1
             elif roots.left > 0:
                 roots.left -= 1
-                return _new(unsampled)
+                return unsampled()
             else:
                 trace_id = roots.sampled()
                 if not trace_id:
-                    return _new(unsampled)
+                    return unsampled()
             span = _new(span_type)
             span.trace_id = trace_id
             span.trace_flags = _SAMPLED
