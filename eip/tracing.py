@@ -14,7 +14,12 @@ configured, routes are compiled without any tracing code and the cost is zero. C
 
 **The lean span path.** With the OpenTelemetry SDK's ``TracerProvider``, eip builds its spans
 directly as SDK ``ReadableSpan`` objects instead of going through ``Tracer.start_span`` (see
-:mod:`eip.spans`); any other tracer provider goes through the plain OpenTelemetry API.
+:mod:`eip.spans`); any other tracer provider goes through the plain OpenTelemetry API. With
+the SDK's ``ParentBased(TraceIdRatioBased(rate))`` sampler, a route's generated dispatch
+decides an exchange's root span itself (a count down, see :mod:`eip._span_sampling`) and an
+exchange not sampled builds no attributes and no send spans: at 1% sampling tracing costs
+about a tenth of an untraced exchange, at 100% a little more than one untraced exchange
+(``python -m benchmarks pipeline``: tracing-1pct-vs-off, tracing-on-vs-off).
 """
 
 from __future__ import annotations
