@@ -18,7 +18,7 @@ directly as SDK ``ReadableSpan`` objects instead of going through ``Tracer.start
 the SDK's ``ParentBased(TraceIdRatioBased(rate))`` sampler, a route's generated dispatch
 decides an exchange's root span itself (a count down, see :mod:`eip._span_sampling`) and an
 exchange not sampled builds no attributes and no send spans: at 1% sampling tracing costs
-about a tenth of an untraced exchange, at 100% a little more than one untraced exchange
+about a tenth of an untraced exchange, at 100% about one and a half untraced exchanges
 (``python -m benchmarks pipeline``: tracing-1pct-vs-off, tracing-on-vs-off).
 """
 
