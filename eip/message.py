@@ -31,6 +31,10 @@ _ID_PREFIX = f"{os.getpid():x}-{os.urandom(3).hex()}-"
 Callback = Callable[["Exchange"], Awaitable[None] | None]
 #: ``callback(exchange, arg, claimed_on)``: see :meth:`Exchange.on_completion_with`.
 Completion = Callable[["Exchange", Any, "Exchange"], Awaitable[None] | None]
+#: ``clean(arg)``: what a Completion does for a clean success (see on_completion_with).
+CleanCompletion = Callable[[Any], None]
+#: The compact unit of work of :meth:`Exchange.on_completion_with`.
+_Compact = tuple[Completion, Any, CleanCompletion | None]
 
 
 class ExchangePattern(enum.Enum):
@@ -146,8 +150,9 @@ def _bound(callback: Completion, arg: Any, claimed_on: Exchange) -> Callback:
     return lambda exchange: callback(exchange, arg, claimed_on)
 
 
-def _plain(uow: Callback | tuple[Completion, Any] | None, claimed_on: Exchange) -> Callback:
-    """A compact unit of work (one callback, or a ``(callback, arg)`` pair) as one callback."""
+def _plain(uow: Callback | _Compact | None, claimed_on: Exchange) -> Callback:
+    """A compact unit of work (one callback, or a ``(callback, arg, clean)`` tuple) as one
+    callback (``callback`` alone does all that ``clean`` would)."""
     if isinstance(uow, tuple):
         return _bound(uow[0], uow[1], claimed_on)
     assert uow is not None
@@ -250,7 +255,7 @@ class Exchange(Message):
         self._id: str | None = None
         #: None, a UnitOfWork, or a compact form for both outcomes: one callback (see
         #: on_completion) or a (callback, arg) tuple (see on_completion_with).
-        self._uow: UnitOfWork | Callback | tuple[Completion, Any] | None = None
+        self._uow: UnitOfWork | Callback | _Compact | None = None
 
     @property
     def properties(self) -> dict[str, Any]:
@@ -302,14 +307,22 @@ class Exchange(Message):
             return
         self._unit().add(on_success, on_failure)
 
-    def on_completion_with(self, callback: Completion, arg: Any) -> None:
+    def on_completion_with(
+        self, callback: Completion, arg: Any, clean: CleanCompletion | None = None
+    ) -> None:
         """Register ``callback(exchange, arg, claimed_on)`` for both outcomes: ``exchange`` is
         the one that completes (callbacks move to a copy on a handover), ``claimed_on`` this
         one. For per-message state (an idempotent consumer's key) without a closure per
-        message: on an exchange without callbacks it is kept as one ``(callback, arg)`` tuple,
-        and ``callback``, the same function every time, is a call Python can specialise."""
+        message: on an exchange without callbacks it is kept as one tuple, and ``callback``,
+        the same function every time, is a call Python can specialise.
+
+        ``clean(arg)``, if given, runs instead of ``callback`` for a clean success: this
+        exchange completes itself, without an exception and without any properties (so
+        nothing marked it, a handled failure say); it must do what ``callback`` would then
+        (the idempotent consumer's: confirm the key). A call less in the common case.
+        """
         if self._uow is None:
-            self._uow = (callback, arg)
+            self._uow = (callback, arg, clean)
             return
         both = _bound(callback, arg, self)
         self._unit().add(both, both)
@@ -336,11 +349,14 @@ class Exchange(Message):
         failed = self.exception is not None
         callback: Any = uow
         try:
-            if kind is tuple:
+            if kind is not tuple:
+                result = callback(self)
+            elif uow[2] is None or failed or self._properties is not None:  # type: ignore[index]
                 callback = uow[0]  # type: ignore[index]
                 result = callback(self, uow[1], self)  # type: ignore[index]
-            else:
-                result = callback(self)
+            else:  # a clean success (see on_completion_with)
+                callback = uow[2]  # type: ignore[index]
+                result = callback(uow[1])  # type: ignore[index]
         except Exception as exc:
             _callback_failed(self, callback, exc, failed)
             return None

@@ -220,3 +220,40 @@ def test_a_failing_callback_with_state_marks_a_success_unknown() -> None:
     exchange.on_completion_with(broken, "key")
     assert exchange.done() is None
     assert isinstance(exchange.exception, OutcomeUnknownError)
+
+
+# -- on_completion_with's clean: a clean success takes the short way ---------------------------
+@pytest.mark.parametrize(
+    ("case", "expected"),
+    [
+        ("clean", [("clean", "key")]),
+        ("failed", [("full", "key", "failed")]),
+        ("properties", [("full", "key", "ok")]),
+        ("more callbacks", [("full", "key", "ok")]),
+        ("handed over", [("full", "key", "ok")]),
+    ],
+)
+def test_clean_runs_only_for_a_clean_success_of_a_bare_exchange(
+    case: str, expected: list[tuple[str, ...]]
+) -> None:
+    calls: list[tuple[str, ...]] = []
+
+    def full(exchange: Exchange, arg: str, claimed_on: Exchange) -> None:
+        outcome = "failed" if exchange.exception is not None else "ok"
+        calls.append(("full", arg, outcome))
+
+    exchange = Exchange()
+    if case == "more callbacks":
+        exchange.on_completion(on_success=lambda ex: None)
+    exchange.on_completion_with(full, "key", lambda arg: calls.append(("clean", arg)))
+    if case == "failed":
+        exchange.exception = ValueError("boom")
+    elif case == "properties":
+        exchange.properties["something"] = 1
+    elif case == "handed over":
+        target = Exchange()
+        exchange.handover_completions(target)
+        exchange = target
+    assert exchange.done() is None
+    assert exchange.done() is None
+    assert calls == expected

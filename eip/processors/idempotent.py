@@ -124,7 +124,8 @@ def _memory_step(
     """The eager step on a repository without I/O (``add_nowait`` and friends): no await and
     no coroutine per message, and no closure either: the claim registers ``complete`` with
     its key (:meth:`~eip.message.Exchange.on_completion_with`, one tuple on an exchange
-    without callbacks), for success and failure alike (``complete`` tells them apart by the
+    without callbacks, and ``confirm_nowait`` for a clean success), for success and failure
+    alike (``complete`` tells them apart by the
     exception, as the unit of work does). In a fused pipeline the step runs inline
     (:mod:`eip.processors.fuse`), so a claim costs no call of its own either.
 
@@ -163,13 +164,14 @@ def _memory_step(
             key = key_from(key)  # not a plain non-empty str: checked, made a str
         if not add_nowait(key):
             return duplicate(exchange)
-        exchange.on_completion_with(complete, key)
+        exchange.on_completion_with(complete, key, confirm_nowait)
         return None
 
     # The same inline, the key expression too when it is a simple lambda (``body()`` is). On
-    # an exchange without callbacks the claim is one tuple, what on_completion_with keeps.
+    # an exchange without callbacks the claim is one tuple, what on_completion_with keeps;
+    # a clean success (the common case) calls confirm_nowait straight from Exchange.done.
     expression = inline_expression(message_id)
-    values: list[Any] = [key_from, add_nowait, complete, H.DUPLICATE]
+    values: list[Any] = [key_from, add_nowait, complete, H.DUPLICATE, confirm_nowait]
     if expression is None:
         expression = f"{{{len(values)}}}(ex)"
         values.append(message_id)
@@ -179,9 +181,9 @@ def _memory_step(
         "    idem_key_ = {0}(idem_key_)",
         "if {1}(idem_key_):",
         "    if ex._uow is None:",
-        "        ex._uow = ({2}, idem_key_)",
+        "        ex._uow = ({2}, idem_key_, {4})",
         "    else:",
-        "        ex.on_completion_with({2}, idem_key_)",
+        "        ex.on_completion_with({2}, idem_key_, {4})",
         "else:",
         "    ex.properties[{3}] = True",
     ]
