@@ -124,6 +124,8 @@ class Recorder:
         "_inner",
         "_key",
         "_key_failed",
+        "_patterns",
+        "_plain",
         "_route",
         "_size",
         "_source",
@@ -148,7 +150,9 @@ class Recorder:
         self._source = source
         self._route = route
         self._endpoints = endpoints.of
+        self._patterns = endpoints.patterns
         self._size = endpoints.size
+        self._plain = self._key is None and self._fields is None  # records need no expression
 
     def dispatch(self, exchange: Exchange) -> Awaitable[None]:
         properties = exchange.properties
@@ -159,13 +163,29 @@ class Recorder:
         except Exception as exc:
             _restore(properties, outer)
             return _raise_after(self._append(self.entry(exchange, properties, trail, exc)), exc)
-        if result is None:
-            if outer is None:
-                del properties[TRAIL]
-            else:
-                properties[TRAIL] = outer
-            return self._append(self.entry(exchange, properties, trail, None))
-        return self._finish(exchange, result, trail, outer)
+        if result is not None:
+            return self._finish(exchange, result, trail, outer)
+        if outer is None:
+            del properties[TRAIL]
+        else:
+            properties[TRAIL] = outer
+        if (
+            self._plain
+            and not (trail[FILTERED_FLAG] or trail[DEAD_LETTER_FLAG])
+            and _EXCEPTION not in properties
+        ):
+            # The common record (completed, no key, no fields), made here: entry() less.
+            sent = self._patterns.get(bytes(trail))
+            if sent is None:
+                sent = self._endpoints(trail)
+            headers, ident, rid = exchange.headers, exchange.id, self.id
+            mid = headers.get(_MESSAGE_ID)
+            if mid is not None:
+                mid = str(mid)
+            who = headers.get(_PRINCIPAL) or self._source
+            record = Content("", sent, None, ident, None, None, mid, COMPLETED, "", who, rid, 0, "")
+            return self._append(record)
+        return self._append(self.entry(exchange, properties, trail, None))
 
     async def _finish(self, exchange: Exchange, pending: Any, trail: Trail, outer: Any) -> None:
         properties = exchange.properties

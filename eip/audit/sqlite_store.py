@@ -21,14 +21,21 @@ SQLite's write lock and the chain stays one line. Durability as for the other SQ
 WAL with ``synchronous=NORMAL`` survives a crash of the process (even SIGKILL); ``FULL``
 survives a power loss too, at an fsync per batch. The connection lives in one worker thread.
 ``verify`` walks the rows in order (:mod:`eip.audit.sqlite_verify`).
+
+The WAL is checkpointed into the file by a second thread with its own connection (a
+``PASSIVE`` checkpoint after every :data:`CHECKPOINT_BYTES` written), not by the commit that
+happens to fill it (SQLite's autocheckpoint, turned off on the writer's connection): a
+checkpoint copies megabytes and syncs the file, and the exchanges whose records were in that
+commit waited for it, though their records were durable before it began.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from os import PathLike
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -46,6 +53,10 @@ __all__ = ["SqliteAuditStore"]
 _T = TypeVar("_T")
 _BUSY_TIMEOUT_MS = 5000
 _VIEW_COLUMNS = ("seq", "time", "route", "key", "outcome", "exchange", "principal")
+#: Bytes of records written between two checkpoints (SQLite's own default is 1000 pages).
+CHECKPOINT_BYTES = 16 * 1024 * 1024
+
+log = logging.getLogger("eip.audit")
 _batch = msgspec.json.Decoder(list[AuditRecord])
 
 
@@ -71,6 +82,10 @@ class SqliteAuditStore(AuditStore):
         self.create = create
         self._executor: ThreadPoolExecutor | None = None
         self._conn: sqlite3.Connection | None = None  # used in the worker thread only
+        self._checkpointer: ThreadPoolExecutor | None = None
+        self._checkpoint_conn: sqlite3.Connection | None = None  # in the checkpointer only
+        self._checkpoint: Future[None] | None = None  # the one asked for last
+        self._unchecked = 0  # bytes written since then (the worker thread's)
         t = self.table
         self._sql_head = f"SELECT chain, seq, hash FROM {t}_head"
         self._sql_insert = f"INSERT INTO {t} (last, first, time, records) VALUES (?, ?, ?, ?)"
@@ -89,21 +104,30 @@ class SqliteAuditStore(AuditStore):
         if self._executor is not None:
             return
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="eip-audit-sqlite")
+        self._checkpointer = ThreadPoolExecutor(1, thread_name_prefix="eip-audit-checkpoint")
         try:
             await self._run(self._open)
         except BaseException:
             self._executor.shutdown(wait=False)
-            self._executor = None
+            self._checkpointer.shutdown(wait=False)
+            self._executor = self._checkpointer = None
             raise
 
     async def stop(self) -> None:
         if self._executor is None:
             return
+        checkpointer = self._checkpointer
         try:
             await self._run(self._close)
         finally:
             self._executor.shutdown(wait=False)
             self._executor = None
+            if checkpointer is not None:  # a checkpoint under way ends first, then its connection
+                await asyncio.get_running_loop().run_in_executor(
+                    checkpointer, self._close_checkpointer
+                )
+                checkpointer.shutdown(wait=False)
+                self._checkpointer = None
 
     async def append(self, entries: Sequence[Entry]) -> None:
         await self._run(self._append, entries)
@@ -136,6 +160,7 @@ class SqliteAuditStore(AuditStore):
             conn.execute("PRAGMA page_size=16384")  # a new file only: batches are big rows
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute(f"PRAGMA synchronous={self.synchronous}")
+            conn.execute("PRAGMA wal_autocheckpoint=0")  # the checkpointer's job (see above)
             if self.create:
                 self._create(conn)
             else:
@@ -213,6 +238,32 @@ class SqliteAuditStore(AuditStore):
             if keyed:
                 db.executemany(self._sql_key, keyed)
             db.execute(self._sql_set_head, (self.chain, last.seq, sealed[-1][2]))
+        self._unchecked += len(records)
+        if self._unchecked >= CHECKPOINT_BYTES:
+            self._ask_checkpoint()
+
+    def _ask_checkpoint(self) -> None:
+        """Have the checkpointer copy the WAL into the file, unless it still is at it."""
+        if self._checkpointer is None or not (self._checkpoint is None or self._checkpoint.done()):
+            return
+        self._unchecked = 0
+        self._checkpoint = self._checkpointer.submit(self._run_checkpoint)
+
+    # -- in the checkpointer thread ---------------------------------------------------------
+    def _run_checkpoint(self) -> None:
+        try:
+            conn = self._checkpoint_conn
+            if conn is None:
+                conn = sqlite3.connect(self.path, timeout=0, isolation_level=None)
+                self._checkpoint_conn = conn
+            conn.execute("PRAGMA wal_checkpoint(PASSIVE)")  # waits for no reader or writer
+        except sqlite3.Error as exc:  # the records are safe in the WAL; the next one retries
+            log.warning("audit store %s: WAL checkpoint failed: %s", self.name, exc)
+
+    def _close_checkpointer(self) -> None:
+        if self._checkpoint_conn is not None:
+            self._checkpoint_conn.close()
+            self._checkpoint_conn = None
 
     def _query(self, query: AuditQuery) -> list[AuditRecord]:
         found: list[AuditRecord] = []

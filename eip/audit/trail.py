@@ -159,18 +159,19 @@ class Endpoints:
     """Turns a trail into the record's endpoint list; a list per pattern of flags, made once
     (a route has few patterns), so a record shares it instead of making one."""
 
-    __slots__ = ("_dead_letter", "_order", "_patterns", "_uris", "size")
+    __slots__ = ("_dead_letter", "_order", "_uris", "patterns", "size")
 
     def __init__(self, plan: _Plan, dead_letter: str | None) -> None:
         self._uris = plan.uris
         self._order = sorted(range(len(plan.uris)), key=lambda n: (plan.clause[n], n))
         self._dead_letter = dead_letter
-        self._patterns: dict[bytes, list[str]] = {}
+        #: The lists made so far, by ``bytes(trail)`` (read directly by the recorder).
+        self.patterns: dict[bytes, list[str]] = {}
         self.size = _STEPS + len(plan.uris)
 
     def of(self, trail: Trail) -> list[str]:
         pattern = bytes(trail)
-        found = self._patterns.get(pattern)
+        found = self.patterns.get(pattern)
         if found is None:
             found = []
             for n in self._order:
@@ -179,8 +180,8 @@ class Endpoints:
                     found.append(uri)
             if pattern[DEAD_LETTER_FLAG] and self._dead_letter is not None:
                 found.append(self._dead_letter)
-            if len(self._patterns) < 1024:
-                self._patterns[pattern] = found
+            if len(self.patterns) < 1024:
+                self.patterns[pattern] = found
         return found
 
 
