@@ -131,6 +131,8 @@ def nowait_step(aggregator: Aggregator) -> Step:
             input_id = None
         eager = eager_predicate is not None and bool(eager_predicate(exchange))
         now = now_of()
+        stored: list[Any] | None = None  # a stored list body the strategy may append to
+        kept = 0
         if group is None:
             aggregated: Exchange | None = strategy(None, exchange)
             size = 1
@@ -151,8 +153,19 @@ def nowait_step(aggregator: Aggregator) -> Step:
                     timeout_added.set()
                 return STOP
         else:
+            # The strategy gets the stored body itself: one that appends to it (collect_bodies,
+            # most collectors) has changed the stored group already, so when it or the
+            # completion test after it fails, those appends are taken back: the input fails,
+            # and its redelivery must find the group as it was (not aggregate it twice).
             body, headers = group.state
-            aggregated = strategy(Exchange(body, headers), exchange)
+            if body.__class__ is list:
+                stored, kept = body, len(body)
+            try:
+                aggregated = strategy(Exchange(body, headers), exchange)
+            except BaseException:
+                if stored is not None:
+                    del stored[kept:]
+                raise
             size = group.size + 1
         if eager:
             trigger: str | None = "predicate"
@@ -160,7 +173,12 @@ def nowait_step(aggregator: Aggregator) -> Step:
             trigger = "size" if size >= fixed_size else None
         else:
             assert aggregated is not None
-            trigger = trigger_of(size, exchange, aggregated)
+            try:
+                trigger = trigger_of(size, exchange, aggregated)
+            except BaseException:
+                if stored is not None:
+                    del stored[kept:]
+                raise
         state = group.state if aggregated is None else (aggregated.body, aggregated.headers)
         if group is None:
             group = OpenGroup(
