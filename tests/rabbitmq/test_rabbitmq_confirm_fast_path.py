@@ -20,6 +20,7 @@ import pytest
 from eip import Context, RedeliveryPolicy, RouteBuilder, dead_letter_channel
 from eip.components.rabbitmq._amqp import Channel, Properties
 from eip.components.rabbitmq.consumer import RabbitMQConsumer
+from eip.runtime.step_counters import step_counters
 
 from .support import Broker, dead_letter_setup, depth, depth_is, drain_ids, fill, unique, until
 
@@ -90,33 +91,35 @@ async def test_fast_path_is_not_taken_when_a_step_follows_the_send(broker: Broke
     assert len(seen) == 50
 
 
-async def test_two_sends_in_a_row_both_confirmed_before_the_ack(broker: Broker) -> None:
-    """The first send meets the fast-path exchange and writes it without waiting; the second
-    (the last step) then waits on the general path, and the delivery is acked only after
-    both publishes are confirmed."""
+@pytest.mark.parametrize("same", [False, True])
+async def test_two_sends_in_a_row_both_confirmed_before_the_ack(broker: Broker, same: bool) -> None:
+    """Only the last step's producer takes the fast path: an earlier send waits for its
+    confirm before the route goes on. The same producer twice (one URI) meets the fast-path
+    exchange at the first send; the delivery is then acked only after both confirms."""
     channel, queues, _ = broker
     work, mid, out = unique("two"), unique("two.mid"), unique("two.out")
     queues += [work, mid, out]
     await channel.queue_declare(mid)
     await channel.queue_declare(out)
     await fill(channel, work, 500)
+    first = out if same else mid
 
     class Relay(RouteBuilder):
         def configure(self) -> None:
             (
                 self.from_(f"rabbitmq:?queue={work}&concurrency=20")
                 .route_id("relay")
-                .to(f"rabbitmq:?routing_key={mid}")
+                .to(f"rabbitmq:?routing_key={first}")
                 .to(f"rabbitmq:?routing_key={out}")
             )
 
     context = Context()
     context.add_routes(Relay())
     async with context:
-        await until(lambda: depth_is(channel, out, 500), timeout=30, what="all relayed")
+        await until(lambda: depth_is(channel, out, 1000 if same else 500), timeout=30, what="all")
         await until(lambda: context.routes["relay"].inflight == 0, what="all settled")
     assert await depth(channel, work) == 0  # acked: a channel closed on unacked requeues them
-    assert await depth(channel, mid) == 500
+    assert await depth(channel, mid) == (0 if same else 500)
 
 
 @pytest.mark.parametrize("concurrency", [1, 20])
@@ -210,3 +213,39 @@ async def _bodies(channel: Channel, queue: str, expected: int) -> list[Any]:
     await asyncio.wait_for(enough.wait(), 10)
     await channel.basic_cancel(tag)
     return got
+
+
+@pytest.mark.parametrize("concurrency", [1, 20])
+async def test_send_counters_count_confirmed_and_nacked_sends_alike(
+    broker: Broker, concurrency: int
+) -> None:
+    """With metrics on, the send is counted (``eip run``'s counters): the fast path counts
+    one sent and four failed, as the general path does."""
+    channel, queues, exchanges = broker
+    work, dead, dlx = await dead_letter_setup(channel, queues, exchanges)
+    out = unique("counted")
+    queues.append(out)
+    await channel.queue_declare(out, arguments=FULL_AFTER_ONE)
+
+    class Relay(RouteBuilder):
+        def configure(self) -> None:
+            (
+                self.from_(
+                    f"rabbitmq:?queue={work}&dead_letter_exchange={dlx}&concurrency={concurrency}"
+                )
+                .route_id("relay")
+                .to(f"rabbitmq:?routing_key={out}")
+            )
+
+    context = Context(metrics=True)
+    context.add_routes(Relay())
+    async with context:
+        for n in range(5):
+            channel.publish(b"%d" % n, "", work, Properties(delivery_mode=2))
+        await until(lambda: depth_is(channel, dead, 4), timeout=15, what="4 dead-lettered")
+        await until(lambda: context.routes["relay"].inflight == 0, what="all settled")
+        route = context.routes["relay"]
+        (counter,) = step_counters(context).of(route.model).values()
+        assert (counter.sent, counter.failed) == (1, 4)
+        assert _consumer(context, "relay").settled_by_confirm == (1 if concurrency > 1 else 0)
+    assert await depth(channel, work) == 0

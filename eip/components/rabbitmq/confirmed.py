@@ -20,7 +20,9 @@ last top-level step, the fast path spends none of them:
 At-least-once is unchanged: a delivery is acked only after its publish is confirmed. The
 fast path is taken only when nothing can observe the difference: the send is the last
 top-level step (nothing runs after it that the confirm would have gated), nothing wraps the
-route's dispatch or the send (tracing, send counters, audit), the consumer runs with
+route's dispatch or the send but the context's send counters (``metrics=True``, as under
+``eip run``: the send counts as sent when written, and moves to failed if its confirm fails;
+tracing and audit take the general path), the consumer runs with
 ``concurrency`` > 1 (``concurrency=1`` promises one exchange at a time, in order, retries
 included), the delivery asks for no reply, and the producer is on eip's own client, with
 confirms and without ``mandatory``. Anything else takes the general path, unchanged.
@@ -47,11 +49,14 @@ class Handoff:
     """Between a consumer's dispatch and the producer the exchange reaches synchronously (one
     per component; dispatch is synchronous, so one slot is enough)."""
 
-    __slots__ = ("exchange", "routing_key", "seq", "settler")
+    __slots__ = ("exchange", "producer", "routing_key", "seq", "settler")
 
     def __init__(self) -> None:
-        #: The exchange the consumer is dispatching on the fast path, else None.
+        #: The exchange the consumer is dispatching on the fast path, else None, and the
+        #: producer of the route's last step, the only one that may take it (an earlier send,
+        #: in a sub-route say, waits for its confirm as usual before the route goes on).
         self.exchange: Exchange | None = None
+        self.producer: RabbitMQProducer | None = None
         #: Set (with ``seq`` and ``routing_key``) by the producer that wrote its publish,
         #: which then clears ``exchange``.
         self.settler: ConfirmSettler | None = None

@@ -140,8 +140,10 @@ class RabbitMQConsumer(Consumer):
         self.consumed = 0
         self._handoff = component.handoff
         self._fast = False  # the confirm-aware fast path (see :mod:`.confirmed`)
+        self._last_send: Any = None  # the producer of the route's last step, on the fast path
         #: Deliveries whose publish was confirmed on the fast path (for tests, diagnostics).
         self.settled_by_confirm = 0
+        self._send_counter: Any = None  # the last send's counter (metrics on), if any
 
     @property
     def backlog(self) -> int:
@@ -273,20 +275,30 @@ class RabbitMQConsumer(Consumer):
 
     def _fast_path_possible(self) -> bool:
         """Whether deliveries may be settled from their publish's confirm: the route's last
-        top-level step is a bare RabbitMQ send of this component, nothing traces the route,
-        and more than one exchange may be in flight (see :mod:`.confirmed`)."""
+        top-level step is a RabbitMQ send of this component (bare, or counted by the
+        context's send counters), nothing traces the route, and more than one exchange may
+        be in flight (see :mod:`.confirmed`)."""
         from eip.components.rabbitmq.producer import RabbitMQProducer
 
+        self._send_counter = self._last_send = None
         steps = self.route.pipeline.steps
         if self.spec.concurrency <= 1 or not steps or self.component.context.tracing.enabled:
             return False
         last = steps[-1]
+        inline = getattr(last, "eip_inline", None)
+        if getattr(last, "__name__", "") == "counted" and inline is not None:
+            # ``eip.runtime.step_counters.counted_send``: it counts the send as sent when it
+            # returns None; a failed confirm moves it to failed (see confirm_failed)
+            last, self._send_counter = inline.values[0], inline.values[1]
         producer = getattr(last, "__self__", None)
-        return (
+        if (
             isinstance(producer, RabbitMQProducer)
             and getattr(last, "__func__", None) is RabbitMQProducer.process
             and producer.component is self.component
-        )
+        ):
+            self._last_send = producer
+            return True
+        return False
 
     def _handle(self, window: AckWindow, delivery: Delivery) -> Any:
         """Dispatch one delivery; None when it settled synchronously, runs as a task or waits
@@ -302,6 +314,7 @@ class RabbitMQConsumer(Consumer):
         elif self._fast and route.dispatch_is_fused:
             handoff = self._handoff
             handoff.exchange = exchange
+            handoff.producer = self._last_send
         self.consumed += 1
         try:
             pending = route.dispatch(exchange)
@@ -419,6 +432,10 @@ class RabbitMQConsumer(Consumer):
     ) -> None:
         """Its publish failed or its outcome is unknown: the route's error handling takes it
         from the send step, as if the send had raised ``error``; then it is settled."""
+        counter = self._send_counter
+        if counter is not None:  # counted as sent when it was written: it failed
+            counter.sent -= 1
+            counter.failed += 1
         steps = len(self.route.pipeline.steps)
         pending = self.route.resume_failed(exchange, steps - 1, error)
         self._track(self._run(pending, None, window, delivery, exchange, False))

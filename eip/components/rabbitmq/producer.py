@@ -195,7 +195,7 @@ class RabbitMQProducer(Producer):
         if not self.spec.confirm:
             return None
         handoff = self._handoff
-        if handoff.exchange is exchange:  # the consumer settles it from the confirm
+        if handoff.exchange is exchange and handoff.producer is self:  # settled from the confirm
             settler = self._settler
             if settler is not None and settler.channel is channel:
                 handoff.exchange = None
