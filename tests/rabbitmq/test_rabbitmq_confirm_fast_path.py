@@ -122,10 +122,13 @@ async def test_two_sends_in_a_row_both_confirmed_before_the_ack(broker: Broker, 
     assert await depth(channel, mid) == (0 if same else 500)
 
 
+@pytest.mark.parametrize("metrics", [False, True])
 @pytest.mark.parametrize("concurrency", [1, 20])
 async def test_nacked_publishes_are_dead_lettered_as_on_the_general_path(
-    broker: Broker, concurrency: int
+    broker: Broker, concurrency: int, metrics: bool
 ) -> None:
+    """With metrics on, the send is also counted (``eip run``'s counters): one sent and four
+    failed on either path."""
     channel, queues, exchanges = broker
     work, dead, dlx = await dead_letter_setup(channel, queues, exchanges)
     out = unique("full")
@@ -142,7 +145,7 @@ async def test_nacked_publishes_are_dead_lettered_as_on_the_general_path(
                 .to(f"rabbitmq:?routing_key={out}")
             )
 
-    context = Context()
+    context = Context(metrics=metrics)
     context.add_routes(Relay())
     async with context:
         for n in range(5):
@@ -152,6 +155,10 @@ async def test_nacked_publishes_are_dead_lettered_as_on_the_general_path(
         assert await depth(channel, out) == 1
         fast = _consumer(context, "relay").settled_by_confirm
         assert fast == (1 if concurrency > 1 else 0)  # the one accepted publish
+        if metrics:
+            model = context.routes["relay"].model
+            (counter,) = step_counters(context).of(model).values()
+            assert (counter.sent, counter.failed) == (1, 4)
     assert await depth(channel, work) == 0
 
 
@@ -213,39 +220,3 @@ async def _bodies(channel: Channel, queue: str, expected: int) -> list[Any]:
     await asyncio.wait_for(enough.wait(), 10)
     await channel.basic_cancel(tag)
     return got
-
-
-@pytest.mark.parametrize("concurrency", [1, 20])
-async def test_send_counters_count_confirmed_and_nacked_sends_alike(
-    broker: Broker, concurrency: int
-) -> None:
-    """With metrics on, the send is counted (``eip run``'s counters): the fast path counts
-    one sent and four failed, as the general path does."""
-    channel, queues, exchanges = broker
-    work, dead, dlx = await dead_letter_setup(channel, queues, exchanges)
-    out = unique("counted")
-    queues.append(out)
-    await channel.queue_declare(out, arguments=FULL_AFTER_ONE)
-
-    class Relay(RouteBuilder):
-        def configure(self) -> None:
-            (
-                self.from_(
-                    f"rabbitmq:?queue={work}&dead_letter_exchange={dlx}&concurrency={concurrency}"
-                )
-                .route_id("relay")
-                .to(f"rabbitmq:?routing_key={out}")
-            )
-
-    context = Context(metrics=True)
-    context.add_routes(Relay())
-    async with context:
-        for n in range(5):
-            channel.publish(b"%d" % n, "", work, Properties(delivery_mode=2))
-        await until(lambda: depth_is(channel, dead, 4), timeout=15, what="4 dead-lettered")
-        await until(lambda: context.routes["relay"].inflight == 0, what="all settled")
-        route = context.routes["relay"]
-        (counter,) = step_counters(context).of(route.model).values()
-        assert (counter.sent, counter.failed) == (1, 4)
-        assert _consumer(context, "relay").settled_by_confirm == (1 if concurrency > 1 else 0)
-    assert await depth(channel, work) == 0
