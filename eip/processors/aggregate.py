@@ -199,33 +199,58 @@ class Aggregator(AggregatorService):
                 log.info("%s: input %s is already aggregated (redelivered)", self.name, input_id)
                 return None
             old = _restore(group.state) if group is not None else None
-            aggregated = self.strategy(old, exchange)
-            now = self.clock.time()
-            input_ids = list(group.input_ids) if group is not None else []
-            if input_id is not None:
-                input_ids.append(str(input_id))
-            updated = OpenGroup(
-                key=key,
-                state=(aggregated.body, aggregated.headers),
-                size=(group.size if group is not None else 0) + 1,
-                input_ids=input_ids,
-                created=group.created if group is not None else now,
-                updated=now,
-                version=group.version if group is not None else 0,
-            )
-            trigger = "predicate" if eager else self._trigger(updated.size, exchange, aggregated)
+            # A store that hands out its stored body (the in-memory one) sees a strategy's
+            # appends at once: they are taken back when this input does not end up stored.
+            stored = old.body if old is not None and old.body.__class__ is list else None
+            kept = len(stored) if stored is not None else 0
             try:
-                if trigger is None:
-                    await self.repository.put(updated)
-                    if self.completion_timeout is not None:
-                        self._timeouts.append((now + self.completion_timeout, key))
-                        self._timeout_added.set()
-                    return None
-                completed = _completed(updated, trigger, now)
-                await self.repository.complete(updated, completed)
-                return completed
+                completed = await self._aggregate(key, exchange, group, old, input_id, eager)
             except ConcurrentUpdateError:
+                if stored is not None:
+                    del stored[kept:]
                 continue  # another writer changed the group: re-read and aggregate again
+            except BaseException:
+                if stored is not None:
+                    del stored[kept:]
+                raise
+            return completed
+
+    async def _aggregate(
+        self,
+        key: str,
+        exchange: Exchange,
+        group: OpenGroup | None,
+        old: Exchange | None,
+        input_id: Any,
+        eager: bool,
+    ) -> CompletedGroup | None:
+        """Aggregate ``exchange`` into ``group`` (``old``: its state) and store the result;
+        the completed group when this input completes it. Raises ConcurrentUpdateError when
+        another writer changed the group meanwhile."""
+        aggregated = self.strategy(old, exchange)
+        now = self.clock.time()
+        input_ids = list(group.input_ids) if group is not None else []
+        if input_id is not None:
+            input_ids.append(str(input_id))
+        updated = OpenGroup(
+            key=key,
+            state=(aggregated.body, aggregated.headers),
+            size=(group.size if group is not None else 0) + 1,
+            input_ids=input_ids,
+            created=group.created if group is not None else now,
+            updated=now,
+            version=group.version if group is not None else 0,
+        )
+        trigger = "predicate" if eager else self._trigger(updated.size, exchange, aggregated)
+        if trigger is None:
+            await self.repository.put(updated)
+            if self.completion_timeout is not None:
+                self._timeouts.append((now + self.completion_timeout, key))
+                self._timeout_added.set()
+            return None
+        completed = _completed(updated, trigger, now)
+        await self.repository.complete(updated, completed)
+        return completed
 
     def _trigger(self, size: int, incoming: Exchange, aggregated: Exchange) -> str | None:
         """What completes a group of ``size`` inputs now, if anything."""
