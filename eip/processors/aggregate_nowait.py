@@ -97,6 +97,8 @@ def nowait_step(aggregator: Aggregator) -> Step:
         fixed_key = None  # checked (and made a str) per input, as any key
     id_header = _header_of(input_id_of)
 
+    seen = _SeenInputs()
+
     def aggregate(exchange: Exchange) -> Any:
         if fixed_key is not None:
             key = fixed_key
@@ -125,7 +127,14 @@ def nowait_step(aggregator: Aggregator) -> Step:
                 input_id = input_id_of(exchange)
             if input_id is not None:
                 input_id = str(input_id)
-                if (group is not None and input_id in group.input_ids) or completed_input(input_id):
+                if (
+                    group is not None
+                    and (
+                        input_id in group.input_ids
+                        if len(group.input_ids) < _SeenInputs.SMALL
+                        else seen.contains(key, group, input_id)
+                    )
+                ) or completed_input(input_id):
                     return STOP  # redelivered: it is already aggregated
         else:
             input_id = None
@@ -204,9 +213,46 @@ def nowait_step(aggregator: Aggregator) -> Step:
             return STOP
         completed = _completed(group, trigger, now)
         complete(group, completed)
+        if seen.by_key:
+            seen.by_key.pop(key, None)
         return emit(key, completed)
 
     return aggregate
+
+
+class _SeenInputs:
+    """The input ids of large open groups as sets, kept beside the stored groups.
+
+    ``input_id in group.input_ids`` scans a list; a group fed by a split (each part carries an
+    id, ``<parent id>#<index>``) made an input cost O(group size), and a 20,000-part group took
+    seconds. A set per key follows the stored group's list as it grows in place (same group,
+    same list, only appended to); any other group or list under the key starts it over. Groups
+    completed elsewhere (a timeout, a stop) leave their set until the key comes again, so the
+    index starts over when it holds :attr:`LIMIT` keys.
+    """
+
+    __slots__ = ("by_key",)
+
+    #: Shorter lists are scanned: faster than keeping a set.
+    SMALL = 32
+    #: Keys kept before the index starts over.
+    LIMIT = 4096
+
+    def __init__(self) -> None:
+        #: key -> [group, its input_ids list, the set, how many of the list the set holds]
+        self.by_key: dict[str, list[Any]] = {}
+
+    def contains(self, key: str, group: OpenGroup, input_id: str) -> bool:
+        ids = group.input_ids
+        entry = self.by_key.get(key)
+        if entry is None or entry[0] is not group or entry[1] is not ids or entry[3] > len(ids):
+            if len(self.by_key) >= self.LIMIT:
+                self.by_key.clear()
+            entry = self.by_key[key] = [group, ids, set(ids), len(ids)]
+        elif entry[3] < len(ids):
+            entry[2].update(ids[entry[3] :])
+            entry[3] = len(ids)
+        return input_id in entry[2]
 
 
 _CONSTANT_CODE = unwrap(constant(None)).__code__
