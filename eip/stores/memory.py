@@ -145,7 +145,8 @@ class MemoryAggregationRepository:
         self.peek_nowait: Callable[[str], OpenGroup | None] = self._open.get
         self._completed: dict[str, CompletedGroup] = {}
         self._closed: dict[str, float] = {}
-        self._inputs: dict[str, float] = {}
+        #: Input ids of completed groups, oldest first (so expiry pops from the front).
+        self._inputs: OrderedDict[str, float] = OrderedDict()
         self.input_retention = input_retention
 
     async def start(self) -> None:
@@ -186,11 +187,17 @@ class MemoryAggregationRepository:
         self._completed[completed.id] = msgspec.structs.replace(completed)
         if group.input_ids:
             now = self._clock.time()
+            inputs = self._inputs
             for input_id in group.input_ids:
-                self._inputs[input_id] = now
-            if len(self._inputs) > 10_000:
+                if input_id in inputs:
+                    inputs.move_to_end(input_id)
+                inputs[input_id] = now
+            if len(inputs) > 10_000:
+                # Expired ids leave from the front, each once: rebuilding the dict per
+                # completion made every completion O(ids kept) once over 10,000 were kept.
                 horizon = now - self.input_retention
-                self._inputs = {k: t for k, t in self._inputs.items() if t >= horizon}
+                while inputs and next(iter(inputs.values())) < horizon:
+                    inputs.popitem(last=False)
 
     def completed_input_nowait(self, input_id: str) -> bool:
         return input_id in self._inputs
