@@ -10,6 +10,7 @@ import msgspec
 import pytest
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from eip import Context, RouteBuilder
 from eip.security import FieldCipher, KeyRing, is_token, tokens
 from eip.security.tokens import nonce_stream
 
@@ -138,3 +139,34 @@ def test_a_new_random_field_before_the_counter_wraps(monkeypatch: pytest.MonkeyP
     numbers = [int.from_bytes(n, "big") for n in nonces]
     assert [n & 3 for n in numbers] == [0, 1, 2, 3] * 3  # the counter, from 0 per block
     assert len({n >> 2 for n in numbers}) == 3  # a fresh random field per block
+
+
+async def test_a_route_runs_the_fast_path_inline_with_the_same_results() -> None:
+    context = Context()
+
+    class R(RouteBuilder):
+        def configure(self) -> None:
+            (
+                self.from_("direct:in")
+                .route_id("inline-encrypt")
+                .encrypt_fields(["email", "phone"], key=RING)
+                .to("mock:out")
+            )
+
+    context.add_routes(R())
+    people = [Person(n, None if n == 2 else f"p{n}@x", n) for n in range(6)]
+    already = FieldCipher(["email"], RING).encrypt(Person(9, "t@x", None))
+    async with context:
+        template = context.template()
+        for body in [*people, already, {"email": "d@x"}]:
+            sent = await template.send("direct:in", body)
+            assert sent.exception is None
+    out = context.mock("out").received_bodies
+    for person, sealed in zip(people, out, strict=False):
+        assert type(sealed) is Person
+        assert sealed.email is None if person.email is None else is_token(sealed.email)
+        assert by_the_spec(sealed.phone, "phone") == person.phone
+    assert out[2].email is None
+    assert by_the_spec(out[3].email, "email") == "p3@x"
+    assert out[6] == already  # a token is not wrapped again; the None phone stays None
+    assert by_the_spec(out[7]["email"], "email") == "d@x"  # a dict: the slow path

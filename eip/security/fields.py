@@ -45,7 +45,16 @@ class FieldCipher:
     case) it is generated (:func:`_generated_encrypt`), so a Struct that has them all costs one
     call, one ``structs.replace`` and the cipher per value."""
 
-    __slots__ = ("_cipher", "_complete", "_flat", "_opens", "_paths", "_seals", "encrypt")
+    __slots__ = (
+        "_cipher",
+        "_complete",
+        "_flat",
+        "_opens",
+        "_paths",
+        "_seals",
+        "_template",
+        "encrypt",
+    )
 
     encrypt: Callable[[Any], Any]
 
@@ -68,12 +77,19 @@ class FieldCipher:
         # The Struct types seen to have every field, which the generated path takes.
         self._complete: set[type] = set()
         self.encrypt = self._encrypt_paths
+        self._template: _Template | None = None
         if self._flat is not None:
             self.encrypt = self._encrypt_flat
             if all(name.isidentifier() and not keyword.iskeyword(name) for name, _ in self._flat):
-                self.encrypt = _generated_encrypt(
-                    self._flat, cipher, self._complete, self._encrypt_flat
-                )
+                self._template = _Template(self._flat, cipher, self._complete, self._encrypt_flat)
+                self.encrypt = _generated_encrypt(self._template)
+
+    def inline(self) -> tuple[list[str], list[Any]] | None:
+        """The fast path of :meth:`encrypt` as inline code for a fused route pipeline (the
+        exchange is ``ex``; ``{0}``... stand for the values), or None when there is none."""
+        if self._template is None:
+            return None
+        return ["_fe_b = ex.body", *self._template.lines("ex.body")], self._template.values
 
     def _encrypt_paths(self, body: Any) -> Any:
         for path, change in self._seals:
@@ -115,61 +131,80 @@ class FieldCipher:
         return body
 
 
-# The generated fast path of FieldCipher.encrypt, per field, then the end. ``P <= v < Q`` is
+# The generated fast path of FieldCipher.encrypt. The body is ``_fe_b``, and ``{out}`` is what
+# gets the new body (the function's result, or the exchange's body when the route runs this
+# inline); ``{0}``... are the values of :class:`_Template`. ``P <= v < Q`` is
 # ``v.startswith(PREFIX)`` (Q is PREFIX with its last character's successor) without a call.
+_HEAD = """\
+if _fe_b.__class__ in {0}:
+    _fe_c = False"""
 _FIELD = """\
-    v = body.{name}
-    if v is None or (isinstance(v, str) and P <= v < Q):
-        t{i} = v
+    _fe_v = _fe_b.{name}
+    if _fe_v is None or (isinstance(_fe_v, str) and {{2}} <= _fe_v < {{3}}):
+        _fe_t{i} = _fe_v
     else:
-        n = next(nonces)
-        t{i} = h + b2a(n + aes(n, encode(v), ad{i})).translate(URLSAFE, UNPADDED).decode()
-        changed = True
-"""
+        _fe_n = next({{4}})
+        _fe_s = {{6}}(_fe_n + {{7}}(_fe_n, {{8}}(_fe_v), {{{ad}}}))
+        _fe_t{i} = {{5}} + _fe_s.translate({{9}}, {{10}}).decode()
+        _fe_c = True"""
 _END = """\
-    return replace(body, {args}) if changed else body
-"""
+    if _fe_c:
+        {{out}} = {{11}}(_fe_b, {args})
+else:
+    {{out}} = {{1}}(_fe_b)"""
 
 
-def _generated_encrypt(
-    fields: list[tuple[str, bytes]],
-    cipher: TokenCipher,
-    complete: set[type],
-    slow: Callable[[Any], Any],
-) -> Callable[[Any], Any]:
-    """``encrypt`` for top-level fields, as one generated function: a Struct of a type in
-    ``complete`` (it has every field) is done inline, with the token made as
-    :meth:`TokenCipher.seal_bound` makes it (the same nonces, encrypt and header); anything
-    else goes to ``slow``. Field names are identifiers (checked by the caller), so the source
-    holds nothing but them."""
-    kit = cipher.seal_kit()
-    names = list(dict.fromkeys(name for name, _ in fields))
-    ads = dict(fields)
-    namespace: dict[str, Any] = {
-        "complete": complete,
-        "slow": slow,
-        "nonces": kit.nonces,
-        "aes": kit.encrypt,
-        "h": kit.header,
-        "encode": _encode,
-        "b2a": tokens.b2a,
-        "URLSAFE": tokens.URLSAFE,
-        "UNPADDED": tokens.UNPADDED,
-        "replace": msgspec.structs.replace,
-        "P": PREFIX,
-        "Q": PREFIX[:-1] + chr(ord(PREFIX[-1]) + 1),
-    }
-    lines = [
-        "def encrypt(body):",
-        "    if body.__class__ not in complete:",
-        "        return slow(body)",
-        "    changed = False",
-    ]
-    for i, name in enumerate(names):
-        namespace[f"ad{i}"] = ads[name]
-        lines.append(_FIELD.format(name=name, i=i))
-    lines.append(_END.format(args=", ".join(f"{name}=t{i}" for i, name in enumerate(names))))
-    exec(compile("\n".join(lines), "<eip encrypt_fields>", "exec"), namespace)
+class _Template:
+    """The fast path's code (``{0}``-style placeholders) and the values they stand for."""
+
+    def __init__(
+        self,
+        fields: list[tuple[str, bytes]],
+        cipher: TokenCipher,
+        complete: set[type],
+        slow: Callable[[Any], Any],
+    ) -> None:
+        kit = cipher.seal_kit()
+        names = list(dict.fromkeys(name for name, _ in fields))
+        ads = dict(fields)
+        self.values: list[Any] = [
+            complete,
+            slow,
+            PREFIX,
+            PREFIX[:-1] + chr(ord(PREFIX[-1]) + 1),
+            kit.nonces,
+            kit.header,
+            tokens.b2a,
+            kit.encrypt,
+            _encode,
+            tokens.URLSAFE,
+            tokens.UNPADDED,
+            msgspec.structs.replace,
+            *(ads[name] for name in names),
+        ]
+        first_ad = 12
+        args = ", ".join(f"{name}=_fe_t{i}" for i, name in enumerate(names))
+        body = [_HEAD]
+        body += [_FIELD.format(name=n, i=i, ad=first_ad + i) for i, n in enumerate(names)]
+        body.append(_END.format(args=args))
+        self.code = "\n".join(body)
+
+    def lines(self, out: str) -> list[str]:
+        """The code, giving the new body to ``out``."""
+        return self.code.replace("{out}", out).split("\n")
+
+
+def _generated_encrypt(template: _Template) -> Callable[[Any], Any]:
+    """``encrypt`` as one generated function: a Struct of a type in ``complete`` (it has every
+    field) is done inline, with the token made as :meth:`TokenCipher.seal_bound` makes it (the
+    same nonces, encrypt and header); anything else goes to ``slow``. Field names are
+    identifiers (checked by the caller), so the source holds nothing but them."""
+    names = [f"v{n}" for n in range(len(template.values))]
+    namespace: dict[str, Any] = dict(zip(names, template.values, strict=True))
+    code = [line.format(*names) for line in template.lines("_fe_r")]
+    source = ["def encrypt(_fe_b):", "    _fe_r = _fe_b", *("    " + c for c in code)]
+    source.append("    return _fe_r")
+    exec(compile("\n".join(source), "<eip encrypt_fields>", "exec"), namespace)
     encrypt: Callable[[Any], Any] = namespace["encrypt"]
     return encrypt
 
