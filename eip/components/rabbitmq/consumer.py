@@ -5,6 +5,11 @@ worker task per consumer, with no task per message: a route that completes synch
 plain call, and only exchanges that really suspend are awaited (``concurrency=1``, in order)
 or run as tasks (up to ``concurrency`` at a time).
 
+**The confirm-aware fast path** (see :mod:`.confirmed` and :mod:`.fastpath`): when the
+route's last step is a RabbitMQ send and ``concurrency`` > 1, a delivery whose route runs
+synchronously to that send is settled from the publish's confirm, with no task, coroutine or
+future of its own.
+
 **Settlement** (see :mod:`.settlement` for the ack window and the poison counts). A message is
 settled only when its exchange's unit of work has completed:
 
@@ -43,6 +48,7 @@ from typing import TYPE_CHECKING, Any
 from eip.components.base import Consumer
 from eip.components.rabbitmq._amqp import Delivery, Properties
 from eip.components.rabbitmq.client import AmqpChannel, AmqpConnection
+from eip.components.rabbitmq.fastpath import FastPath, then_confirmed
 from eip.components.rabbitmq.mapping import DELIVERY_COUNT, exchange_from_delivery
 from eip.components.rabbitmq.recovery import Backoff, Recovery
 from eip.components.rabbitmq.settlement import AckWindow, RequeueCounts
@@ -102,16 +108,7 @@ def _outcome_unknown(error: BaseException | None) -> bool:
     return False
 
 
-async def _then(pending: Any, confirm: Any) -> None:
-    """Wait for ``pending`` (if any), and in any case for the publish's confirm."""
-    try:
-        if pending is not None:
-            await pending
-    finally:
-        await confirm
-
-
-class RabbitMQConsumer(Consumer):
+class RabbitMQConsumer(FastPath, Consumer):
     def __init__(self, component: RabbitMQComponent, spec: RabbitMQSpec, route: Route) -> None:
         super().__init__(route)
         self.component = component
@@ -273,33 +270,6 @@ class RabbitMQConsumer(Consumer):
                 if window is self._window and window.open:
                     window.reject(delivery.delivery_tag, requeue=False)
 
-    def _fast_path_possible(self) -> bool:
-        """Whether deliveries may be settled from their publish's confirm: the route's last
-        top-level step is a RabbitMQ send of this component (bare, or counted by the
-        context's send counters), nothing traces the route, and more than one exchange may
-        be in flight (see :mod:`.confirmed`)."""
-        from eip.components.rabbitmq.producer import RabbitMQProducer
-
-        self._send_counter = self._last_send = None
-        steps = self.route.pipeline.steps
-        if self.spec.concurrency <= 1 or not steps or self.component.context.tracing.enabled:
-            return False
-        last = steps[-1]
-        inline = getattr(last, "eip_inline", None)
-        if getattr(last, "__name__", "") == "counted" and inline is not None:
-            # ``eip.runtime.step_counters.counted_send``: it counts the send as sent when it
-            # returns None; a failed confirm moves it to failed (see confirm_failed)
-            last, self._send_counter = inline.values[0], inline.values[1]
-        producer = getattr(last, "__self__", None)
-        if (
-            isinstance(producer, RabbitMQProducer)
-            and getattr(last, "__func__", None) is RabbitMQProducer.process
-            and producer.component is self.component
-        ):
-            self._last_send = producer
-            return True
-        return False
-
     def _handle(self, window: AckWindow, delivery: Delivery) -> Any:
         """Dispatch one delivery; None when it settled synchronously, runs as a task or waits
         for its publish's confirm (the fast path), else an awaitable (``concurrency=1``, or
@@ -333,11 +303,12 @@ class RabbitMQConsumer(Consumer):
                         (handoff.seq, handoff.routing_key, self, window, delivery, exchange)
                     )
                     return None
-                # not expected (the send is the last step), but never ack it unconfirmed
+                # the same producer sent it earlier in the route too (one URI twice), or the
+                # route failed after it: the general path, and never ack it unconfirmed
                 confirm = settler.producer.confirmed(
                     settler.channel, handoff.seq, handoff.routing_key
                 )
-                pending = _then(pending, confirm)
+                pending = then_confirmed(pending, confirm)
         done = None
         if pending is None:
             done = exchange.done()
@@ -398,52 +369,6 @@ class RabbitMQConsumer(Consumer):
             if slot:
                 self._free += 1
                 self._slot_freed.set()
-
-    # -- the fast path: settled from the publish's confirm (see .confirmed) ----------------
-    def confirmed(self, batch: list[tuple[AckWindow, Delivery, Exchange]]) -> None:
-        """The publishes of these fast-path deliveries are confirmed (in delivery order):
-        complete each, then settle them; one call per confirm frame, not per message."""
-        self.settled_by_confirm += len(batch)
-        route = self.route
-        current = self._window
-        counts = self._requeues
-        counting = bool(counts)
-        tags: list[int] = []
-        left = 0
-        for window, delivery, exchange in batch:
-            done = exchange.done()
-            if done is not None:  # on-completion work to await first: the general path
-                self._track(self._run(None, done, window, delivery, exchange, False))
-                continue
-            left += 1
-            if window is current:
-                if counting:
-                    counts.completed(delivery)
-                tags.append(delivery.delivery_tag)
-            # else: the channel died meanwhile: the broker redelivers it
-        if left:
-            route.inflight -= left - 1
-            route.leave()
-        if tags and current is not None and current.open:
-            current.done_all(tags)
-
-    def confirm_failed(
-        self, window: AckWindow, delivery: Delivery, exchange: Exchange, error: Exception
-    ) -> None:
-        """Its publish failed or its outcome is unknown: the route's error handling takes it
-        from the send step, as if the send had raised ``error``; then it is settled."""
-        counter = self._send_counter
-        if counter is not None:  # counted as sent when it was written: it failed
-            counter.sent -= 1
-            counter.failed += 1
-        steps = len(self.route.pipeline.steps)
-        pending = self.route.resume_failed(exchange, steps - 1, error)
-        self._track(self._run(pending, None, window, delivery, exchange, False))
-
-    def _track(self, work: Any) -> None:
-        task = asyncio.create_task(work)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
 
     # -- settling --------------------------------------------------------------------------
     def _settle(self, window: AckWindow, delivery: Delivery, exchange: Exchange) -> None:
