@@ -9,14 +9,13 @@ dead letter, split parts, a wire tap) share it, as they share the properties' va
 
 from __future__ import annotations
 
-import re
 import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from eip._callables import is_async_callable
 from eip.message import Exchange
-from eip.processors.base import STOP, Inline, Step, with_inline
+from eip.processors.base import STOP, Inline, Step, shift_placeholders, with_inline
 from eip.processors.filter import filter_step
 
 if TYPE_CHECKING:
@@ -93,15 +92,9 @@ def recorded_send(send: Step, uri: str, cc: CompileContext) -> Step:
     inner: Inline | None = getattr(send, "eip_inline", None)
     if inner is None:
         return with_inline(recorded, [*code, "r = {2}(ex)"], TRAIL, flag, send, result=True)
-    shifted = [_shift(line, 2) for line in inner.code]  # the send's own inline code, after ours
+    # the send's own inline code, after ours
+    shifted = [shift_placeholders(line, 2) for line in inner.code]
     return with_inline(recorded, [*code, *shifted], TRAIL, flag, *inner.values, result=inner.result)
-
-
-_PLACEHOLDER = re.compile(r"\{(\d+)\}")
-
-
-def _shift(line: str, by: int) -> str:
-    return _PLACEHOLDER.sub(lambda m: "{" + str(int(m.group(1)) + by) + "}", line)
 
 
 def marking_filter(predicate: Callable[[Exchange], Any]) -> Step:

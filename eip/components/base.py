@@ -53,6 +53,14 @@ class Producer(abc.ABC):
     @abc.abstractmethod
     def process(self, exchange: Exchange) -> Any: ...
 
+    def inline_send(self) -> tuple[list[str], tuple[Any, ...]] | None:
+        """The send as source lines for the fused pipeline, or None (``process`` is called).
+
+        The lines use ``ex`` for the exchange and ``{0}``, ``{1}``, ... for the values, and
+        leave the send's result in ``r``, as a call of ``process`` would; they must do exactly
+        what ``process`` does (see :class:`eip.processors.base.Inline`)."""
+        return None
+
     async def start(self) -> None:
         """Connect or prepare; called once before the first message."""
 

@@ -37,7 +37,7 @@ from eip.dsl.model import (
 )
 from eip.errors import RouteDefinitionError
 from eip.processors import transform as T
-from eip.processors.base import Step, processor_function
+from eip.processors.base import Step, processor_function, with_inline
 from eip.processors.choice import choice_step
 from eip.processors.error_handler import CompiledClause, ErrorHandling, RedeliveryPolicy
 from eip.processors.filter import filter_step
@@ -47,6 +47,7 @@ from eip.runtime.route import Route, Service
 
 if TYPE_CHECKING:
     from eip.dsl.host import CompileHost
+    from eip.message import Exchange
 
 __all__ = ["CompileContext", "compile_route", "register_step"]
 
@@ -229,6 +230,11 @@ _NONE = RedeliveryPolicy()
 def _compile_to(step: ToDef, cc: CompileContext) -> Step:
     producer = cc.context.producer_for(step.endpoint, route_id=cc.route_id, step=cc.where)
     send: Step = producer.process
+    inline = producer.inline_send()
+    if inline is not None:
+        # The fused pipeline runs the send's own lines, not a call (the wrappers below too).
+        code, values = inline
+        send = with_inline(_call(producer.process), code, *values, result=True)
     tracing = cc.context.tracing
     if tracing.enabled and not getattr(producer, "traces_itself", False):
         send = tracing.traced_send(send, endpoint_text(step.endpoint))
@@ -240,6 +246,15 @@ def _compile_to(step: ToDef, cc: CompileContext) -> Step:
         from eip.audit.trail import recorded_send
 
         send = recorded_send(send, endpoint_text(step.endpoint), cc)
+    return send
+
+
+def _call(process: Step) -> Step:
+    """A plain function for a producer's bound ``process`` (which cannot carry inline code)."""
+
+    def send(exchange: Exchange) -> Any:
+        return process(exchange)
+
     return send
 
 

@@ -12,6 +12,7 @@ an awaitable. Whether a user callable is ``async def`` is decided once, at compi
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any, Final
 
@@ -83,6 +84,43 @@ class Inline:
         self.code = tuple(code)
         self.values = tuple(values)
         self.result = result
+
+
+_PLACEHOLDER = re.compile(r"\{\{|\}\}|\{(\d+)\}")
+
+
+def shift_placeholders(line: str, by: int) -> str:
+    """``line`` of inline code with its value placeholders ``{i}`` renumbered ``{i + by}``
+    (escaped braces left alone): for a wrapper that puts its own values first."""
+
+    def shifted(match: re.Match[str]) -> str:
+        number = match.group(1)
+        return match.group(0) if number is None else "{" + str(int(number) + by) + "}"
+
+    return _PLACEHOLDER.sub(shifted, line)
+
+
+def splice_inline(
+    code: list[str], call: str, step: Step, first: int
+) -> tuple[list[str], list[Any]]:
+    """A wrapper's inline ``code`` with each line ``call`` (such as ``r = {5}(ex)``: the wrapped
+    step called, its result in ``r``) replaced by the wrapped step's own inline code when it
+    has some, its placeholders renumbered from ``first``; and the values to append for them.
+    So wrapping an inline step (a counted or traced send of a ``mock:``) costs it no call."""
+    inner: Inline | None = getattr(step, "eip_inline", None)
+    if inner is None:
+        return code, []
+    own = [shift_placeholders(line, first) for line in inner.code]
+    if not inner.result:
+        own.append("r = None")
+    spliced: list[str] = []
+    for line in code:
+        if line.strip() == call:
+            indent = line[: len(line) - len(line.lstrip())]
+            spliced += [indent + part for part in own]
+        else:
+            spliced.append(line)
+    return spliced, list(inner.values)
 
 
 def with_inline(step: Step, code: list[str], *values: Any, result: bool = False) -> Step:

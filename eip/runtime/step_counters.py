@@ -21,7 +21,7 @@ import weakref
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
-from eip.processors.base import STOP, with_inline
+from eip.processors.base import STOP, splice_inline, with_inline
 
 if TYPE_CHECKING:
     from eip.dsl.model import RouteModel
@@ -104,24 +104,19 @@ def counted_send(send: Step, counter: SendCounter) -> Step:
             return result
         return _waited(result, counter)
 
-    return with_inline(
-        counted,
-        [
-            "try:",
-            "    r = {0}(ex)",
-            "except BaseException:",
-            "    {1}.failed += 1",
-            "    raise",
-            "if r is None or r is STOP:",
-            "    {1}.sent += 1",
-            "else:",
-            "    r = {2}(r, {1})",
-        ],
-        send,
-        counter,
-        _waited,
-        result=True,
-    )
+    code = [
+        "try:",
+        "    r = {0}(ex)",
+        "except BaseException:",
+        "    {1}.failed += 1",
+        "    raise",
+        "if r is None or r is STOP:",
+        "    {1}.sent += 1",
+        "else:",
+        "    r = {2}(r, {1})",
+    ]
+    code, more = splice_inline(code, "r = {0}(ex)", send, 3)  # a mock's count, say
+    return with_inline(counted, code, send, counter, _waited, *more, result=True)
 
 
 async def _waited(pending: Awaitable[Any], counter: SendCounter) -> Any:
