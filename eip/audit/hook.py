@@ -129,6 +129,7 @@ class Recorder:
         "_route",
         "_size",
         "_source",
+        "_writer",
         "id",
     )
 
@@ -147,6 +148,7 @@ class Recorder:
         self._key_failed = False
         self._fields = FieldPicker(fields) if fields else None
         self._append = writer.append
+        self._writer = writer
         self._source = source
         self._route = route
         self._endpoints = endpoints.of
@@ -155,9 +157,16 @@ class Recorder:
         self._plain = self._key is None and self._fields is None  # records need no expression
 
     def dispatch(self, exchange: Exchange) -> Awaitable[None]:
-        properties = exchange.properties
-        outer = properties.get(TRAIL)
-        trail = properties[TRAIL] = bytearray(self._size)
+        # The exchange's properties read and made through the slot (as the split and the
+        # idempotent consumer do): most exchanges have none, and a property call less counts.
+        trail = bytearray(self._size)
+        properties = exchange._properties
+        if properties is None:
+            outer = None
+            properties = exchange._properties = {TRAIL: trail}
+        else:
+            outer = properties.get(TRAIL)
+            properties[TRAIL] = trail
         try:
             result = self._inner(exchange)
         except Exception as exc:
@@ -178,13 +187,24 @@ class Recorder:
             sent = self._patterns.get(bytes(trail))
             if sent is None:
                 sent = self._endpoints(trail)
-            headers, ident, rid = exchange.headers, exchange.id, self.id
+            headers = exchange.headers
+            ident = exchange._id
+            if ident is None:
+                ident = exchange.id
             mid = headers.get(_MESSAGE_ID)
             if mid is not None:
                 mid = str(mid)
             who = headers.get(_PRINCIPAL) or self._source
-            record = Content("", sent, None, ident, None, None, mid, COMPLETED, "", who, rid, 0, "")
-            return self._append(record)
+            record = Content(
+                "", sent, None, ident, None, None, mid, COMPLETED, "", who, self.id, 0, ""
+            )
+            # The writer's append, inline while a batch is open (the call otherwise).
+            writer = self._writer
+            commit = writer._commit
+            if commit is not None:
+                writer._batch.append(record)
+                return commit
+            return writer.append(record)
         return self._append(self.entry(exchange, properties, trail, None))
 
     async def _finish(self, exchange: Exchange, pending: Any, trail: Trail, outer: Any) -> None:

@@ -79,13 +79,15 @@ def recorded_send(send: Step, uri: str, cc: CompileContext) -> Step:
     flag = _plan(cc).add(uri, in_clause)
 
     def recorded(exchange: Exchange) -> Any:
-        trail = exchange.properties.get(TRAIL)
+        properties = exchange._properties  # the slot: no dict made for an exchange without
+        trail = None if properties is None else properties.get(TRAIL)
         if trail is not None and len(trail) > flag:  # a trail of this route
             trail[flag] = 1
         return send(exchange)
 
     code = [
-        "_at = ex.properties.get({0})",
+        "_at = ex._properties",
+        "_at = None if _at is None else _at.get({0})",
         "if _at is not None and len(_at) > {1}:",
         "    _at[{1}] = 1",
     ]
