@@ -42,7 +42,7 @@ from typing import Any, Literal, TypeVar
 
 import msgspec
 
-from eip.audit.record import GENESIS, AuditRecord, Entry, line_of, seal
+from eip.audit.record import GENESIS, AuditRecord, Entry, seal_array
 from eip.audit.store import DEFAULT_CHAIN, DEFAULT_TABLE, AuditQuery, AuditStore
 from eip.audit.verify import VerifyReport
 from eip.stores._common import validate_identifier
@@ -224,9 +224,8 @@ class SqliteAuditStore(AuditStore):
         with _immediate(db):
             head = db.execute(self._sql_head).fetchone()
             seq, prev = (head[1], head[2]) if head is not None else (0, GENESIS)
-            sealed = seal(entries, self.chain, seq, prev)
-            first, last = sealed[0][0], sealed[-1][0]
-            records = b"[%s]" % b",".join(line_of(data, digest) for _, data, digest in sealed)
+            records, digest = seal_array(entries, self.chain, seq, prev)
+            first, last = entries[0], entries[-1]
             try:
                 db.execute(self._sql_insert, (last.seq, first.seq, first.time, records.decode()))
             except sqlite3.IntegrityError as exc:
@@ -234,10 +233,10 @@ class SqliteAuditStore(AuditStore):
                     f"audit store {self.name}: record {last.seq} exists beyond the chain head "
                     f"({exc}); the head was edited: run 'eip audit verify'"
                 ) from exc
-            keyed = [(c.key, c.seq) for c, _, _ in sealed if c.key is not None]
+            keyed = [(c.key, c.seq) for c in entries if c.key is not None]
             if keyed:
                 db.executemany(self._sql_key, keyed)
-            db.execute(self._sql_set_head, (self.chain, last.seq, sealed[-1][2]))
+            db.execute(self._sql_set_head, (self.chain, last.seq, digest))
         self._unchecked += len(records)
         if self._unchecked >= CHECKPOINT_BYTES:
             self._ask_checkpoint()
