@@ -188,24 +188,15 @@ def seal_array(
 ) -> tuple[bytes, str]:
     """As :func:`seal`, but the records as one JSON array of their lines (:func:`line_of`,
     byte for byte) and the last record's hash: a batch stored as one value (the SQLite
-    store's row) is built in one pass and one join, without a line or a tuple per record."""
+    store's row) is built in one join, without a line formatted per record."""
     parts: list[bytes] = [b"["]
     add = parts.append
-    plain, deterministic = _plain.encode, _encoder.encode
-    sha256 = hashlib.sha256
-    stamp = format_time(_time.time() if when is None else when)
-    for content in entries:
-        seq += 1
-        content.chain = chain
-        content.prev = prev
-        content.seq = seq
-        content.time = stamp
-        data = plain(content) if content.fields is None else deterministic(content)
-        prev = sha256(data).hexdigest()
+    for _, data, digest in seal(entries, chain, seq, prev, when):
         add(data[:-1])  # the content without its closing brace, then the hash as last member
         add(b',"hash":"')
-        add(prev.encode())
+        add(digest.encode())
         add(b'"},')
+        prev = digest
     if len(parts) > 1:
         parts[-1] = b'"}'  # no comma after the last line
     add(b"]")
