@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from eip._callables import is_async_callable
 from eip.message import Exchange
-from eip.processors.base import STOP, Inline, Step, shift_placeholders, with_inline
+from eip.processors.base import STOP, Inline, Step, splice_inline, with_inline
 from eip.processors.filter import filter_step
 
 if TYPE_CHECKING:
@@ -91,12 +91,9 @@ def recorded_send(send: Step, uri: str, cc: CompileContext) -> Step:
         "if _at is not None and len(_at) > {1}:",
         "    _at[{1}] = 1",
     ]
-    inner: Inline | None = getattr(send, "eip_inline", None)
-    if inner is None:
-        return with_inline(recorded, [*code, "r = {2}(ex)"], TRAIL, flag, send, result=True)
-    # the send's own inline code, after ours
-    shifted = [shift_placeholders(line, 2) for line in inner.code]
-    return with_inline(recorded, [*code, *shifted], TRAIL, flag, *inner.values, result=inner.result)
+    # The send's own inline code (a counted or traced send), after ours, when it has some.
+    code, more = splice_inline([*code, "r = {2}(ex)"], "r = {2}(ex)", send, 3)
+    return with_inline(recorded, code, TRAIL, flag, send, *more, result=True)
 
 
 def marking_filter(predicate: Callable[[Exchange], Any]) -> Step:
