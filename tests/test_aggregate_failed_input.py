@@ -102,4 +102,4 @@ def test_the_id_index_follows_the_stored_group_and_starts_over_for_another() -> 
     other = OpenGroup(key="a", state=([], {}), size=1, input_ids=["w"], created=0, updated=0)
     assert seen.contains("a", other, "w")  # another group under the key: started over
     assert not seen.contains("a", other, "y")
-    assert seen.by_key["a"][0] is other
+    assert seen.by_key["a"].group is other

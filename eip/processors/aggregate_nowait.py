@@ -213,8 +213,7 @@ def nowait_step(aggregator: Aggregator) -> Step:
             return STOP
         completed = _completed(group, trigger, now)
         complete(group, completed)
-        if seen.by_key:
-            seen.by_key.pop(key, None)
+        seen.forget(key)
         return emit(key, completed)
 
     return aggregate
@@ -239,20 +238,41 @@ class _SeenInputs:
     LIMIT = 4096
 
     def __init__(self) -> None:
-        #: key -> [group, its input_ids list, the set, how many of the list the set holds]
-        self.by_key: dict[str, list[Any]] = {}
+        self.by_key: dict[str, _GroupIds] = {}
 
     def contains(self, key: str, group: OpenGroup, input_id: str) -> bool:
         ids = group.input_ids
         entry = self.by_key.get(key)
-        if entry is None or entry[0] is not group or entry[1] is not ids or entry[3] > len(ids):
+        if (
+            entry is None
+            or entry.group is not group
+            or entry.ids is not ids
+            or entry.covered > len(ids)
+        ):
             if len(self.by_key) >= self.LIMIT:
                 self.by_key.clear()
-            entry = self.by_key[key] = [group, ids, set(ids), len(ids)]
-        elif entry[3] < len(ids):
-            entry[2].update(ids[entry[3] :])
-            entry[3] = len(ids)
-        return input_id in entry[2]
+            entry = self.by_key[key] = _GroupIds(group, ids)
+        elif entry.covered < len(ids):
+            entry.seen.update(ids[entry.covered :])
+            entry.covered = len(ids)
+        return input_id in entry.seen
+
+    def forget(self, key: str) -> None:
+        """The group of ``key`` completed: its set goes with it."""
+        if self.by_key:
+            self.by_key.pop(key, None)
+
+
+class _GroupIds:
+    """One stored group's input ids as a set, and how much of its list the set holds."""
+
+    __slots__ = ("covered", "group", "ids", "seen")
+
+    def __init__(self, group: OpenGroup, ids: list[str]) -> None:
+        self.group = group
+        self.ids = ids
+        self.seen = set(ids)
+        self.covered = len(ids)
 
 
 _CONSTANT_CODE = unwrap(constant(None)).__code__
