@@ -10,8 +10,8 @@ route's last step is a RabbitMQ send and ``concurrency`` > 1, a delivery whose r
 synchronously to that send is settled from the publish's confirm, with no task, coroutine or
 future of its own.
 
-**Settlement** (see :mod:`.settlement` for the ack window and the poison counts). A message is
-settled only when its exchange's unit of work has completed:
+**Settlement** (see :mod:`.verdict`, and :mod:`.settlement` for the ack window and the poison
+counts). A message is settled only when its exchange's unit of work has completed:
 
 - it succeeded (or the route's error handling handled the failure, e.g. a dead letter
   channel took it): **ack**;
@@ -46,69 +46,27 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from eip.components.base import Consumer
-from eip.components.rabbitmq._amqp import Delivery, Properties
+from eip.components.rabbitmq._amqp import Delivery
 from eip.components.rabbitmq.client import AmqpChannel, AmqpConnection
 from eip.components.rabbitmq.fastpath import FastPath, then_confirmed
-from eip.components.rabbitmq.mapping import DELIVERY_COUNT, exchange_from_delivery
+from eip.components.rabbitmq.mapping import exchange_from_delivery
 from eip.components.rabbitmq.recovery import Backoff, Recovery
 from eip.components.rabbitmq.settlement import AckWindow, RequeueCounts
 from eip.components.rabbitmq.spec import RabbitMQSpec
-from eip.errors import OutcomeUnknownError
-from eip.logs import exchange_fields
+from eip.components.rabbitmq.topology import declare_topology
+from eip.components.rabbitmq.verdict import Verdicts
 from eip.message import Exchange, ExchangePattern
 
 if TYPE_CHECKING:
     from eip.components.rabbitmq import RabbitMQComponent
     from eip.runtime.route import Route
 
-__all__ = ["RabbitMQConsumer", "declare_topology"]
+__all__ = ["RabbitMQConsumer"]
 
 log = logging.getLogger("eip.rabbitmq")
-_failures = logging.getLogger("eip.route.failures")
 
 
-async def declare_topology(channel: AmqpChannel, spec: RabbitMQSpec, *, consumer: bool) -> None:
-    """Declare (or, with ``declare=false``, passively check) the exchange, queue and bindings."""
-    passive = not spec.declare
-    if spec.exchange:
-        await channel.exchange_declare(
-            spec.exchange,
-            spec.exchange_type,
-            durable=spec.exchange_durable,
-            passive=passive,
-            arguments=spec.exchange_arguments or None,
-        )
-        if spec.declare:
-            for source, key in spec.source_exchanges:
-                await channel.exchange_bind(spec.exchange, source, key)
-    if not consumer:
-        return
-    await channel.queue_declare(
-        spec.queue_name,
-        durable=spec.durable,
-        exclusive=spec.exclusive,
-        auto_delete=spec.auto_delete,
-        passive=passive,
-        arguments=spec.queue_declare_arguments or None,
-    )
-    if spec.exchange and spec.declare:
-        for key in spec.bindings:
-            await channel.queue_bind(
-                spec.queue_name, spec.exchange, key, spec.binding_arguments or None
-            )
-
-
-def _outcome_unknown(error: BaseException | None) -> bool:
-    seen = 0
-    while error is not None and seen < 8:
-        if isinstance(error, OutcomeUnknownError):
-            return True
-        error = error.__cause__
-        seen += 1
-    return False
-
-
-class RabbitMQConsumer(FastPath, Consumer):
+class RabbitMQConsumer(FastPath, Verdicts, Consumer):
     def __init__(self, component: RabbitMQComponent, spec: RabbitMQSpec, route: Route) -> None:
         super().__init__(route)
         self.component = component
@@ -369,98 +327,6 @@ class RabbitMQConsumer(FastPath, Consumer):
             if slot:
                 self._free += 1
                 self._slot_freed.set()
-
-    # -- settling --------------------------------------------------------------------------
-    def _settle(self, window: AckWindow, delivery: Delivery, exchange: Exchange) -> None:
-        if window is not self._window or not window.open:
-            return  # the channel died meanwhile: the broker redelivers this message
-        tag = delivery.delivery_tag
-        error = exchange.exception
-        if error is None:
-            if delivery.properties.reply_to:
-                self._reply(window.channel, delivery, exchange)
-            self._requeues.completed(delivery)
-            window.done(tag)
-            return
-        if _outcome_unknown(error):
-            count = self._requeues.requeued(delivery)
-            if count <= self.spec.max_redeliveries:
-                self._log_failure(
-                    exchange,
-                    delivery,
-                    error,
-                    f"requeued ({count} of {self.spec.max_redeliveries}): its outcome is unknown",
-                )
-                window.reject(tag, requeue=True)
-                return
-            self._log_failure(
-                exchange, delivery, error, f"outcome unknown {count} times; {self._rejected()}"
-            )
-            self._requeues.completed(delivery)
-        else:
-            self._log_failure(exchange, delivery, error, self._rejected())
-        window.reject(tag, requeue=False)
-
-    def _rejected(self) -> str:
-        if self._dead_letter:
-            return f"rejected to dead letter exchange {self._dead_letter!r}"
-        return (
-            f"rejected without requeue; the endpoint configures no dead letter exchange for "
-            f"queue {self.spec.queue_name!r}, so unless a broker policy sets one it is dropped"
-        )
-
-    def _log_failure(
-        self, exchange: Exchange, delivery: Delivery, error: BaseException, outcome: str
-    ) -> None:
-        _failures.error(
-            "route %s failed exchange %s (message id %s, delivery %d of queue %s%s): %s: %s; %s",
-            self.route.id,
-            exchange.id,
-            delivery.properties.message_id,
-            delivery.delivery_tag,
-            self.spec.queue_name,
-            ", redelivered" if delivery.redelivered else "",
-            type(error).__name__,
-            error,
-            outcome,
-            extra=exchange_fields(exchange, self.route.id),
-        )
-
-    def _reply(self, channel: AmqpChannel, delivery: Delivery, exchange: Exchange) -> None:
-        body = exchange.body
-        if isinstance(body, str):
-            body = body.encode()
-        elif not isinstance(body, bytes | bytearray | memoryview):
-            log.error(
-                "route %s: a reply needs a bytes or str body, got %s",
-                self.route.id,
-                type(body).__name__,
-            )
-            return
-        properties = Properties(correlation_id=delivery.properties.correlation_id)
-        channel.publish(bytes(body), "", delivery.properties.reply_to or "", properties)
-
-    def _poisoned(self, window: AckWindow, delivery: Delivery) -> bool:
-        """A quorum queue's delivery count over the limit: reject before processing."""
-        headers = delivery.properties.headers
-        if not headers or not delivery.redelivered:
-            return False
-        count = headers.get(DELIVERY_COUNT)
-        if count is None or int(count) <= self.spec.max_redeliveries:
-            return False
-        log.error(
-            "route %s: message %s (delivery %d of queue %s) was delivered %s times (limit %d); "
-            "%s, without processing",
-            self.route.id,
-            delivery.properties.message_id,
-            delivery.delivery_tag,
-            self.spec.queue_name,
-            count,
-            self.spec.max_redeliveries,
-            self._rejected(),
-        )
-        window.reject(delivery.delivery_tag, requeue=False)
-        return True
 
     # -- shutdown --------------------------------------------------------------------------
     async def stop(self) -> None:

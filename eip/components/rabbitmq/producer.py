@@ -55,10 +55,10 @@ from eip.components.rabbitmq._amqp import (
 )
 from eip.components.rabbitmq.client import AmqpChannel, AmqpConnection
 from eip.components.rabbitmq.confirmed import ConfirmSettler
-from eip.components.rabbitmq.consumer import declare_topology
 from eip.components.rabbitmq.mapping import exchange_from_delivery, properties_for
 from eip.components.rabbitmq.recovery import Backoff, Recovery
 from eip.components.rabbitmq.spec import RabbitMQSpec
+from eip.components.rabbitmq.topology import declare_topology
 from eip.errors import EndpointError, ExchangeTimeoutError, OutcomeUnknownError, redact_uri
 from eip.message import Exchange, ExchangePattern
 
