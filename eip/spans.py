@@ -29,6 +29,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable
+from operator import attrgetter
 from typing import Any
 
 from opentelemetry import context as otel_context
@@ -134,7 +135,10 @@ class _LeanSpans:
                 "get_span_context": _itself,
                 "is_remote": False,
                 "is_valid": True,
-                "__init__": _span_init,
+                # Made by a type call (cheaper than object.__new__), fields set by ``start``.
+                "__init__": object.__init__,
+                # The SDK's own code (to_json, say) reads the private names.
+                **{f"_{name}": property(attrgetter(name)) for name in _PUBLIC_FIELDS},
             },
         )
         generator = provider.id_generator
@@ -204,17 +208,17 @@ class _LeanSpans:
             trace_state = trace_state or _EMPTY_STATE
         # What _span_init does, without a Python __init__ call: the constant fields are class
         # attributes of the span type.
-        span = _new(self.span_type)
-        span._name = name
+        span = self.span_type()
+        span.name = name
         span.trace_id = trace_id
         span.span_id = span_id
         span.trace_flags = flags
         span.trace_state = trace_state
-        span._parent = parent_context
-        span._kind = kind
+        span.parent = parent_context
+        span.kind = kind
         span._attributes = attributes
-        span._end_time = None
-        span._start_time = time_ns()
+        span.end_time = None
+        span.start_time = time_ns()
         return span
 
     @staticmethod
@@ -272,28 +276,28 @@ def _fast_starter(
                 trace_id = roots.sampled()
                 if not trace_id:
                     return unsampled()
-            span = _new(span_type)
+            span = span_type()
             span.trace_id = trace_id
             span.trace_flags = _SAMPLED
             span.trace_state = _EMPTY_STATE
-            span._parent = None
+            span.parent = None
         elif parent.__class__ is span_type:
-            span = _new(span_type)
+            span = span_type()
             # One of ours: valid ids, flagged _SAMPLED or _NOT_SAMPLED, a normalised state.
             span.trace_id = parent.trace_id
             span.trace_flags = parent.trace_flags
             span.trace_state = parent.trace_state
-            span._parent = parent
+            span.parent = parent
         elif parent.__class__ is unsampled:
             return parent
         else:
             return general(name, parent, kind, attributes)
         span.span_id = getrandbits(64) or 1
-        span._name = name
-        span._kind = kind
+        span.name = name
+        span.kind = kind
         span._attributes = attributes
-        span._end_time = None
-        span._start_time = time_ns()
+        span.end_time = None
+        span.start_time = time_ns()
         return span
 
     return start
@@ -302,7 +306,7 @@ def _fast_starter(
 def _ender(on_end: Callable[[Any], None]) -> Callable[[Any], None]:
     def end(span: Any) -> None:
         if span.trace_flags is _SAMPLED:  # every start flags its span _SAMPLED or not
-            span._end_time = time_ns()
+            span.end_time = time_ns()
             on_end(span)
 
     return end
@@ -354,7 +358,7 @@ def _batch_ender(batcher: Any) -> Callable[[Any], None]:
     def end(span: Any) -> None:
         nonlocal room
         if span.trace_flags is _SAMPLED:  # every start flags its span _SAMPLED or not
-            span._end_time = time_ns()
+            span.end_time = time_ns()
             if room > 0:
                 room -= 1
                 append(span)
@@ -369,36 +373,21 @@ def _itself(span: Any) -> Any:
     return span
 
 
-def _span_init(self: Any, name: str, context: Any, kind: Any, parent: Any, attributes: Any) -> None:
-    self._name = name
-    self.trace_id = context.trace_id
-    self.span_id = context.span_id
-    self.trace_flags = context.trace_flags
-    self.trace_state = context.trace_state
-    self._parent = parent
-    self._kind = kind
-    self._attributes = attributes
-    self._end_time = None
-    self._start_time = time.time_ns()
-
-
-_new = object.__new__
 #: What each lean span sets (slots; the constant fields are class attributes). A lean span
 #: is its own SpanContext: its context (and a child's parent) is the span, which has what a
 #: SpanContext has (trace_id, span_id, trace_flags, trace_state, is_remote, is_valid). A
 #: SpanContext per span (a tuple subclass: ~0.2 µs to make, and a second object per span for
 #: the garbage collector) was a fifth of what a span cost.
+#: The fields an exporter reads through ReadableSpan's properties (name, parent, kind, start
+#: and end time: a Python call each) are slots under the public names, read in C.
+_PUBLIC_FIELDS = ("name", "parent", "kind", "start_time", "end_time")
 _SPAN_FIELDS = (
-    "_name",
+    *_PUBLIC_FIELDS,
     "trace_id",
     "span_id",
     "trace_flags",
     "trace_state",
-    "_parent",
-    "_kind",
     "_attributes",
-    "_start_time",
-    "_end_time",
 )
 getrandbits = random.getrandbits
 time_ns = time.time_ns
