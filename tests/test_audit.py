@@ -603,3 +603,31 @@ async def test_a_stopped_writer_refuses_records(tmp_path: Path) -> None:
     with pytest.raises(LifecycleError, match="not started: no record of exchange x-2 of route r"):
         await writer.append(entry("r", "x-2", "completed"))
     assert [r.exchange for r in await read(f"sqlite:{tmp_path / 'a.db'}")] == ["x-1"]
+
+
+async def test_an_exchange_leaves_the_audited_route_with_the_properties_it_came_with(
+    tmp_path: Path,
+) -> None:
+    """The trail goes when the route ends: an exchange that came without properties has none
+    again (a consumer's clean-success path looks at that), one with its own keeps them."""
+
+    class Routes(RouteBuilder):
+        def configure(self) -> None:
+            self.from_("direct:p").route_id("p").audit(store=f"sqlite:{tmp_path / 'a.db'}").to(
+                "mock:out"
+            )
+
+    context = Context()
+    context.add_routes(Routes())
+    async with context:
+        route = context.routes["p"]
+        bare, own = Exchange("bare"), Exchange("own")
+        own.properties["mine"] = 1
+        for exchange in (bare, own):
+            pending = route.dispatch(exchange)
+            assert pending is not None
+            await pending
+        assert bare._properties is None
+        assert own._properties == {"mine": 1}
+    records = await read(f"sqlite:{tmp_path / 'a.db'}", limit=None)
+    assert [r.endpoints for r in records] == [["mock:out"], ["mock:out"]]

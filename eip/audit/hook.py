@@ -174,10 +174,12 @@ class Recorder:
             return _raise_after(self._append(self.entry(exchange, properties, trail, exc)), exc)
         if result is not None:
             return self._finish(exchange, result, trail, outer)
-        if outer is None:
-            del properties[TRAIL]
-        else:
+        if outer is not None:
             properties[TRAIL] = outer
+        else:
+            del properties[TRAIL]
+            if not properties:  # as the exchange came: without (fewer objects while in flight)
+                exchange._properties = None
         if (
             self._plain
             and not (trail[FILTERED_FLAG] or trail[DEAD_LETTER_FLAG])
