@@ -31,7 +31,7 @@ from opentelemetry import trace
 from opentelemetry.propagate import get_global_textmap
 from opentelemetry.trace import ProxyTracerProvider, SpanKind
 
-from eip.message import Exchange
+from eip.message import _ID_PREFIX, Exchange, _ids
 from eip.processors.base import STOP, Step, splice_inline, with_inline
 from eip.spans import ROOT, _ApiSpans, _LeanSpans, otel_parent, spans_for
 
@@ -113,10 +113,17 @@ class Tracing:
         started = (
             "route_span_ = span_start_(span_name_, route_parent_, span_consumer_"
             " if route_parent_ is None else span_internal_, {"
-            "'eip.route.id': span_route_, 'eip.exchange.id': ex.id, "
+            "'eip.route.id': span_route_, 'eip.exchange.id': route_xid_, "
             "'eip.endpoint.uri': span_source_})"
         )
-        prologue = ["route_parent_ = ex.trace_context", started]
+        # The exchange's id, as Exchange.id makes it, without the property's call.
+        starts = [
+            "route_xid_ = ex._id",
+            "if route_xid_ is None:",
+            "    ex._id = route_xid_ = f'{span_id_prefix_}{span_ids_()}'",
+            started,
+        ]
+        prologue = ["route_parent_ = ex.trace_context", *starts]
         final = ["span_end_(route_span_)"]
         values: dict[str, Any] = {
             "span_start_": start,
@@ -127,6 +134,8 @@ class Tracing:
             "span_source_": source,
             "span_consumer_": SpanKind.CONSUMER,
             "span_internal_": SpanKind.INTERNAL,
+            "span_id_prefix_": _ID_PREFIX,
+            "span_ids_": _ids.__next__,
         }
         unsampled = getattr(self.spans, "unsampled", None)
         if unsampled is not None:
@@ -140,7 +149,7 @@ class Tracing:
                 "elif route_parent_.__class__ is span_unsampled_:",
                 "    route_span_ = route_parent_",
                 "else:",
-                "    " + started,
+                *["    " + line for line in starts],
             ]
             final = [
                 "if route_span_.__class__ is not span_unsampled_:",

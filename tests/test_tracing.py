@@ -177,3 +177,34 @@ async def test_other_tracer_providers_use_the_api_path(exporter: InMemorySpanExp
     names = {span.name for span in exporter.get_finished_spans()}
     assert {"front", "worker", "enrich", "send mock:out"} <= names
     assert len({span.context.trace_id for span in exporter.get_finished_spans()}) == 1
+
+
+async def test_route_span_carries_the_exchanges_own_id(
+    provider: TracerProvider, exporter: InMemorySpanExporter
+) -> None:
+    """The route span's eip.exchange.id is the exchange's id: made by the route's dispatch
+    when nothing asked for it yet (and kept on the exchange), or the one already made."""
+
+    class One(RouteBuilder):
+        def configure(self) -> None:
+            self.from_("direct:in").route_id("one").to("mock:out?retain=0")
+
+    context = Context(tracer_provider=provider)
+    context.add_routes(One())
+    async with context:
+        route = context.routes["one"]
+        fresh, known = Exchange(1), Exchange(2)
+        known_id = known.id
+        for exchange in (fresh, known):
+            pending = route.dispatch(exchange)
+            if pending is not None:
+                await pending
+    ids = [
+        (span.attributes or {})["eip.exchange.id"]
+        for span in exporter.get_finished_spans()
+        if span.name == "one"
+    ]
+    assert ids == [fresh.id, known_id]
+    assert fresh.id != known_id
+    assert isinstance(fresh.id, str)
+    assert fresh.id.rsplit("-", 1)[0] == known_id.rsplit("-", 1)[0]  # the same process prefix
