@@ -122,7 +122,7 @@ def test_field_names_that_cannot_be_generated_still_work(fields: list[str]) -> N
 
 def test_the_nonce_stream_never_repeats_and_renews_its_random_field() -> None:
     stream = nonce_stream()
-    first = [next(stream) for _ in range(10_000)]
+    first = [next(stream) for _ in range(10_000)]  # ten blocks of 1024 (tokens._BLOCK)
     assert len(set(first)) == len(first)
     assert all(len(n) == 12 for n in first)
     field = first[0][:8]
@@ -132,13 +132,24 @@ def test_the_nonce_stream_never_repeats_and_renews_its_random_field() -> None:
 
 
 def test_a_new_random_field_before_the_counter_wraps(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(tokens, "_COUNTER_BITS", 2)  # blocks of 4 nonces instead of 2**32
+    monkeypatch.setattr(tokens, "_COUNTER_BITS", 2)  # fields of 4 nonces instead of 2**32
+    monkeypatch.setattr(tokens, "_BLOCK", 2)  # made two at a time: two blocks per field
     stream = nonce_stream()
     nonces = [next(stream) for _ in range(12)]
     assert len(set(nonces)) == 12
     numbers = [int.from_bytes(n, "big") for n in nonces]
     assert [n & 3 for n in numbers] == [0, 1, 2, 3] * 3  # the counter, from 0 per block
     assert len({n >> 2 for n in numbers}) == 3  # a fresh random field per block
+
+
+def test_nonce_blocks_continue_the_counter_and_must_tile_it() -> None:
+    blocks = tokens._nonce_blocks(4)
+    made = [n for _ in range(5) for n in next(blocks)]  # five blocks under one field
+    assert len(set(made)) == 20
+    assert [int.from_bytes(n[8:], "big") for n in made] == list(range(20))
+    assert len({n[:8] for n in made}) == 1
+    with pytest.raises(ValueError, match="divide"):
+        next(tokens._nonce_blocks(3))
 
 
 async def test_a_route_runs_the_fast_path_inline_with_the_same_results() -> None:
