@@ -28,6 +28,14 @@ log = logging.getLogger("eip.exchange")
 _ids = itertools.count(1)
 _ID_PREFIX = f"{os.getpid():x}-{os.urandom(3).hex()}-"
 
+
+def id_parts() -> tuple[str, Callable[[], int]]:
+    """The prefix and the counter of exchange ids, for generated code that makes an exchange's
+    id inline (``f"{prefix}{next_number()}"``, kept in ``ex._id``) exactly as
+    :attr:`Exchange.id` does, without the property's call."""
+    return _ID_PREFIX, _ids.__next__
+
+
 Callback = Callable[["Exchange"], Awaitable[None] | None]
 #: ``callback(exchange, arg, claimed_on)``: see :meth:`Exchange.on_completion_with`.
 Completion = Callable[["Exchange", Any, "Exchange"], Awaitable[None] | None]

@@ -31,7 +31,7 @@ from opentelemetry import trace
 from opentelemetry.propagate import get_global_textmap
 from opentelemetry.trace import ProxyTracerProvider, SpanKind
 
-from eip.message import _ID_PREFIX, Exchange, _ids
+from eip.message import Exchange, id_parts
 from eip.processors.base import STOP, Step, splice_inline, with_inline
 from eip.spans import ROOT, _ApiSpans, _LeanSpans, otel_parent, spans_for
 
@@ -124,6 +124,7 @@ class Tracing:
             started,
         ]
         prologue = ["route_parent_ = ex.trace_context", *starts]
+        id_prefix, next_id_number = id_parts()
         final = ["span_end_(route_span_)"]
         values: dict[str, Any] = {
             "span_start_": start,
@@ -134,8 +135,8 @@ class Tracing:
             "span_source_": source,
             "span_consumer_": SpanKind.CONSUMER,
             "span_internal_": SpanKind.INTERNAL,
-            "span_id_prefix_": _ID_PREFIX,
-            "span_ids_": _ids.__next__,
+            "span_id_prefix_": id_prefix,
+            "span_ids_": next_id_number,
         }
         unsampled = getattr(self.spans, "unsampled", None)
         if unsampled is not None:
