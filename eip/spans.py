@@ -206,8 +206,8 @@ class _LeanSpans:
         # SpanContext.__new__ only validates ids we know to be valid: build the tuple directly.
         if trace_state is not _EMPTY_STATE:  # (a TraceState's truth is a Python __len__)
             trace_state = trace_state or _EMPTY_STATE
-        # What _span_init does, without a Python __init__ call: the constant fields are class
-        # attributes of the span type.
+        # The span type's __init__ is object.__init__ (no Python call): these are its only
+        # fields, the constant ones are class attributes of the span type.
         span = self.span_type()
         span.name = name
         span.trace_id = trace_id

@@ -77,7 +77,8 @@ def _nonce_blocks(size: int | None = None) -> Iterator[Iterator[bytes]]:
 
     A block is built with C-level operations only (one ``struct`` pack of the counters, four
     strided copies into the repeated field, one ``struct`` unpack into 12-byte values):
-    ~35 ns a nonce, against ~110 ns for an ``int.to_bytes`` per value."""
+    ~45 ns a nonce, the block's making included, against ~115 ns for an ``int.to_bytes`` per
+    value."""
     size = _BLOCK if size is None else size
     if size <= 0 or (1 << _COUNTER_BITS) % size:
         raise ValueError(f"the block size must divide 2**32, got {size}")
